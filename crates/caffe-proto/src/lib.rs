@@ -56,6 +56,14 @@ pub fn descriptor_pool() -> &'static DescriptorPool {
 /// Errors from [`compile_proto`].
 #[derive(Debug, thiserror::Error)]
 pub enum ProtoError {
+    /// The schema file cannot be opened (missing, a folder, no permission).
+    #[error("{}: cannot read the schema file: {source}", file.display())]
+    Read {
+        /// The schema file asked for.
+        file: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
     /// The schema file could not be compiled: it is unreadable, not valid
     /// protobuf, or refers to something undefined. `line` and `column`
     /// (1-based) point at the offending text when the compiler reports a
@@ -95,10 +103,28 @@ fn location_suffix(line: Option<usize>, column: Option<usize>) -> String {
 /// define `caffe.NetParameter`.
 ///
 /// # Errors
-/// [`ProtoError::Compile`] naming the file and, when known, the line and
-/// column; [`ProtoError::MissingNetParameter`] if the schema lacks
+/// [`ProtoError::Read`] if the file cannot be opened; [`ProtoError::Compile`]
+/// naming the file and, when known, the line and column;
+/// [`ProtoError::MissingNetParameter`] if the schema lacks
 /// `caffe.NetParameter`.
 pub fn compile_proto(path: &Path) -> Result<DescriptorPool, ProtoError> {
+    // Checked first: protox would report a missing file as "not in any
+    // include path", which hides the real problem.
+    if let Err(source) = std::fs::File::open(path).and_then(|file| {
+        if file.metadata()?.is_dir() {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "is a directory",
+            ))
+        } else {
+            Ok(())
+        }
+    }) {
+        return Err(ProtoError::Read {
+            file: path.to_path_buf(),
+            source,
+        });
+    }
     let folder = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
