@@ -1,0 +1,365 @@
+//! Finding the keep-fraction cut (the k-th largest magnitude, counting from 0) and applying it.
+//!
+//! Magnitudes are compared as the bits of `|w|` (`w.to_bits() & 0x7fff_ffff`): for every non-NaN
+//! f32 that integer order is exactly the order of `|w|`, and `-0.0` and `+0.0` both become 0.
+
+use rayon::prelude::*;
+
+use crate::PruneError;
+
+/// Clears the sign bit.
+const MAGNITUDE_MASK: u32 = 0x7fff_ffff;
+/// Magnitude bits of infinity; anything above is a NaN.
+pub(crate) const INFINITY_BITS: u32 = 0x7f80_0000;
+
+/// Magnitude bits are 31 bits wide: the high 16 pick the first-level bin, the low 15 the second.
+const LOW_BITS: u32 = 15;
+const HIGH_BINS: usize = 1 << 16;
+const LOW_BINS: usize = 1 << LOW_BITS;
+const LOW_MASK: u32 = (1 << LOW_BITS) - 1;
+
+/// Below this many weights one selection on a scratch copy is cheaper than clearing and walking
+/// the 64 Ki-entry histogram (measured with `benches/prune.rs`, see the crate docs).
+pub(crate) const HISTOGRAM_MIN_LEN: usize = 1 << 16;
+
+/// Work is split into chunks of this many weights; each chunk's counts fit in u32.
+const CHUNK_LEN: usize = 1 << 20;
+
+/// From this many weights on, passes run on the rayon pool (measured: pays on 2 cores).
+pub(crate) const PARALLEL_MIN_LEN: usize = 1 << 21;
+
+/// `2^53`: the largest N for which `(N - 1) as f64` and the rank are exact.
+const MAX_EXACT_LEN: u128 = 1 << 53;
+
+/// The magnitude of `w` as ordered integer bits.
+#[inline(always)]
+pub(crate) fn magnitude_bits(w: f32) -> u32 {
+    w.to_bits() & MAGNITUDE_MASK
+}
+
+/// Refuses keep fractions outside `[0, 1]` and NaN.
+pub(crate) fn check_keep_fraction(t: f64) -> Result<(), PruneError> {
+    if (0.0..=1.0).contains(&t) {
+        Ok(())
+    } else {
+        Err(PruneError::InvalidKeepFraction(t))
+    }
+}
+
+/// Total length of the blobs, refused above `2^53` where the f64 rank stops being exact.
+pub(crate) fn total_len(lens: impl IntoIterator<Item = usize>) -> Result<usize, PruneError> {
+    let total: u128 = lens.into_iter().map(|n| n as u128).sum();
+    if total > MAX_EXACT_LEN {
+        return Err(PruneError::TooManyWeights(total));
+    }
+    // Fits: total <= 2^53 and each slice length fits in usize, so their sum does on 64-bit targets;
+    // on narrower targets the slices themselves could not sum past usize without aliasing.
+    usize::try_from(total).map_err(|_| PruneError::TooManyWeights(total))
+}
+
+/// `k = floor((n - 1) * t)` in f64, for `n >= 1`, `t` in `[0, 1]`, `n <= 2^53`; always `k < n`.
+pub(crate) fn cut_rank(n: usize, t: f64) -> usize {
+    // (n - 1) * t <= n - 1 because t <= 1 and rounding is monotone, so k <= n - 1.
+    ((n - 1) as f64 * t).floor() as usize
+}
+
+/// The error for the first NaN in `blobs` (called once a scan saw one).
+pub(crate) fn first_nan(blobs: &[&[f32]]) -> PruneError {
+    for (blob, weights) in blobs.iter().enumerate() {
+        if let Some(index) = weights.iter().position(|w| w.is_nan()) {
+            return PruneError::NanWeight { blob, index };
+        }
+    }
+    // Only called after a scan found a magnitude above infinity; keep a sane answer regardless.
+    PruneError::NanWeight { blob: 0, index: 0 }
+}
+
+/// Counts nonzero weights, refusing NaN.
+pub(crate) fn count_nonzero_checked(blobs: &[&[f32]]) -> Result<Vec<usize>, PruneError> {
+    let mut counts = Vec::with_capacity(blobs.len());
+    let mut max_bits = 0;
+    for weights in blobs {
+        let (nonzeros, blob_max) = weights.iter().fold((0usize, 0u32), |(nz, max), &w| {
+            let m = magnitude_bits(w);
+            (nz + (m != 0) as usize, max.max(m))
+        });
+        counts.push(nonzeros);
+        max_bits = max_bits.max(blob_max);
+    }
+    if max_bits > INFINITY_BITS {
+        return Err(first_nan(blobs));
+    }
+    Ok(counts)
+}
+
+/// Magnitude bits of `sort(|W|, descending)[k]` over the concatenation of `blobs`, refusing NaN.
+/// Requires `k < total length`.
+pub(crate) fn find_cut(blobs: &[&[f32]], k: usize) -> Result<u32, PruneError> {
+    let total: usize = blobs.iter().map(|b| b.len()).sum();
+    if total < HISTOGRAM_MIN_LEN {
+        cut_by_selection(blobs, k)
+    } else {
+        cut_by_histogram(blobs, k, total >= PARALLEL_MIN_LEN)
+    }
+}
+
+/// Selection on a scratch copy of the magnitude bits: O(N) expected, one allocation of N u32.
+pub(crate) fn cut_by_selection(blobs: &[&[f32]], k: usize) -> Result<u32, PruneError> {
+    let total: usize = blobs.iter().map(|b| b.len()).sum();
+    let mut scratch: Vec<u32> = Vec::with_capacity(total);
+    for weights in blobs {
+        scratch.extend(weights.iter().map(|&w| magnitude_bits(w)));
+    }
+    if scratch.iter().copied().max().unwrap_or(0) > INFINITY_BITS {
+        return Err(first_nan(blobs));
+    }
+    // Descending order: position k holds the k-th largest.
+    let (_, cut, _) = scratch.select_nth_unstable_by(k, |a, b| b.cmp(a));
+    Ok(*cut)
+}
+
+/// Two-level radix selection: a histogram of the high 16 magnitude bits finds the bin holding the
+/// k-th largest, a histogram of the low 15 bits of that bin's members finds the exact value.
+/// Two read-only passes, no O(N) scratch memory.
+pub(crate) fn cut_by_histogram(
+    blobs: &[&[f32]],
+    k: usize,
+    parallel: bool,
+) -> Result<u32, PruneError> {
+    let chunks: Vec<&[f32]> = blobs.iter().flat_map(|b| b.chunks(CHUNK_LEN)).collect();
+
+    let (high, max_bits) = summed_histogram::<HIGH_BINS>(&chunks, parallel, high_histogram);
+    if max_bits > INFINITY_BITS {
+        return Err(first_nan(blobs));
+    }
+    let (high_bin, rank_in_bin) = locate_descending(&high, k as u64);
+
+    let high_bits = high_bin as u32;
+    let (low, _) = summed_histogram::<LOW_BINS>(&chunks, parallel, |chunk, hist| {
+        low_histogram(chunk, high_bits, hist)
+    });
+    let (low_bin, _) = locate_descending(&low, rank_in_bin);
+    Ok((high_bits << LOW_BITS) | low_bin as u32)
+}
+
+/// Counts the high 16 magnitude bits of `chunk` into `hist`; returns the largest magnitude bits.
+fn high_histogram(chunk: &[f32], hist: &mut [u32; HIGH_BINS]) -> u32 {
+    let mut max_bits = 0;
+    for &w in chunk {
+        let m = magnitude_bits(w);
+        max_bits = max_bits.max(m);
+        hist[(m >> LOW_BITS) as usize] += 1;
+    }
+    max_bits
+}
+
+/// Counts the low 15 magnitude bits of the members of first-level bin `high` into `hist`.
+fn low_histogram(chunk: &[f32], high: u32, hist: &mut [u32; LOW_BINS]) -> u32 {
+    for &w in chunk {
+        let m = magnitude_bits(w);
+        if m >> LOW_BITS == high {
+            hist[(m & LOW_MASK) as usize] += 1;
+        }
+    }
+    0
+}
+
+/// Per-chunk u32 histograms (a chunk never exceeds u32 counts) summed into u64, plus the largest
+/// value the kernel reported. Integer sums: identical whatever the split.
+fn summed_histogram<const BINS: usize>(
+    chunks: &[&[f32]],
+    parallel: bool,
+    kernel: impl Fn(&[f32], &mut [u32; BINS]) -> u32 + Sync,
+) -> (Vec<u64>, u32) {
+    struct Acc<const B: usize> {
+        total: Vec<u64>,
+        scratch: Box<[u32; B]>,
+        max: u32,
+    }
+    let new_acc = || Acc::<BINS> {
+        total: vec![0; BINS],
+        scratch: Box::new([0; BINS]),
+        max: 0,
+    };
+    let add_chunk = |mut acc: Acc<BINS>, chunk: &&[f32]| {
+        acc.scratch.fill(0);
+        acc.max = acc.max.max(kernel(chunk, &mut acc.scratch));
+        for (t, &c) in acc.total.iter_mut().zip(acc.scratch.iter()) {
+            *t += u64::from(c);
+        }
+        acc
+    };
+    let acc = if parallel {
+        chunks
+            .par_iter()
+            .fold(new_acc, add_chunk)
+            .map(|acc| (acc.total, acc.max))
+            .reduce(
+                || (vec![0; BINS], 0),
+                |(mut a, a_max), (b, b_max)| {
+                    for (x, y) in a.iter_mut().zip(&b) {
+                        *x += y;
+                    }
+                    (a, a_max.max(b_max))
+                },
+            )
+    } else {
+        let acc = chunks.iter().fold(new_acc(), add_chunk);
+        (acc.total, acc.max)
+    };
+    acc
+}
+
+/// Walking bins from the largest down, the bin holding the element of descending rank `k`, and
+/// that element's rank among the bin's members. Requires `k < sum(hist)`.
+fn locate_descending(hist: &[u64], k: u64) -> (usize, u64) {
+    let mut above = 0;
+    for bin in (1..hist.len()).rev() {
+        let count = hist[bin];
+        if above + count > k {
+            return (bin, k - above);
+        }
+        above += count;
+    }
+    // k < sum(hist), so everything not above bin 0 is in bin 0.
+    (0, k - above)
+}
+
+/// Zeroes (to +0.0) every weight whose magnitude bits are not above `cut`.
+/// Returns (nonzeros before, weights kept).
+pub(crate) fn apply_cut(weights: &mut [f32], cut: u32) -> (usize, usize) {
+    if weights.len() >= PARALLEL_MIN_LEN {
+        weights
+            .par_chunks_mut(CHUNK_LEN)
+            .map(|chunk| apply_cut_chunk(chunk, cut))
+            .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    } else {
+        apply_cut_chunk(weights, cut)
+    }
+}
+
+/// Branch-free so it vectorises.
+fn apply_cut_chunk(weights: &mut [f32], cut: u32) -> (usize, usize) {
+    let mut nonzeros = 0;
+    let mut kept = 0;
+    for w in weights {
+        let m = magnitude_bits(*w);
+        let keep = m > cut;
+        nonzeros += (m != 0) as usize;
+        kept += keep as usize;
+        *w = if keep { *w } else { 0.0 };
+    }
+    (nonzeros, kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// numpy's definition: sort the magnitudes descending, take position k.
+    fn sorted_cut(blobs: &[&[f32]], k: usize) -> f32 {
+        let mut magnitudes: Vec<f32> = blobs
+            .iter()
+            .flat_map(|b| b.iter().map(|w| w.abs()))
+            .collect();
+        magnitudes.sort_by(|a, b| b.partial_cmp(a).expect("no NaN in these inputs"));
+        magnitudes[k]
+    }
+
+    /// Any non-NaN f32: bit patterns cover zeros, subnormals, every exponent and infinity, so
+    /// magnitudes fall into many first-level bins and sometimes share one.
+    fn any_weight() -> impl Strategy<Value = f32> {
+        prop_oneof![
+            any::<u32>()
+                .prop_map(f32::from_bits)
+                .prop_filter("not NaN", |w| !w.is_nan()),
+            // A small pool so ties (and -0.0 against +0.0) are common.
+            prop::sample::select(vec![
+                0.0f32,
+                -0.0,
+                0.25,
+                -0.25,
+                1.0,
+                -1.0,
+                1.0e-40,
+                f32::INFINITY
+            ]),
+            // Magnitudes within one first-level bin, differing in the low 15 bits.
+            (0u32..1 << 15).prop_map(|low| f32::from_bits(0x3f00_0000 | low)),
+        ]
+    }
+
+    fn blobs_and_rank() -> impl Strategy<Value = (Vec<Vec<f32>>, usize)> {
+        prop::collection::vec(prop::collection::vec(any_weight(), 0..80), 1..4)
+            .prop_filter("some weights", |blobs| blobs.iter().any(|b| !b.is_empty()))
+            .prop_flat_map(|blobs| {
+                let total = blobs.iter().map(|b| b.len()).sum::<usize>();
+                (Just(blobs), 0..total)
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn both_strategies_match_sorting((blobs, k) in blobs_and_rank()) {
+            let views: Vec<&[f32]> = blobs.iter().map(|b| b.as_slice()).collect();
+            let expected = sorted_cut(&views, k).to_bits();
+            prop_assert_eq!(cut_by_selection(&views, k)?, expected);
+            prop_assert_eq!(cut_by_histogram(&views, k, false)?, expected);
+            prop_assert_eq!(cut_by_histogram(&views, k, true)?, expected);
+        }
+
+        #[test]
+        fn applying_keeps_exactly_the_magnitudes_above(
+            weights in prop::collection::vec(any_weight(), 0..200),
+            cut in prop_oneof![
+                0u32..=INFINITY_BITS,
+                Just(0u32),
+                Just(0.25f32.to_bits()),
+                Just(1.0f32.to_bits()),
+            ],
+        ) {
+            let mut pruned = weights.clone();
+            let (nonzeros, kept) = apply_cut(&mut pruned, cut);
+            let cut_value = f32::from_bits(cut);
+            for (&before, &after) in weights.iter().zip(&pruned) {
+                let expected = if before.abs() > cut_value { before } else { 0.0 };
+                prop_assert_eq!(after.to_bits(), expected.to_bits());
+            }
+            prop_assert_eq!(nonzeros, weights.iter().filter(|w| **w != 0.0).count());
+            prop_assert_eq!(kept, weights.iter().filter(|w| w.abs() > cut_value).count());
+        }
+    }
+
+    #[test]
+    fn nan_is_found_by_both_strategies() {
+        let first = [1.0f32, 2.0];
+        let second = [3.0f32, 0.5, f32::NAN, f32::NAN];
+        let blobs: [&[f32]; 2] = [&first, &second];
+        let expected = PruneError::NanWeight { blob: 1, index: 2 };
+        assert_eq!(cut_by_selection(&blobs, 1), Err(expected.clone()));
+        assert_eq!(cut_by_histogram(&blobs, 1, false), Err(expected.clone()));
+        assert_eq!(cut_by_histogram(&blobs, 1, true), Err(expected));
+    }
+
+    #[test]
+    fn rank_is_floor_of_n_minus_one_times_t() {
+        // By hand: 499 * 0.3 = 149.7, 24999 * 0.1 = 2499.9, 399999 * 0.01 = 3999.99, 4999 * 0.2 = 999.8.
+        assert_eq!(cut_rank(500, 0.3), 149);
+        assert_eq!(cut_rank(25_000, 0.1), 2499);
+        assert_eq!(cut_rank(400_000, 0.01), 3999);
+        assert_eq!(cut_rank(5_000, 0.2), 999);
+        assert_eq!(cut_rank(1, 0.7), 0);
+        assert_eq!(cut_rank(10, 0.0), 0);
+        assert_eq!(cut_rank(10, 1.0), 9);
+    }
+
+    #[test]
+    fn too_many_weights_are_refused() {
+        assert_eq!(total_len([1 << 52, 1 << 52]), Ok(1 << 53));
+        assert_eq!(
+            total_len([1 << 53, 1]),
+            Err(PruneError::TooManyWeights((1 << 53) + 1))
+        );
+    }
+}
