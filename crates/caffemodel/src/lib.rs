@@ -1,0 +1,37 @@
+//! Caffe's files, read and written exactly.
+//!
+//! - Binary files (`.caffemodel` of every generation, `.solverstate`, `.binaryproto`) are memory-mapped
+//!   ([`ModelFile`]) and parsed losslessly into a small tree ([`tree`]) that descends only to the weights: layer
+//!   and blob views borrow their payloads from the file, so statistics need no copy and values are copied at most
+//!   once. Fields unknown to our schema are kept byte for byte, and encoding an untouched file gives identical bytes.
+//! - Typed access for tools that need every parameter goes through `caffe_proto`'s prost types ([`decode_net`]).
+//! - Text files (`.prototxt`) are parsed with a real protobuf text-format parser ([`text`]), against our schema or a
+//!   fork's `caffe.proto` loaded at run time.
+//! - [`upgrade`] turns V0/V1 nets and old solvers into the modern layout the way Caffe's own upgrade tools do.
+//!
+//! Every error names the file and the place (byte offset or line:column).
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod model;
+pub mod text;
+pub mod tree;
+pub mod upgrade;
+pub mod wire;
+pub mod write;
+
+pub use error::{Error, Result};
+pub use model::{
+    BinaryKind, BlobFile, BlobShape, BlobView, Generation, LayerView, ModelFile, Net, SolverStateView, Values,
+};
+pub use write::{refuse_overwriting_input, write_atomic};
+
+use prost::Message as _;
+
+/// Decodes the whole file as a typed `caffe_proto::NetParameter` (every parameter, values copied once into vectors).
+pub fn decode_net(file: &ModelFile) -> Result<caffe_proto::NetParameter> {
+    // The lossless parse first: it gives errors with offsets and message paths, which prost's errors lack.
+    file.net()?;
+    caffe_proto::NetParameter::decode(file.bytes()).map_err(|e| Error::invalid(file.path(), e.to_string()))
+}
