@@ -20,7 +20,7 @@ const LOW_MASK: u32 = (1 << LOW_BITS) - 1;
 
 /// Below this many weights one selection on a scratch copy is cheaper than clearing and walking
 /// the 64 Ki-entry histogram (measured with `benches/prune.rs`, see the crate docs).
-pub(crate) const HISTOGRAM_MIN_LEN: usize = 1 << 16;
+pub(crate) const HISTOGRAM_MIN_LEN: usize = 1 << 15;
 
 /// Work is split into chunks of this many weights; each chunk's counts fit in u32.
 const CHUNK_LEN: usize = 1 << 20;
@@ -132,13 +132,13 @@ pub(crate) fn cut_by_histogram(
     if max_bits > INFINITY_BITS {
         return Err(first_nan(blobs));
     }
-    let (high_bin, rank_in_bin) = locate_descending(&high, k as u64);
+    let (high_bin, rank_in_bin) = high.locate_descending(k as u64);
 
     let high_bits = high_bin as u32;
     let (low, _) = summed_histogram::<LOW_BINS>(&chunks, parallel, |chunk, hist| {
         low_histogram(chunk, high_bits, hist)
     });
-    let (low_bin, _) = locate_descending(&low, rank_in_bin);
+    let (low_bin, _) = low.locate_descending(rank_in_bin);
     Ok((high_bits << LOW_BITS) | low_bin as u32)
 }
 
@@ -154,23 +154,62 @@ fn high_histogram(chunk: &[f32], hist: &mut [u32; HIGH_BINS]) -> u32 {
 }
 
 /// Counts the low 15 magnitude bits of the members of first-level bin `high` into `hist`.
+/// Members are rare, so blocks are first tested for any member with a branch-free (vectorised)
+/// test and only blocks holding one are counted element by element.
 fn low_histogram(chunk: &[f32], high: u32, hist: &mut [u32; LOW_BINS]) -> u32 {
-    for &w in chunk {
-        let m = magnitude_bits(w);
-        if m >> LOW_BITS == high {
-            hist[(m & LOW_MASK) as usize] += 1;
+    const BLOCK: usize = 16;
+    let is_member = |w: f32| magnitude_bits(w) >> LOW_BITS == high;
+    let mut count_block = |block: &[f32]| {
+        for &w in block {
+            if is_member(w) {
+                hist[(magnitude_bits(w) & LOW_MASK) as usize] += 1;
+            }
+        }
+    };
+    let mut blocks = chunk.chunks_exact(BLOCK);
+    for block in &mut blocks {
+        if block.iter().fold(false, |any, &w| any | is_member(w)) {
+            count_block(block);
         }
     }
+    count_block(blocks.remainder());
     0
 }
 
-/// Per-chunk u32 histograms (a chunk never exceeds u32 counts) summed into u64, plus the largest
-/// value the kernel reported. Integer sums: identical whatever the split.
+/// Bin counts: u32 when they are known to fit, which halves the memory to clear and walk.
+enum Counts<const BINS: usize> {
+    /// Fewer than 2^32 weights were counted.
+    Narrow(Box<[u32; BINS]>),
+    /// Any number of weights.
+    Wide(Vec<u64>),
+}
+
+impl<const BINS: usize> Counts<BINS> {
+    fn locate_descending(&self, k: u64) -> (usize, u64) {
+        match self {
+            Counts::Narrow(hist) => locate_descending(&hist[..], k),
+            Counts::Wide(hist) => locate_descending(hist, k),
+        }
+    }
+}
+
+/// Histogram of all `chunks` by `kernel`, plus the largest value the kernel reported.
+/// Sequentially one u32 histogram; in parallel (or past 2^32 weights), per-chunk u32 histograms
+/// (a chunk never exceeds u32 counts) summed into u64. Integer sums: identical whatever the split.
 fn summed_histogram<const BINS: usize>(
     chunks: &[&[f32]],
     parallel: bool,
     kernel: impl Fn(&[f32], &mut [u32; BINS]) -> u32 + Sync,
-) -> (Vec<u64>, u32) {
+) -> (Counts<BINS>, u32) {
+    let total: usize = chunks.iter().map(|c| c.len()).sum();
+    if !parallel && u32::try_from(total).is_ok() {
+        let mut hist = Box::new([0; BINS]);
+        let max = chunks
+            .iter()
+            .fold(0, |max, chunk| max.max(kernel(chunk, &mut hist)));
+        return (Counts::Narrow(hist), max);
+    }
+
     struct Acc<const B: usize> {
         total: Vec<u64>,
         scratch: Box<[u32; B]>,
@@ -189,40 +228,47 @@ fn summed_histogram<const BINS: usize>(
         }
         acc
     };
-    let acc = if parallel {
-        chunks
-            .par_iter()
-            .fold(new_acc, add_chunk)
-            .map(|acc| (acc.total, acc.max))
-            .reduce(
-                || (vec![0; BINS], 0),
-                |(mut a, a_max), (b, b_max)| {
-                    for (x, y) in a.iter_mut().zip(&b) {
-                        *x += y;
-                    }
-                    (a, a_max.max(b_max))
-                },
-            )
-    } else {
-        let acc = chunks.iter().fold(new_acc(), add_chunk);
-        (acc.total, acc.max)
-    };
-    acc
+    let (total, max) = chunks
+        .par_iter()
+        .fold(new_acc, add_chunk)
+        .map(|acc| (acc.total, acc.max))
+        .reduce(
+            || (vec![0; BINS], 0),
+            |(mut a, a_max), (b, b_max)| {
+                for (x, y) in a.iter_mut().zip(&b) {
+                    *x += y;
+                }
+                (a, a_max.max(b_max))
+            },
+        );
+    (Counts::Wide(total), max)
 }
 
+/// Bins are walked a block at a time: a block's sum vectorises, so the mostly empty 64 Ki bins
+/// cost little; only the block holding the answer is walked bin by bin.
+const LOCATE_BLOCK: usize = 64;
+
 /// Walking bins from the largest down, the bin holding the element of descending rank `k`, and
-/// that element's rank among the bin's members. Requires `k < sum(hist)`.
-fn locate_descending(hist: &[u64], k: u64) -> (usize, u64) {
-    let mut above = 0;
-    for bin in (1..hist.len()).rev() {
-        let count = hist[bin];
-        if above + count > k {
-            return (bin, k - above);
+/// that element's rank among the bin's members. Requires `k < sum(hist)` and a length that is a
+/// multiple of [`LOCATE_BLOCK`].
+fn locate_descending<T: Copy + Into<u64>>(hist: &[T], k: u64) -> (usize, u64) {
+    let mut above = 0u64;
+    for (block_index, block) in hist.chunks_exact(LOCATE_BLOCK).enumerate().rev() {
+        let block_count: u64 = block.iter().map(|&c| c.into()).sum();
+        if above + block_count <= k {
+            above += block_count;
+            continue;
         }
-        above += count;
+        for (offset, &count) in block.iter().enumerate().rev() {
+            let count: u64 = count.into();
+            if above + count > k {
+                return (block_index * LOCATE_BLOCK + offset, k - above);
+            }
+            above += count;
+        }
     }
-    // k < sum(hist), so everything not above bin 0 is in bin 0.
-    (0, k - above)
+    // Unreachable while k < sum(hist); bin 0 is the only consistent answer.
+    (0, k.saturating_sub(above))
 }
 
 /// Zeroes (to +0.0) every weight whose magnitude bits are not above `cut`.
