@@ -1,0 +1,32 @@
+//! Sparse forms of pruned weight blobs, and the numpy files that carry them.
+//!
+//! This crate knows nothing of Caffe: it works on plain `f32` slices in
+//! row-major order with a shape.
+//!
+//! * [`encode_gaps`] / [`decode_gaps`]: Deep Compression's relative-index
+//!   ("gap") encoding with `B`-bit unsigned gaps and filler zeros.
+//! * [`Csr`] / [`Csc`]: a blob viewed as `shape[0]` rows by the product of the
+//!   remaining dimensions, with scipy's `int32` index arrays.
+//! * [`NpzWriter`] / [`NpzReader`]: deterministic, atomic `.npz` files that
+//!   `np.load(..., allow_pickle=False)` reads, and [`write_scipy_sparse`] for
+//!   `scipy.sparse.load_npz`.
+//!
+//! Everywhere, "nonzero" means `v != 0.0`: -0.0 counts as zero (and comes back
+//! as +0.0), NaN counts as nonzero.
+#![warn(missing_docs)]
+
+mod compressed;
+mod error;
+mod gaps;
+mod npy;
+mod npz;
+mod scan;
+
+pub use compressed::{CompressedMatrix, Csc, Csr};
+pub use error::{NpzError, SparseError};
+pub use gaps::{
+    decode_gaps, encode_gaps, gap_entry_count, gap_width_bytes, GapEncoded, Gaps, GapsRef,
+    MAX_INDEX_BITS, MIN_INDEX_BITS,
+};
+pub use npy::{Array, DType, NpyElement, NpyHeader, MAX_DIMS};
+pub use npz::{write_scipy_sparse, NpzReader, NpzWriter};
