@@ -29,8 +29,8 @@ use std::fmt;
 use caffe_proto::{
     param_spec::DimCheckMode, pooling_parameter::PoolMethod, solver_parameter::SolverType,
     v0_layer_parameter, v1_layer_parameter::LayerType, BlobShape, InputParameter, LayerParameter,
-    NetParameter, NetStateRule, ParamSpec, SolverParameter, TransformationParameter,
-    V0LayerParameter, V1LayerParameter,
+    NetParameter, ParamSpec, SolverParameter, TransformationParameter, V0LayerParameter,
+    V1LayerParameter,
 };
 
 /// What an upgrade did, step by step.
@@ -177,7 +177,9 @@ pub enum UpgradeError {
         bottoms: usize,
     },
     /// A V0 padding layer must have exactly one bottom and one top.
-    #[error("{layer}: a padding layer must have exactly 1 bottom and 1 top, not {bottoms} and {tops}")]
+    #[error(
+        "{layer}: a padding layer must have exactly 1 bottom and 1 top, not {bottoms} and {tops}"
+    )]
     PaddingLayerShape {
         /// The padding layer.
         layer: LayerRef,
@@ -273,7 +275,11 @@ pub fn upgrade_net(net: &mut NetParameter) -> Result<UpgradeReport, UpgradeError
     // Plan every step without touching `net` (blobs are moved only at the
     // end), so that an error leaves it as it was.
     let v0 = if needs_v0_upgrade(net) {
-        Some(plan_v0_upgrade(&net.layers, &net.input, &mut report.warnings)?)
+        Some(plan_v0_upgrade(
+            &net.layers,
+            &net.input,
+            &mut report.warnings,
+        )?)
     } else {
         None
     };
@@ -423,21 +429,29 @@ fn needs_v0_upgrade(net: &NetParameter) -> bool {
 }
 
 fn needs_data_upgrade(layers: &[V1LayerParameter]) -> bool {
-    layers.iter().any(|layer| match layer.r#type.map(LayerType::try_from) {
-        Some(Ok(LayerType::Data)) => layer
-            .data_param
-            .as_ref()
-            .is_some_and(|p| p.scale.is_some() || p.mean_file.is_some() || p.crop_size.is_some() || p.mirror.is_some()),
-        Some(Ok(LayerType::ImageData)) => layer
-            .image_data_param
-            .as_ref()
-            .is_some_and(|p| p.scale.is_some() || p.mean_file.is_some() || p.crop_size.is_some() || p.mirror.is_some()),
-        Some(Ok(LayerType::WindowData)) => layer
-            .window_data_param
-            .as_ref()
-            .is_some_and(|p| p.scale.is_some() || p.mean_file.is_some() || p.crop_size.is_some() || p.mirror.is_some()),
-        _ => false,
-    })
+    layers
+        .iter()
+        .any(|layer| match layer.r#type.map(LayerType::try_from) {
+            Some(Ok(LayerType::Data)) => layer.data_param.as_ref().is_some_and(|p| {
+                p.scale.is_some()
+                    || p.mean_file.is_some()
+                    || p.crop_size.is_some()
+                    || p.mirror.is_some()
+            }),
+            Some(Ok(LayerType::ImageData)) => layer.image_data_param.as_ref().is_some_and(|p| {
+                p.scale.is_some()
+                    || p.mean_file.is_some()
+                    || p.crop_size.is_some()
+                    || p.mirror.is_some()
+            }),
+            Some(Ok(LayerType::WindowData)) => layer.window_data_param.as_ref().is_some_and(|p| {
+                p.scale.is_some()
+                    || p.mean_file.is_some()
+                    || p.crop_size.is_some()
+                    || p.mirror.is_some()
+            }),
+            _ => false,
+        })
 }
 
 fn is_legacy_batch_norm(layer: &LayerParameter) -> bool {
@@ -607,12 +621,16 @@ fn convert_v0_layer(
 ) -> Result<(), UpgradeError> {
     let type_name = v0.r#type.as_deref().unwrap_or_default();
     let here = || layer_ref(index, v0.name.as_deref());
-    let mut dropped = |field: &str| {
-        warnings.push(format!(
-            "{}: V0 parameter {field} does not apply to layer type {type_name:?}; dropped",
-            here()
-        ));
-    };
+    // A macro, not a closure: the pool method check below warns too.
+    macro_rules! dropped {
+        ($field:expr) => {
+            warnings.push(format!(
+                "{}: V0 parameter {} does not apply to layer type {type_name:?}; dropped",
+                here(),
+                $field
+            ))
+        };
+    }
     if v0.name.is_some() {
         out.name.clone_from(&v0.name);
     }
@@ -632,72 +650,103 @@ fn convert_v0_layer(
     let is = |name: &str| type_name == name;
     if let Some(num_output) = v0.num_output {
         if is("conv") {
-            out.convolution_param.get_or_insert_with(Default::default).num_output = Some(num_output);
+            out.convolution_param
+                .get_or_insert_with(Default::default)
+                .num_output = Some(num_output);
         } else if is("innerproduct") {
-            out.inner_product_param.get_or_insert_with(Default::default).num_output = Some(num_output);
+            out.inner_product_param
+                .get_or_insert_with(Default::default)
+                .num_output = Some(num_output);
         } else {
-            dropped("num_output");
+            dropped!("num_output");
         }
     }
     if let Some(biasterm) = v0.biasterm {
         if is("conv") {
-            out.convolution_param.get_or_insert_with(Default::default).bias_term = Some(biasterm);
+            out.convolution_param
+                .get_or_insert_with(Default::default)
+                .bias_term = Some(biasterm);
         } else if is("innerproduct") {
-            out.inner_product_param.get_or_insert_with(Default::default).bias_term = Some(biasterm);
+            out.inner_product_param
+                .get_or_insert_with(Default::default)
+                .bias_term = Some(biasterm);
         } else {
-            dropped("biasterm");
+            dropped!("biasterm");
         }
     }
     if let Some(filler) = &v0.weight_filler {
         if is("conv") {
-            out.convolution_param.get_or_insert_with(Default::default).weight_filler = Some(filler.clone());
+            out.convolution_param
+                .get_or_insert_with(Default::default)
+                .weight_filler = Some(filler.clone());
         } else if is("innerproduct") {
-            out.inner_product_param.get_or_insert_with(Default::default).weight_filler = Some(filler.clone());
+            out.inner_product_param
+                .get_or_insert_with(Default::default)
+                .weight_filler = Some(filler.clone());
         } else {
-            dropped("weight_filler");
+            dropped!("weight_filler");
         }
     }
     if let Some(filler) = &v0.bias_filler {
         if is("conv") {
-            out.convolution_param.get_or_insert_with(Default::default).bias_filler = Some(filler.clone());
+            out.convolution_param
+                .get_or_insert_with(Default::default)
+                .bias_filler = Some(filler.clone());
         } else if is("innerproduct") {
-            out.inner_product_param.get_or_insert_with(Default::default).bias_filler = Some(filler.clone());
+            out.inner_product_param
+                .get_or_insert_with(Default::default)
+                .bias_filler = Some(filler.clone());
         } else {
-            dropped("bias_filler");
+            dropped!("bias_filler");
         }
     }
     if let Some(pad) = v0.pad {
         if is("conv") {
-            out.convolution_param.get_or_insert_with(Default::default).pad.push(pad);
+            out.convolution_param
+                .get_or_insert_with(Default::default)
+                .pad
+                .push(pad);
         } else if is("pool") {
             out.pooling_param.get_or_insert_with(Default::default).pad = Some(pad);
         } else {
-            dropped("pad");
+            dropped!("pad");
         }
     }
     if let Some(kernel_size) = v0.kernelsize {
         if is("conv") {
-            out.convolution_param.get_or_insert_with(Default::default).kernel_size.push(kernel_size);
+            out.convolution_param
+                .get_or_insert_with(Default::default)
+                .kernel_size
+                .push(kernel_size);
         } else if is("pool") {
-            out.pooling_param.get_or_insert_with(Default::default).kernel_size = Some(kernel_size);
+            out.pooling_param
+                .get_or_insert_with(Default::default)
+                .kernel_size = Some(kernel_size);
         } else {
-            dropped("kernelsize");
+            dropped!("kernelsize");
         }
     }
     if let Some(group) = v0.group {
         if is("conv") {
-            out.convolution_param.get_or_insert_with(Default::default).group = Some(group);
+            out.convolution_param
+                .get_or_insert_with(Default::default)
+                .group = Some(group);
         } else {
-            dropped("group");
+            dropped!("group");
         }
     }
     if let Some(stride) = v0.stride {
         if is("conv") {
-            out.convolution_param.get_or_insert_with(Default::default).stride.push(stride);
+            out.convolution_param
+                .get_or_insert_with(Default::default)
+                .stride
+                .push(stride);
         } else if is("pool") {
-            out.pooling_param.get_or_insert_with(Default::default).stride = Some(stride);
+            out.pooling_param
+                .get_or_insert_with(Default::default)
+                .stride = Some(stride);
         } else {
-            dropped("stride");
+            dropped!("stride");
         }
     }
     if let Some(pool) = v0.pool {
@@ -710,47 +759,55 @@ fn convert_v0_layer(
             };
             match method {
                 Some(method) => {
-                    out.pooling_param.get_or_insert_with(Default::default).pool = Some(method as i32);
+                    out.pooling_param.get_or_insert_with(Default::default).pool =
+                        Some(method as i32);
                 }
-                None => warnings.push(format!("{}: unknown V0 pool method {pool}; dropped", here())),
+                None => warnings.push(format!(
+                    "{}: unknown V0 pool method {pool}; dropped",
+                    here()
+                )),
             }
         } else {
-            dropped("pool");
+            dropped!("pool");
         }
     }
     if let Some(ratio) = v0.dropout_ratio {
         if is("dropout") {
-            out.dropout_param.get_or_insert_with(Default::default).dropout_ratio = Some(ratio);
+            out.dropout_param
+                .get_or_insert_with(Default::default)
+                .dropout_ratio = Some(ratio);
         } else {
-            dropped("dropout_ratio");
+            dropped!("dropout_ratio");
         }
     }
     if let Some(local_size) = v0.local_size {
         if is("lrn") {
-            out.lrn_param.get_or_insert_with(Default::default).local_size = Some(local_size);
+            out.lrn_param
+                .get_or_insert_with(Default::default)
+                .local_size = Some(local_size);
         } else {
-            dropped("local_size");
+            dropped!("local_size");
         }
     }
     if let Some(alpha) = v0.alpha {
         if is("lrn") {
             out.lrn_param.get_or_insert_with(Default::default).alpha = Some(alpha);
         } else {
-            dropped("alpha");
+            dropped!("alpha");
         }
     }
     if let Some(beta) = v0.beta {
         if is("lrn") {
             out.lrn_param.get_or_insert_with(Default::default).beta = Some(beta);
         } else {
-            dropped("beta");
+            dropped!("beta");
         }
     }
     if let Some(k) = v0.k {
         if is("lrn") {
             out.lrn_param.get_or_insert_with(Default::default).k = Some(k);
         } else {
-            dropped("k");
+            dropped!("k");
         }
     }
     if let Some(source) = &v0.source {
@@ -758,122 +815,168 @@ fn convert_v0_layer(
         if is("data") {
             out.data_param.get_or_insert_with(Default::default).source = source;
         } else if is("hdf5_data") {
-            out.hdf5_data_param.get_or_insert_with(Default::default).source = source;
+            out.hdf5_data_param
+                .get_or_insert_with(Default::default)
+                .source = source;
         } else if is("images") {
-            out.image_data_param.get_or_insert_with(Default::default).source = source;
+            out.image_data_param
+                .get_or_insert_with(Default::default)
+                .source = source;
         } else if is("window_data") {
-            out.window_data_param.get_or_insert_with(Default::default).source = source;
+            out.window_data_param
+                .get_or_insert_with(Default::default)
+                .source = source;
         } else if is("infogain_loss") {
-            out.infogain_loss_param.get_or_insert_with(Default::default).source = source;
+            out.infogain_loss_param
+                .get_or_insert_with(Default::default)
+                .source = source;
         } else {
-            dropped("source");
+            dropped!("source");
         }
     }
     // Preprocessing applies to any type: it goes to transform_param as is.
     if let Some(scale) = v0.scale {
-        out.transform_param.get_or_insert_with(Default::default).scale = Some(scale);
+        out.transform_param
+            .get_or_insert_with(Default::default)
+            .scale = Some(scale);
     }
     if let Some(mean_file) = &v0.meanfile {
-        out.transform_param.get_or_insert_with(Default::default).mean_file = Some(mean_file.clone());
+        out.transform_param
+            .get_or_insert_with(Default::default)
+            .mean_file = Some(mean_file.clone());
     }
     if let Some(batch_size) = v0.batchsize {
         if is("data") {
-            out.data_param.get_or_insert_with(Default::default).batch_size = Some(batch_size);
+            out.data_param
+                .get_or_insert_with(Default::default)
+                .batch_size = Some(batch_size);
         } else if is("hdf5_data") {
-            out.hdf5_data_param.get_or_insert_with(Default::default).batch_size = Some(batch_size);
+            out.hdf5_data_param
+                .get_or_insert_with(Default::default)
+                .batch_size = Some(batch_size);
         } else if is("images") {
-            out.image_data_param.get_or_insert_with(Default::default).batch_size = Some(batch_size);
+            out.image_data_param
+                .get_or_insert_with(Default::default)
+                .batch_size = Some(batch_size);
         } else if is("window_data") {
-            out.window_data_param.get_or_insert_with(Default::default).batch_size = Some(batch_size);
+            out.window_data_param
+                .get_or_insert_with(Default::default)
+                .batch_size = Some(batch_size);
         } else {
-            dropped("batchsize");
+            dropped!("batchsize");
         }
     }
     if let Some(crop_size) = v0.cropsize {
-        out.transform_param.get_or_insert_with(Default::default).crop_size = Some(crop_size);
+        out.transform_param
+            .get_or_insert_with(Default::default)
+            .crop_size = Some(crop_size);
     }
     if let Some(mirror) = v0.mirror {
-        out.transform_param.get_or_insert_with(Default::default).mirror = Some(mirror);
+        out.transform_param
+            .get_or_insert_with(Default::default)
+            .mirror = Some(mirror);
     }
     if let Some(rand_skip) = v0.rand_skip {
         if is("data") {
-            out.data_param.get_or_insert_with(Default::default).rand_skip = Some(rand_skip);
+            out.data_param
+                .get_or_insert_with(Default::default)
+                .rand_skip = Some(rand_skip);
         } else if is("images") {
-            out.image_data_param.get_or_insert_with(Default::default).rand_skip = Some(rand_skip);
+            out.image_data_param
+                .get_or_insert_with(Default::default)
+                .rand_skip = Some(rand_skip);
         } else {
-            dropped("rand_skip");
+            dropped!("rand_skip");
         }
     }
     if let Some(shuffle) = v0.shuffle_images {
         if is("images") {
-            out.image_data_param.get_or_insert_with(Default::default).shuffle = Some(shuffle);
+            out.image_data_param
+                .get_or_insert_with(Default::default)
+                .shuffle = Some(shuffle);
         } else {
-            dropped("shuffle_images");
+            dropped!("shuffle_images");
         }
     }
     if let Some(new_height) = v0.new_height {
         if is("images") {
             // V0 stores it as int32, ImageDataParameter as uint32; Caffe's
             // implicit conversion reinterprets the bits.
-            out.image_data_param.get_or_insert_with(Default::default).new_height = Some(new_height as u32);
+            out.image_data_param
+                .get_or_insert_with(Default::default)
+                .new_height = Some(new_height as u32);
         } else {
-            dropped("new_height");
+            dropped!("new_height");
         }
     }
     if let Some(new_width) = v0.new_width {
         if is("images") {
-            out.image_data_param.get_or_insert_with(Default::default).new_width = Some(new_width as u32);
+            out.image_data_param
+                .get_or_insert_with(Default::default)
+                .new_width = Some(new_width as u32);
         } else {
-            dropped("new_width");
+            dropped!("new_width");
         }
     }
     if let Some(concat_dim) = v0.concat_dim {
         if is("concat") {
-            out.concat_param.get_or_insert_with(Default::default).concat_dim = Some(concat_dim);
+            out.concat_param
+                .get_or_insert_with(Default::default)
+                .concat_dim = Some(concat_dim);
         } else {
-            dropped("concat_dim");
+            dropped!("concat_dim");
         }
     }
     if let Some(threshold) = v0.det_fg_threshold {
         if is("window_data") {
-            out.window_data_param.get_or_insert_with(Default::default).fg_threshold = Some(threshold);
+            out.window_data_param
+                .get_or_insert_with(Default::default)
+                .fg_threshold = Some(threshold);
         } else {
-            dropped("det_fg_threshold");
+            dropped!("det_fg_threshold");
         }
     }
     if let Some(threshold) = v0.det_bg_threshold {
         if is("window_data") {
-            out.window_data_param.get_or_insert_with(Default::default).bg_threshold = Some(threshold);
+            out.window_data_param
+                .get_or_insert_with(Default::default)
+                .bg_threshold = Some(threshold);
         } else {
-            dropped("det_bg_threshold");
+            dropped!("det_bg_threshold");
         }
     }
     if let Some(fraction) = v0.det_fg_fraction {
         if is("window_data") {
-            out.window_data_param.get_or_insert_with(Default::default).fg_fraction = Some(fraction);
+            out.window_data_param
+                .get_or_insert_with(Default::default)
+                .fg_fraction = Some(fraction);
         } else {
-            dropped("det_fg_fraction");
+            dropped!("det_fg_fraction");
         }
     }
     if let Some(context_pad) = v0.det_context_pad {
         if is("window_data") {
-            out.window_data_param.get_or_insert_with(Default::default).context_pad = Some(context_pad);
+            out.window_data_param
+                .get_or_insert_with(Default::default)
+                .context_pad = Some(context_pad);
         } else {
-            dropped("det_context_pad");
+            dropped!("det_context_pad");
         }
     }
     if let Some(crop_mode) = &v0.det_crop_mode {
         if is("window_data") {
-            out.window_data_param.get_or_insert_with(Default::default).crop_mode = Some(crop_mode.clone());
+            out.window_data_param
+                .get_or_insert_with(Default::default)
+                .crop_mode = Some(crop_mode.clone());
         } else {
-            dropped("det_crop_mode");
+            dropped!("det_crop_mode");
         }
     }
     if let Some(param) = &v0.hdf5_output_param {
         if is("hdf5_output") {
             out.hdf5_output_param = Some(param.clone());
         } else {
-            dropped("hdf5_output_param");
+            dropped!("hdf5_output_param");
         }
     }
     Ok(())
@@ -983,13 +1086,16 @@ fn convert_v1_layer(
         bottom: v1.bottom.clone(),
         top: v1.top.clone(),
         name: v1.name.clone(),
-        include: v1.include.iter().map(NetStateRule::clone).collect(),
+        include: v1.include.clone(),
         exclude: v1.exclude.clone(),
         ..LayerParameter::default()
     };
     if let Some(value) = v1.r#type {
-        let layer_type = LayerType::try_from(value)
-            .map_err(|_| UpgradeError::UnknownV1LayerType { layer: here(), value })?;
+        let layer_type =
+            LayerType::try_from(value).map_err(|_| UpgradeError::UnknownV1LayerType {
+                layer: here(),
+                value,
+            })?;
         layer.r#type = Some(v1_layer_type_name(layer_type).to_owned());
     }
     for (i, name) in v1.param.iter().enumerate() {
@@ -999,8 +1105,15 @@ fn convert_v1_layer(
         // V1 and ParamSpec number the two modes alike.
         let mode = match caffe_proto::v1_layer_parameter::DimCheckMode::try_from(mode) {
             Ok(caffe_proto::v1_layer_parameter::DimCheckMode::Strict) => DimCheckMode::Strict,
-            Ok(caffe_proto::v1_layer_parameter::DimCheckMode::Permissive) => DimCheckMode::Permissive,
-            Err(_) => return Err(UpgradeError::UnknownShareMode { layer: here(), value: mode }),
+            Ok(caffe_proto::v1_layer_parameter::DimCheckMode::Permissive) => {
+                DimCheckMode::Permissive
+            }
+            Err(_) => {
+                return Err(UpgradeError::UnknownShareMode {
+                    layer: here(),
+                    value: mode,
+                })
+            }
         };
         param_at(&mut layer.param, i).share_mode = Some(mode as i32);
     }
@@ -1014,7 +1127,9 @@ fn convert_v1_layer(
     layer.accuracy_param.clone_from(&v1.accuracy_param);
     layer.argmax_param.clone_from(&v1.argmax_param);
     layer.concat_param.clone_from(&v1.concat_param);
-    layer.contrastive_loss_param.clone_from(&v1.contrastive_loss_param);
+    layer
+        .contrastive_loss_param
+        .clone_from(&v1.contrastive_loss_param);
     layer.convolution_param.clone_from(&v1.convolution_param);
     layer.data_param.clone_from(&v1.data_param);
     layer.dropout_param.clone_from(&v1.dropout_param);
@@ -1025,8 +1140,12 @@ fn convert_v1_layer(
     layer.hdf5_output_param.clone_from(&v1.hdf5_output_param);
     layer.hinge_loss_param.clone_from(&v1.hinge_loss_param);
     layer.image_data_param.clone_from(&v1.image_data_param);
-    layer.infogain_loss_param.clone_from(&v1.infogain_loss_param);
-    layer.inner_product_param.clone_from(&v1.inner_product_param);
+    layer
+        .infogain_loss_param
+        .clone_from(&v1.infogain_loss_param);
+    layer
+        .inner_product_param
+        .clone_from(&v1.inner_product_param);
     layer.lrn_param.clone_from(&v1.lrn_param);
     layer.memory_data_param.clone_from(&v1.memory_data_param);
     layer.mvn_param.clone_from(&v1.mvn_param);
@@ -1042,7 +1161,10 @@ fn convert_v1_layer(
     layer.transform_param.clone_from(&v1.transform_param);
     layer.loss_param.clone_from(&v1.loss_param);
     if v1.layer.is_some() {
-        warnings.push(format!("{}: has a V0 layer inside a V1 layer; ignored", here()));
+        warnings.push(format!(
+            "{}: has a V0 layer inside a V1 layer; ignored",
+            here()
+        ));
     }
     Ok(layer)
 }
