@@ -6,7 +6,7 @@
 use crate::error::{Error, Result};
 use crate::tree::{Message, Node};
 use prost::Message as _;
-use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
+use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MessageDescriptor, Value};
 use std::path::Path;
 
 /// The schema files are read against: ours, or a fork's.
@@ -98,10 +98,7 @@ pub fn read_text_file(path: &Path) -> Result<String> {
     String::from_utf8(bytes).map_err(|e| {
         let (line, column) = (0, e.utf8_error().valid_up_to());
         let _ = line;
-        Error::invalid(
-            path,
-            format!("not a text file: invalid UTF-8 at byte {column}"),
-        )
+        Error::invalid(path, format!("not a text file: invalid UTF-8 at byte {column}"))
     })
 }
 
@@ -126,7 +123,9 @@ fn transcode<T: prost::Message + Default>(path: &Path, dynamic: &DynamicMessage)
 
 /// Prints a typed message as protobuf text, the way `caffe.proto`'s field names spell it.
 pub fn to_text<T: prost::Message>(message: &T, schema: &Schema, name: &str) -> String {
-    let desc = schema.message(name).expect("the schema defines the message being printed");
+    let desc = schema
+        .message(name)
+        .expect("the schema defines the message being printed");
     let dynamic = DynamicMessage::decode(desc, message.encode_to_vec().as_slice())
         .expect("a typed message re-decodes against its own schema");
     format_text(&dynamic)
@@ -135,9 +134,12 @@ pub fn to_text<T: prost::Message>(message: &T, schema: &Schema, name: &str) -> S
 /// Prints a parsed binary message tree as protobuf text. Without `with_values`, blob payloads (data, diff) are left
 /// out and shapes kept, so two models can be diffed by structure; unknown fields print by number.
 pub fn tree_to_text(path: &Path, tree: &Message<'_>, schema: &Schema, with_values: bool) -> Result<String> {
-    let desc = schema
-        .message(tree.kind.proto_name())
-        .ok_or_else(|| Error::invalid(path, format!("the schema has no message caffe.{}", tree.kind.proto_name())))?;
+    let desc = schema.message(tree.kind.proto_name()).ok_or_else(|| {
+        Error::invalid(
+            path,
+            format!("the schema has no message caffe.{}", tree.kind.proto_name()),
+        )
+    })?;
     let mut bytes = Vec::new();
     let stripped;
     let tree = if with_values {
@@ -151,12 +153,145 @@ pub fn tree_to_text(path: &Path, tree: &Message<'_>, schema: &Schema, with_value
     Ok(format_text(&dynamic))
 }
 
-fn format_text(message: &DynamicMessage) -> String {
-    let mut text = message.to_text_format_with_options(&prost_reflect::text_format::FormatOptions::new().pretty(true));
-    if !text.ends_with('\n') {
-        text.push('\n');
+/// Prints `message` the way Caffe writes prototxt (protobuf's C++ `TextFormat::Print`): fields in number order,
+/// one line per repeated element, `name { ... }` blocks indented by two spaces, enums by name, floats in C++'s
+/// shortest round-trip form (`1`, `0.00390625`, `1e-05`), strings C-escaped with octal for non-ASCII bytes.
+pub fn format_text(message: &DynamicMessage) -> String {
+    let mut out = String::new();
+    print_message(&mut out, message, 0);
+    out
+}
+
+fn print_message(out: &mut String, message: &DynamicMessage, depth: usize) {
+    let mut fields: Vec<_> = message.fields().collect();
+    fields.sort_by_key(|(f, _)| f.number());
+    let indent = "  ".repeat(depth);
+    for (field, value) in fields {
+        let name = if field.is_group() {
+            field
+                .kind()
+                .as_message()
+                .map_or_else(|| field.name().to_string(), |m| m.name().to_string())
+        } else {
+            field.name().to_string()
+        };
+        match value {
+            Value::List(items) => {
+                for item in items {
+                    print_value(out, &indent, &name, item, &field.kind(), depth);
+                }
+            }
+            other => print_value(out, &indent, &name, other, &field.kind(), depth),
+        }
     }
-    text
+    for unknown in message.unknown_fields() {
+        let mut bytes = Vec::new();
+        unknown.encode(&mut bytes);
+        for f in crate::wire::Fields::new(&bytes, 0).flatten() {
+            let value = match f.wire {
+                crate::wire::WireType::Varint => f.varint().to_string(),
+                crate::wire::WireType::Fixed32 => {
+                    format!("0x{:08x}", u32::from_le_bytes(f.value.try_into().unwrap_or([0; 4])))
+                }
+                crate::wire::WireType::Fixed64 => {
+                    format!("0x{:016x}", u64::from_le_bytes(f.value.try_into().unwrap_or([0; 8])))
+                }
+                _ => format!("\"{}\"", c_escape(f.value)),
+            };
+            out.push_str(&format!("{indent}{}: {value}\n", f.number));
+        }
+    }
+}
+
+fn print_value(out: &mut String, indent: &str, name: &str, value: &Value, kind: &Kind, depth: usize) {
+    match value {
+        Value::Message(m) => {
+            out.push_str(&format!("{indent}{name} {{\n"));
+            print_message(out, m, depth + 1);
+            out.push_str(&format!("{indent}}}\n"));
+        }
+        other => out.push_str(&format!("{indent}{name}: {}\n", scalar_text(other, kind))),
+    }
+}
+
+fn scalar_text(value: &Value, kind: &Kind) -> String {
+    match value {
+        Value::Bool(b) => b.to_string(),
+        Value::I32(v) => v.to_string(),
+        Value::I64(v) => v.to_string(),
+        Value::U32(v) => v.to_string(),
+        Value::U64(v) => v.to_string(),
+        Value::F32(v) => format_float(f64::from(*v), true),
+        Value::F64(v) => format_float(*v, false),
+        Value::String(s) => format!("\"{}\"", c_escape(s.as_bytes())),
+        Value::Bytes(b) => format!("\"{}\"", c_escape(b)),
+        Value::EnumNumber(n) => kind
+            .as_enum()
+            .and_then(|e| e.get_value(*n))
+            .map_or_else(|| n.to_string(), |v| v.name().to_string()),
+        Value::Message(_) | Value::List(_) | Value::Map(_) => String::new(),
+    }
+}
+
+/// C's `%.{precision}g`.
+fn format_g(value: f64, precision: usize) -> String {
+    let sci = format!("{:.*e}", precision - 1, value);
+    let (mantissa, exponent) = sci.split_once('e').expect("{:e} output has an exponent");
+    let exponent: i32 = exponent.parse().expect("{:e} exponent is an integer");
+    let trim = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    if exponent < -4 || exponent >= precision as i32 {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mantissa), exponent.abs())
+    } else {
+        let decimals = (precision as i32 - 1 - exponent).max(0) as usize;
+        trim(&format!("{value:.decimals$}"))
+    }
+}
+
+/// protobuf's SimpleFtoa / SimpleDtoa: the short `%g` form when it reads back exactly, else the long one.
+fn format_float(value: f64, single: bool) -> String {
+    if value.is_nan() {
+        return "nan".into();
+    }
+    if value.is_infinite() {
+        return if value > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let (short, long) = if single { (6, 9) } else { (15, 17) };
+    let text = format_g(value, short);
+    let exact = if single {
+        text.parse::<f32>().ok() == Some(value as f32)
+    } else {
+        text.parse::<f64>().ok() == Some(value)
+    };
+    if exact {
+        text
+    } else {
+        format_g(value, long)
+    }
+}
+
+/// C-style escaping as protobuf's CEscape: \n \r \t \" \' \\, other bytes outside printable ASCII as octal.
+fn c_escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            b'"' => out.push_str("\\\""),
+            b'\'' => out.push_str("\\'"),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\{b:03o}")),
+        }
+    }
+    out
 }
 
 /// A copy of `tree` with every blob payload removed.
@@ -182,6 +317,28 @@ fn without_values<'a>(tree: &Message<'a>) -> Message<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn floats_print_like_cpp_simple_ftoa() {
+        // Expected strings are what C's printf("%.6g") / ("%.9g") give for these values.
+        let cases: [(f32, &str); 9] = [
+            (1.0, "1"),
+            (0.00390625, "0.00390625"),
+            (0.0001, "0.0001"),
+            (1e-5, "1e-05"),
+            (0.9, "0.9"),
+            (0.1, "0.1"),
+            (1234567.0, "1234567"),
+            (-2.5e10, "-2.5e+10"),
+            (0.333_333_34, "0.333333343"),
+        ];
+        for (v, text) in cases {
+            assert_eq!(format_float(f64::from(v), true), text, "{v}");
+        }
+        assert_eq!(format_float(0.1, false), "0.1");
+        assert_eq!(format_float(f64::NAN, true), "nan");
+        assert_eq!(c_escape("a\"b\n\u{e9}".as_bytes()), "a\\\"b\\n\\303\\251");
+    }
 
     #[test]
     fn line_column_counts_lines_and_characters() {

@@ -1,0 +1,193 @@
+//! `caffe-convert`: converts between Caffe's file forms, and upgrades legacy ones.
+//!
+//! The output format follows the output's extension: `.prototxt` (or `.txt`, or `-` for stdout) is protobuf text,
+//! anything else is binary. Thin glue over the `caffemodel` crate.
+
+use anyhow::{bail, Context, Result};
+use caffemodel::text::{self, Schema};
+use caffemodel::{upgrade, BinaryKind, ModelFile};
+use clap::Parser;
+use prost::Message as _;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Convert Caffe files: upgrade V0/V1 nets and solvers to the modern layout, print a caffemodel as prototxt text.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Input: .caffemodel (or a legacy weights file), .prototxt, .solverstate or .binaryproto.
+    input: PathBuf,
+    /// Output file; its extension picks the format (.prototxt/.txt = text). `-` writes text to stdout.
+    #[arg(short, long, value_name = "OUT")]
+    output: PathBuf,
+    /// Upgrade V0/V1 nets (and old solver files) to the modern layout, as Caffe's upgrade_net_proto_* tools do.
+    #[arg(long)]
+    upgrade: bool,
+    /// Include blob values when writing text (left out by default so two models can be diffed by structure).
+    #[arg(long)]
+    with_weights: bool,
+    /// Read with this caffe.proto (a fork's schema) instead of the built-in one.
+    #[arg(long, value_name = "PATH")]
+    proto: Option<PathBuf>,
+    /// Allow the output to replace the input file.
+    #[arg(long)]
+    force: bool,
+}
+
+fn main() -> ExitCode {
+    match run(&Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("caffe-convert: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_text_path(path: &Path) -> bool {
+    path.as_os_str() == "-"
+        || matches!(
+            path.extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase)
+                .as_deref(),
+            Some("prototxt" | "pbtxt" | "txt")
+        )
+}
+
+/// Where the converted bytes go.
+fn emit(args: &Args, bytes: &[u8]) -> Result<()> {
+    if args.output.as_os_str() == "-" {
+        let mut out = std::io::stdout().lock();
+        return match out.write_all(bytes).and_then(|()| out.flush()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other.context("writing to stdout"),
+        };
+    }
+    caffemodel::refuse_overwriting_input(&args.output, &[&args.input], args.force)?;
+    caffemodel::write_atomic(&args.output, |w| w.write_all(bytes))?;
+    Ok(())
+}
+
+fn report(steps: &upgrade::UpgradeReport, what: &Path) {
+    if steps.steps.is_empty() {
+        eprintln!("{}: already in the modern layout, nothing to upgrade", what.display());
+    }
+    for step in &steps.steps {
+        eprintln!("{}: upgraded: {step}", what.display());
+    }
+}
+
+fn run(args: &Args) -> Result<()> {
+    let schema = match &args.proto {
+        Some(p) => Schema::from_proto_file(p)?,
+        None => Schema::builtin(),
+    };
+    let to_text = is_text_path(&args.output);
+    if is_text_path(&args.input) && args.input.as_os_str() != "-" {
+        return convert_text(args, &schema, to_text);
+    }
+    let model = ModelFile::open(&args.input)?;
+    match BinaryKind::from_path(&args.input) {
+        BinaryKind::Net if args.upgrade => {
+            // The typed path: every parameter must be moved, which needs the whole message.
+            model.net()?;
+            let mut net = caffe_proto::NetParameter::decode(model.bytes())
+                .with_context(|| format!("{}: decoding the net", args.input.display()))?;
+            let dropped = model.bytes().len() as i64 - net.encoded_len() as i64;
+            if dropped != 0 {
+                eprintln!(
+                    "{}: warning: {dropped} bytes of fields unknown to the schema are not carried into the upgraded file",
+                    args.input.display()
+                );
+            }
+            let steps = upgrade::upgrade_net(&mut net).with_context(|| format!("{}: upgrade", args.input.display()))?;
+            report(&steps, &args.input);
+            if to_text {
+                if !args.with_weights {
+                    strip_blob_values(&mut net);
+                }
+                emit(args, text::to_text(&net, &schema, "NetParameter").as_bytes())
+            } else {
+                emit(args, &net.encode_to_vec())
+            }
+        }
+        kind => {
+            if args.upgrade {
+                bail!(
+                    "{}: --upgrade applies to nets and solver prototxts, not to a {}",
+                    args.input.display(),
+                    kind.message().proto_name()
+                );
+            }
+            let tree = model.parse(kind.message())?;
+            if to_text {
+                let text = text::tree_to_text(&args.input, &tree, &schema, args.with_weights)?;
+                emit(args, text.as_bytes())
+            } else {
+                let mut bytes = Vec::with_capacity(model.bytes().len());
+                tree.encode_to(&mut bytes)?;
+                emit(args, &bytes)
+            }
+        }
+    }
+}
+
+/// Empties blob payloads (shapes stay), for printing structure.
+fn strip_blob_values(net: &mut caffe_proto::NetParameter) {
+    let strip = |b: &mut caffe_proto::BlobProto| {
+        b.data.clear();
+        b.diff.clear();
+        b.double_data.clear();
+        b.double_diff.clear();
+    };
+    for layer in &mut net.layer {
+        layer.blobs.iter_mut().for_each(strip);
+    }
+    for layer in &mut net.layers {
+        layer.blobs.iter_mut().for_each(strip);
+        if let Some(v0) = &mut layer.layer {
+            v0.blobs.iter_mut().for_each(strip);
+        }
+    }
+}
+
+/// Text input: a net or solver prototxt. Upgrades on request; writes text or binary.
+fn convert_text(args: &Args, schema: &Schema, to_text: bool) -> Result<()> {
+    let source = text::read_text_file(&args.input)?;
+    let net_parse = text::parse(&args.input, &source, schema, "NetParameter");
+    let is_solver = net_parse.is_err() && text::parse(&args.input, &source, schema, "SolverParameter").is_ok();
+    if is_solver {
+        let mut solver = text::read_solver(&args.input, schema)?;
+        if args.upgrade {
+            let steps = upgrade::upgrade_solver(&mut solver)?;
+            report(&steps, &args.input);
+        }
+        let bytes = if to_text {
+            text::to_text(&solver, schema, "SolverParameter").into_bytes()
+        } else {
+            solver.encode_to_vec()
+        };
+        return emit(args, &bytes);
+    }
+    let dynamic = net_parse?;
+    if !args.upgrade {
+        // No upgrade: keep every field the schema (or the fork's schema) knows, by going through the dynamic message.
+        let bytes = if to_text {
+            text::format_text(&dynamic).into_bytes()
+        } else {
+            dynamic.encode_to_vec()
+        };
+        return emit(args, &bytes);
+    }
+    let mut net = caffe_proto::NetParameter::decode(dynamic.encode_to_vec().as_slice())?;
+    let steps = upgrade::upgrade_net(&mut net).with_context(|| format!("{}: upgrade", args.input.display()))?;
+    report(&steps, &args.input);
+    let bytes = if to_text {
+        text::to_text(&net, schema, "NetParameter").into_bytes()
+    } else {
+        net.encode_to_vec()
+    };
+    emit(args, &bytes)
+}

@@ -1,0 +1,53 @@
+//! `caffe-inspect`: what is inside a Caffe file, without Caffe.
+//!
+//! Thin glue: the `caffemodel` crate reads the file; this binary computes the figures and prints them.
+
+mod report;
+mod stats;
+
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Look inside a Caffe file: .caffemodel (modern, V1 or V0), .prototxt, .solverstate or .binaryproto.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// The file to inspect.
+    file: PathBuf,
+    /// A net definition to check the weights against (which layers get weights, which are ignored).
+    #[arg(long, value_name = "NET")]
+    prototxt: Option<PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Read with this caffe.proto (a fork's schema) instead of the built-in one.
+    #[arg(long, value_name = "PATH")]
+    proto: Option<PathBuf>,
+    /// Index bits of the relative-index (gap) form used for the sparse size column.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=16))]
+    index_bits: u8,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match report::run(
+        &args.file,
+        args.prototxt.as_deref(),
+        args.proto.as_deref(),
+        args.json,
+        args.index_bits,
+    ) {
+        Ok(text) => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            // A closed pipe (`| head`) is not an error worth a message.
+            let _ = out.write_all(text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("caffe-inspect: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

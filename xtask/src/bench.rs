@@ -1,0 +1,121 @@
+//! `cargo xtask bench-inspect`: `caffe-inspect` on a VGG16-sized model against a plain sequential read of the same
+//! file, in the same run, with the memory it needs beyond the mapped file.
+
+use anyhow::{bail, Context, Result};
+use prost::Message;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::repo_root().join("target"))
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// Reads the whole file through a 1 MiB buffer, as `cat FILE > /dev/null` does; returns the bytes read.
+fn plain_read(path: &Path) -> Result<u64> {
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n as u64;
+    }
+}
+
+/// Peak resident set of all waited-for children so far, in bytes.
+fn children_max_rss() -> u64 {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    usage.ru_maxrss as u64 * 1024
+}
+
+/// Runs the benchmark; `runs` timed repetitions of each side, alternating.
+pub fn inspect(runs: usize) -> Result<()> {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "-p", "caffe-inspect"])
+        .current_dir(crate::repo_root())
+        .status()?;
+    if !status.success() {
+        bail!("building caffe-inspect failed");
+    }
+    let inspect = target_dir().join("release/caffe-inspect");
+    let dir = target_dir().join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let model = dir.join("vgg16_random.caffemodel");
+    let net = crate::gen::vgg16(1);
+    let expected_len = net.encoded_len() as u64;
+    if std::fs::metadata(&model).map(|m| m.len()).ok() != Some(expected_len) {
+        eprintln!("generating {} ({} bytes)...", model.display(), expected_len);
+        let bytes = net.encode_to_vec();
+        caffemodel::write_atomic(&model, |w| w.write_all(&bytes))?;
+    }
+    drop(net);
+    let params: u64 = 138_357_544;
+    // Warm the page cache so both sides read from memory, as the fixtures' Caffe timings did.
+    plain_read(&model)?;
+    let (mut read_s, mut inspect_s) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let t = Instant::now();
+        let n = plain_read(&model)?;
+        read_s.push(t.elapsed().as_secs_f64());
+        if n != expected_len {
+            bail!("read {n} bytes, expected {expected_len}");
+        }
+        let t = Instant::now();
+        let out = Command::new(&inspect)
+            .arg(&model)
+            .stdout(Stdio::piped())
+            .output()
+            .context("running caffe-inspect")?;
+        inspect_s.push(t.elapsed().as_secs_f64());
+        if !out.status.success() {
+            bail!("caffe-inspect failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !text.contains(&params.to_string()) {
+            bail!("caffe-inspect's table does not show {params} parameters");
+        }
+    }
+    let max_rss = children_max_rss();
+    let (read_m, inspect_m) = (median(read_s.clone()), median(inspect_s.clone()));
+    let extra = max_rss.saturating_sub(expected_len);
+    let report = serde_json::json!({
+        "model": model.display().to_string(),
+        "bytes": expected_len,
+        "params": params,
+        "runs": runs,
+        "plain_read_s": read_s,
+        "inspect_s": inspect_s,
+        "plain_read_median_s": read_m,
+        "inspect_median_s": inspect_m,
+        "ratio": inspect_m / read_m,
+        "inspect_peak_rss_bytes": max_rss,
+        "inspect_extra_bytes_beyond_file": extra,
+        "targets": {"ratio_at_most": 2.0, "extra_bytes_under": 64u64 << 20},
+    });
+    std::fs::write(dir.join("inspect.json"), serde_json::to_string_pretty(&report)? + "\n")?;
+    println!("model: {} ({expected_len} bytes, {params} parameters)", model.display());
+    println!("plain sequential read: median {:.3} s over {runs} runs", read_m);
+    println!("caffe-inspect (read + full table): median {:.3} s", inspect_m);
+    println!("ratio: {:.2}x the plain read (target <= 2x)", inspect_m / read_m);
+    println!(
+        "peak RSS {:.1} MiB = the mapped file ({:.1} MiB) + {:.1} MiB extra (target < 64 MiB)",
+        max_rss as f64 / 1048576.0,
+        expected_len as f64 / 1048576.0,
+        extra as f64 / 1048576.0
+    );
+    println!("written to {}", dir.join("inspect.json").display());
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! `cargo xtask`: project chores.
+//!
+//! - `roundtrip [FILE...]`: read and re-encode Caffe binary files, compare bytes (default: testdata/ and
+//!   ../shared/fixtures).
+//! - `testdata [--check]`: (re)generate the models in testdata/ from fixed seeds, or check they are current.
+//! - `bench-inspect`: caffe-inspect on a generated VGG16-sized model against a plain read of the same file.
+
+mod bench;
+mod gen;
+mod roundtrip;
+mod testdata;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(about = "Project chores for the Caffe toolkit")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read then write every Caffe binary file and compare the bytes; exit 1 on any difference.
+    Roundtrip {
+        /// Files or folders (default: testdata/ and ../shared/fixtures).
+        paths: Vec<PathBuf>,
+    },
+    /// Generate testdata/ from fixed seeds (with --check: verify the committed files are what the code generates).
+    Testdata {
+        /// Compare instead of writing; exit 1 on any difference.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Benchmark caffe-inspect on a VGG16-sized model against a plain sequential read of the same file.
+    BenchInspect {
+        /// Timed runs of each side.
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
+    },
+}
+
+/// The repository root (xtask lives one level below it).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is inside the repository")
+        .to_path_buf()
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Roundtrip { paths } => roundtrip::run(paths),
+        Command::Testdata { check } => testdata::run(check),
+        Command::BenchInspect { runs } => bench::inspect(runs).map(|()| true),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
