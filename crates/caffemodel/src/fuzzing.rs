@@ -17,7 +17,10 @@ pub fn decode_all_kinds(data: &[u8]) {
         for blob in state.history() {
             let _ = blob.data().to_vec_f32();
         }
-        assert!(state.to_bytes() == data, "a parsed solver state must re-encode to its own bytes");
+        assert!(
+            state.to_bytes() == data,
+            "a parsed solver state must re-encode to its own bytes"
+        );
     }
     if let Ok(blob) = file.blob() {
         let _ = blob.view().data().to_vec_f64();

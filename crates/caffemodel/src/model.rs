@@ -24,7 +24,12 @@ impl BinaryKind {
     /// The kind implied by `path`'s extension; anything unrecognised is read as a net, since legacy weight files
     /// (`lenet_iter_10000`) have no extension at all.
     pub fn from_path(path: &Path) -> Self {
-        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             Some("solverstate") => Self::SolverState,
             Some("binaryproto") => Self::Blob,
             _ => Self::Net,
@@ -98,10 +103,7 @@ impl ModelFile {
         let file = Self { path, bytes };
         let head = file.bytes();
         if let Some((_, what)) = SIGNATURES.iter().find(|(sig, _)| head.starts_with(sig)) {
-            return Err(Error::ForeignFormat {
-                path: file.path,
-                what,
-            });
+            return Err(Error::ForeignFormat { path: file.path, what });
         }
         if looks_like_text(head) {
             return Err(Error::ForeignFormat {
@@ -153,10 +155,7 @@ impl ModelFile {
     /// Parses the file as a net (`.caffemodel`).
     pub fn net(&self) -> Result<Net<'_>> {
         let root = self.parse(MessageKind::Net)?;
-        let net = Net {
-            path: &self.path,
-            root,
-        };
+        let net = Net { path: &self.path, root };
         net.validate()?;
         Ok(net)
     }
@@ -164,10 +163,7 @@ impl ModelFile {
     /// Parses the file as a solver state (`.solverstate`).
     pub fn solver_state(&self) -> Result<SolverStateView<'_>> {
         let root = self.parse(MessageKind::SolverState)?;
-        let view = SolverStateView {
-            path: &self.path,
-            root,
-        };
+        let view = SolverStateView { path: &self.path, root };
         for (i, blob) in view.history().enumerate() {
             blob.check(&format!("history[{i}]"))
                 .map_err(|message| Error::invalid(&self.path, message))?;
@@ -178,10 +174,7 @@ impl ModelFile {
     /// Parses the file as a single blob (`.binaryproto`).
     pub fn blob(&self) -> Result<BlobFile<'_>> {
         let root = self.parse(MessageKind::Blob)?;
-        let file = BlobFile {
-            path: &self.path,
-            root,
-        };
+        let file = BlobFile { path: &self.path, root };
         file.view()
             .check("blob")
             .map_err(|message| Error::invalid(&self.path, message))?;
@@ -366,14 +359,13 @@ fn blobs_mut<'m, 'f>(layer: &'m mut Message<'f>) -> Vec<&'m mut Message<'f>> {
 
 fn data_payloads<'m, 'f>(blob: &'m Message<'f>) -> impl Iterator<Item = (&'m Payload<'f>, Elem)> + 'm {
     // `data` (5) when present, else `double_data` (8); Caffe reads double_data only when data is empty.
-    let has_f32 = blob.nodes.iter().any(|n| matches!(n, Node::Values { number: 5, payload, elem } if !payload.is_empty(*elem)));
+    let has_f32 = blob
+        .nodes
+        .iter()
+        .any(|n| matches!(n, Node::Values { number: 5, payload, elem } if !payload.is_empty(*elem)));
     let want = if has_f32 { 5 } else { 8 };
     blob.nodes.iter().filter_map(move |n| match n {
-        Node::Values {
-            number,
-            elem,
-            payload,
-        } if *number == want => Some((payload, *elem)),
+        Node::Values { number, elem, payload } if *number == want => Some((payload, *elem)),
         _ => None,
     })
 }
@@ -420,10 +412,7 @@ impl<'n, 'f> LayerView<'n, 'f> {
     pub fn type_name(&self) -> Cow<'f, str> {
         match self.generation() {
             Generation::Modern => raw_string(self.message, 2).unwrap_or(Cow::Borrowed("")),
-            Generation::V0 => self
-                .v0()
-                .and_then(|v0| raw_string(v0, 2))
-                .unwrap_or(Cow::Borrowed("")),
+            Generation::V0 => self.v0().and_then(|v0| raw_string(v0, 2)).unwrap_or(Cow::Borrowed("")),
             Generation::V1 => {
                 let value = self.message.last_raw(5).map(|f| f.varint()).unwrap_or(0);
                 Cow::Owned(v1_type_name(value))
@@ -477,9 +466,9 @@ impl BlobShape {
     /// Number of elements the shape describes (1 for a 0-D shape, as in Caffe), or `None` on a negative dimension or
     /// overflow.
     pub fn count(&self) -> Option<u64> {
-        self.dims.iter().try_fold(1u64, |acc, &d| {
-            u64::try_from(d).ok().and_then(|d| acc.checked_mul(d))
-        })
+        self.dims
+            .iter()
+            .try_fold(1u64, |acc, &d| u64::try_from(d).ok().and_then(|d| acc.checked_mul(d)))
     }
 }
 
@@ -544,10 +533,7 @@ impl<'n, 'f> BlobView<'n, 'f> {
                 legacy: true,
             }
         } else {
-            BlobShape {
-                dims,
-                legacy: false,
-            }
+            BlobShape { dims, legacy: false }
         }
     }
 
@@ -560,9 +546,10 @@ impl<'n, 'f> BlobView<'n, 'f> {
 
     /// True when the blob carries a gradient (`diff` or `double_diff`).
     pub fn has_diff(&self) -> bool {
-        self.message.nodes.iter().any(|n| {
-            matches!(n, Node::Values { number: 6 | 9, payload, elem } if !payload.is_empty(*elem))
-        })
+        self.message
+            .nodes
+            .iter()
+            .any(|n| matches!(n, Node::Values { number: 6 | 9, payload, elem } if !payload.is_empty(*elem)))
     }
 
     /// Absolute file offset of the blob message.

@@ -341,11 +341,10 @@ impl<'a> Message<'a> {
                 };
                 let index = child_counts[slot];
                 child_counts[slot] += 1;
-                let message =
-                    Message::parse(child, field.value, field.value_offset).map_err(|mut e| {
-                        e.path.insert(0, (name, index));
-                        e
-                    })?;
+                let message = Message::parse(child, field.value, field.value_offset).map_err(|mut e| {
+                    e.path.insert(0, (name, index));
+                    e
+                })?;
                 nodes.push(Node::Message {
                     number: field.number,
                     message,
@@ -376,11 +375,7 @@ impl<'a> Message<'a> {
             }
         }
         flush_raw(&mut nodes, &mut raw_start, buf, offset, buf.len());
-        Ok(Message {
-            kind,
-            offset,
-            nodes,
-        })
+        Ok(Message { kind, offset, nodes })
     }
 
     /// The raw fields of this message (its own, not its children's), in file order.
@@ -430,11 +425,7 @@ impl<'a> Message<'a> {
                     out.write_all(&head)?;
                     message.encode_to(out)?;
                 }
-                Node::Values {
-                    number,
-                    elem,
-                    payload,
-                } => encode_values(out, *number, *elem, payload)?,
+                Node::Values { number, elem, payload } => encode_values(out, *number, *elem, payload)?,
             }
         }
         Ok(())
@@ -453,13 +444,7 @@ fn wrong_wire(field: &RawField<'_>, name: &'static str, expected: &'static str) 
     }
 }
 
-fn flush_raw<'a>(
-    nodes: &mut Vec<Node<'a>>,
-    raw_start: &mut Option<usize>,
-    buf: &'a [u8],
-    base: u64,
-    end: usize,
-) {
+fn flush_raw<'a>(nodes: &mut Vec<Node<'a>>, raw_start: &mut Option<usize>, buf: &'a [u8], base: u64, end: usize) {
     if let Some(start) = raw_start.take() {
         nodes.push(Node::Raw {
             bytes: &buf[start..end],
@@ -545,11 +530,7 @@ fn node_len(node: &Node<'_>) -> u64 {
             let len = message.encoded_len();
             (wire::tag_len(*number) + wire::varint_len(len)) as u64 + len
         }
-        Node::Values {
-            number,
-            elem,
-            payload,
-        } => {
+        Node::Values { number, elem, payload } => {
             let n = payload.len(*elem) as u64;
             let size = elem.size() as u64;
             if payload.is_packed() {

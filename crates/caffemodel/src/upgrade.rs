@@ -27,10 +27,9 @@ use std::collections::HashMap;
 use std::fmt;
 
 use caffe_proto::{
-    param_spec::DimCheckMode, pooling_parameter::PoolMethod, solver_parameter::SolverType,
-    v0_layer_parameter, v1_layer_parameter::LayerType, BlobShape, InputParameter, LayerParameter,
-    NetParameter, ParamSpec, SolverParameter, TransformationParameter, V0LayerParameter,
-    V1LayerParameter,
+    param_spec::DimCheckMode, pooling_parameter::PoolMethod, solver_parameter::SolverType, v0_layer_parameter,
+    v1_layer_parameter::LayerType, BlobShape, InputParameter, LayerParameter, NetParameter, ParamSpec, SolverParameter,
+    TransformationParameter, V0LayerParameter, V1LayerParameter,
 };
 
 /// What an upgrade did, step by step.
@@ -100,9 +99,9 @@ impl fmt::Display for UpgradeStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             UpgradeStep::V0ToV1 => f.write_str("upgraded V0 layers to the V1 layout"),
-            UpgradeStep::DataTransformation => f.write_str(
-                "moved legacy data-layer scale/mean_file/crop_size/mirror into transform_param",
-            ),
+            UpgradeStep::DataTransformation => {
+                f.write_str("moved legacy data-layer scale/mean_file/crop_size/mirror into transform_param")
+            }
             UpgradeStep::V1ToV2 { layers } => write!(
                 f,
                 "upgraded {layers} V1 layer(s) (`layers`, enum types) to `layer` with string types"
@@ -111,13 +110,10 @@ impl fmt::Display for UpgradeStep {
                 f,
                 "replaced {inputs} legacy net input(s) (input/input_dim/input_shape) by an Input layer"
             ),
-            UpgradeStep::BatchNorm { layers } => write!(
-                f,
-                "dropped the 3 legacy param specs of {layers} BatchNorm layer(s)"
-            ),
-            UpgradeStep::SolverType => {
-                f.write_str("replaced the legacy solver_type enum by the type string")
+            UpgradeStep::BatchNorm { layers } => {
+                write!(f, "dropped the 3 legacy param specs of {layers} BatchNorm layer(s)")
             }
+            UpgradeStep::SolverType => f.write_str("replaced the legacy solver_type enum by the type string"),
         }
     }
 }
@@ -161,7 +157,9 @@ pub enum UpgradeError {
         blob: String,
     },
     /// A V0 `padding` layer may only feed a `conv` or `pool` layer.
-    #[error("{layer}: a padding layer feeds this layer of type {type_name:?}; only conv and pool layers can absorb padding")]
+    #[error(
+        "{layer}: a padding layer feeds this layer of type {type_name:?}; only conv and pool layers can absorb padding"
+    )]
     PaddingIntoUnsupportedLayer {
         /// The layer fed by the padding layer.
         layer: LayerRef,
@@ -177,9 +175,7 @@ pub enum UpgradeError {
         bottoms: usize,
     },
     /// A V0 padding layer must have exactly one bottom and one top.
-    #[error(
-        "{layer}: a padding layer must have exactly 1 bottom and 1 top, not {bottoms} and {tops}"
-    )]
+    #[error("{layer}: a padding layer must have exactly 1 bottom and 1 top, not {bottoms} and {tops}")]
     PaddingLayerShape {
         /// The padding layer.
         layer: LayerRef,
@@ -275,11 +271,7 @@ pub fn upgrade_net(net: &mut NetParameter) -> Result<UpgradeReport, UpgradeError
     // Plan every step without touching `net` (blobs are moved only at the
     // end), so that an error leaves it as it was.
     let v0 = if needs_v0_upgrade(net) {
-        Some(plan_v0_upgrade(
-            &net.layers,
-            &net.input,
-            &mut report.warnings,
-        )?)
+        Some(plan_v0_upgrade(&net.layers, &net.input, &mut report.warnings)?)
     } else {
         None
     };
@@ -328,10 +320,7 @@ pub fn upgrade_net(net: &mut NetParameter) -> Result<UpgradeReport, UpgradeError
 
     // Apply: nothing below can fail.
     if let Some(plan) = v0 {
-        let V0Plan {
-            mut layers,
-            sources,
-        } = plan;
+        let V0Plan { mut layers, sources } = plan;
         for (layer, &source) in layers.iter_mut().zip(&sources) {
             if let Some(v0_layer) = net.layers[source].layer.as_mut() {
                 layer.blobs = std::mem::take(&mut v0_layer.blobs);
@@ -429,29 +418,21 @@ fn needs_v0_upgrade(net: &NetParameter) -> bool {
 }
 
 fn needs_data_upgrade(layers: &[V1LayerParameter]) -> bool {
-    layers
-        .iter()
-        .any(|layer| match layer.r#type.map(LayerType::try_from) {
-            Some(Ok(LayerType::Data)) => layer.data_param.as_ref().is_some_and(|p| {
-                p.scale.is_some()
-                    || p.mean_file.is_some()
-                    || p.crop_size.is_some()
-                    || p.mirror.is_some()
-            }),
-            Some(Ok(LayerType::ImageData)) => layer.image_data_param.as_ref().is_some_and(|p| {
-                p.scale.is_some()
-                    || p.mean_file.is_some()
-                    || p.crop_size.is_some()
-                    || p.mirror.is_some()
-            }),
-            Some(Ok(LayerType::WindowData)) => layer.window_data_param.as_ref().is_some_and(|p| {
-                p.scale.is_some()
-                    || p.mean_file.is_some()
-                    || p.crop_size.is_some()
-                    || p.mirror.is_some()
-            }),
-            _ => false,
-        })
+    layers.iter().any(|layer| match layer.r#type.map(LayerType::try_from) {
+        Some(Ok(LayerType::Data)) => layer
+            .data_param
+            .as_ref()
+            .is_some_and(|p| p.scale.is_some() || p.mean_file.is_some() || p.crop_size.is_some() || p.mirror.is_some()),
+        Some(Ok(LayerType::ImageData)) => layer
+            .image_data_param
+            .as_ref()
+            .is_some_and(|p| p.scale.is_some() || p.mean_file.is_some() || p.crop_size.is_some() || p.mirror.is_some()),
+        Some(Ok(LayerType::WindowData)) => layer
+            .window_data_param
+            .as_ref()
+            .is_some_and(|p| p.scale.is_some() || p.mean_file.is_some() || p.crop_size.is_some() || p.mirror.is_some()),
+        _ => false,
+    })
 }
 
 fn is_legacy_batch_norm(layer: &LayerParameter) -> bool {
@@ -502,8 +483,7 @@ fn plan_v0_upgrade(
     let mut kept: Vec<(Vec<String>, Option<u32>, usize)> = Vec::with_capacity(layers.len());
     // For each blob, the index of the last layer producing it (None: a net
     // input).
-    let mut last_producer: HashMap<&str, Option<usize>> =
-        inputs.iter().map(|name| (name.as_str(), None)).collect();
+    let mut last_producer: HashMap<&str, Option<usize>> = inputs.iter().map(|name| (name.as_str(), None)).collect();
     for (index, layer) in layers.iter().enumerate() {
         let this_type = v0_type(layer);
         let keep = this_type != "padding";
@@ -650,35 +630,25 @@ fn convert_v0_layer(
     let is = |name: &str| type_name == name;
     if let Some(num_output) = v0.num_output {
         if is("conv") {
-            out.convolution_param
-                .get_or_insert_with(Default::default)
-                .num_output = Some(num_output);
+            out.convolution_param.get_or_insert_with(Default::default).num_output = Some(num_output);
         } else if is("innerproduct") {
-            out.inner_product_param
-                .get_or_insert_with(Default::default)
-                .num_output = Some(num_output);
+            out.inner_product_param.get_or_insert_with(Default::default).num_output = Some(num_output);
         } else {
             dropped!("num_output");
         }
     }
     if let Some(biasterm) = v0.biasterm {
         if is("conv") {
-            out.convolution_param
-                .get_or_insert_with(Default::default)
-                .bias_term = Some(biasterm);
+            out.convolution_param.get_or_insert_with(Default::default).bias_term = Some(biasterm);
         } else if is("innerproduct") {
-            out.inner_product_param
-                .get_or_insert_with(Default::default)
-                .bias_term = Some(biasterm);
+            out.inner_product_param.get_or_insert_with(Default::default).bias_term = Some(biasterm);
         } else {
             dropped!("biasterm");
         }
     }
     if let Some(filler) = &v0.weight_filler {
         if is("conv") {
-            out.convolution_param
-                .get_or_insert_with(Default::default)
-                .weight_filler = Some(filler.clone());
+            out.convolution_param.get_or_insert_with(Default::default).weight_filler = Some(filler.clone());
         } else if is("innerproduct") {
             out.inner_product_param
                 .get_or_insert_with(Default::default)
@@ -689,23 +659,16 @@ fn convert_v0_layer(
     }
     if let Some(filler) = &v0.bias_filler {
         if is("conv") {
-            out.convolution_param
-                .get_or_insert_with(Default::default)
-                .bias_filler = Some(filler.clone());
+            out.convolution_param.get_or_insert_with(Default::default).bias_filler = Some(filler.clone());
         } else if is("innerproduct") {
-            out.inner_product_param
-                .get_or_insert_with(Default::default)
-                .bias_filler = Some(filler.clone());
+            out.inner_product_param.get_or_insert_with(Default::default).bias_filler = Some(filler.clone());
         } else {
             dropped!("bias_filler");
         }
     }
     if let Some(pad) = v0.pad {
         if is("conv") {
-            out.convolution_param
-                .get_or_insert_with(Default::default)
-                .pad
-                .push(pad);
+            out.convolution_param.get_or_insert_with(Default::default).pad.push(pad);
         } else if is("pool") {
             out.pooling_param.get_or_insert_with(Default::default).pad = Some(pad);
         } else {
@@ -719,18 +682,14 @@ fn convert_v0_layer(
                 .kernel_size
                 .push(kernel_size);
         } else if is("pool") {
-            out.pooling_param
-                .get_or_insert_with(Default::default)
-                .kernel_size = Some(kernel_size);
+            out.pooling_param.get_or_insert_with(Default::default).kernel_size = Some(kernel_size);
         } else {
             dropped!("kernelsize");
         }
     }
     if let Some(group) = v0.group {
         if is("conv") {
-            out.convolution_param
-                .get_or_insert_with(Default::default)
-                .group = Some(group);
+            out.convolution_param.get_or_insert_with(Default::default).group = Some(group);
         } else {
             dropped!("group");
         }
@@ -742,9 +701,7 @@ fn convert_v0_layer(
                 .stride
                 .push(stride);
         } else if is("pool") {
-            out.pooling_param
-                .get_or_insert_with(Default::default)
-                .stride = Some(stride);
+            out.pooling_param.get_or_insert_with(Default::default).stride = Some(stride);
         } else {
             dropped!("stride");
         }
@@ -759,13 +716,9 @@ fn convert_v0_layer(
             };
             match method {
                 Some(method) => {
-                    out.pooling_param.get_or_insert_with(Default::default).pool =
-                        Some(method as i32);
+                    out.pooling_param.get_or_insert_with(Default::default).pool = Some(method as i32);
                 }
-                None => warnings.push(format!(
-                    "{}: unknown V0 pool method {pool}; dropped",
-                    here()
-                )),
+                None => warnings.push(format!("{}: unknown V0 pool method {pool}; dropped", here())),
             }
         } else {
             dropped!("pool");
@@ -773,18 +726,14 @@ fn convert_v0_layer(
     }
     if let Some(ratio) = v0.dropout_ratio {
         if is("dropout") {
-            out.dropout_param
-                .get_or_insert_with(Default::default)
-                .dropout_ratio = Some(ratio);
+            out.dropout_param.get_or_insert_with(Default::default).dropout_ratio = Some(ratio);
         } else {
             dropped!("dropout_ratio");
         }
     }
     if let Some(local_size) = v0.local_size {
         if is("lrn") {
-            out.lrn_param
-                .get_or_insert_with(Default::default)
-                .local_size = Some(local_size);
+            out.lrn_param.get_or_insert_with(Default::default).local_size = Some(local_size);
         } else {
             dropped!("local_size");
         }
@@ -815,85 +764,55 @@ fn convert_v0_layer(
         if is("data") {
             out.data_param.get_or_insert_with(Default::default).source = source;
         } else if is("hdf5_data") {
-            out.hdf5_data_param
-                .get_or_insert_with(Default::default)
-                .source = source;
+            out.hdf5_data_param.get_or_insert_with(Default::default).source = source;
         } else if is("images") {
-            out.image_data_param
-                .get_or_insert_with(Default::default)
-                .source = source;
+            out.image_data_param.get_or_insert_with(Default::default).source = source;
         } else if is("window_data") {
-            out.window_data_param
-                .get_or_insert_with(Default::default)
-                .source = source;
+            out.window_data_param.get_or_insert_with(Default::default).source = source;
         } else if is("infogain_loss") {
-            out.infogain_loss_param
-                .get_or_insert_with(Default::default)
-                .source = source;
+            out.infogain_loss_param.get_or_insert_with(Default::default).source = source;
         } else {
             dropped!("source");
         }
     }
     // Preprocessing applies to any type: it goes to transform_param as is.
     if let Some(scale) = v0.scale {
-        out.transform_param
-            .get_or_insert_with(Default::default)
-            .scale = Some(scale);
+        out.transform_param.get_or_insert_with(Default::default).scale = Some(scale);
     }
     if let Some(mean_file) = &v0.meanfile {
-        out.transform_param
-            .get_or_insert_with(Default::default)
-            .mean_file = Some(mean_file.clone());
+        out.transform_param.get_or_insert_with(Default::default).mean_file = Some(mean_file.clone());
     }
     if let Some(batch_size) = v0.batchsize {
         if is("data") {
-            out.data_param
-                .get_or_insert_with(Default::default)
-                .batch_size = Some(batch_size);
+            out.data_param.get_or_insert_with(Default::default).batch_size = Some(batch_size);
         } else if is("hdf5_data") {
-            out.hdf5_data_param
-                .get_or_insert_with(Default::default)
-                .batch_size = Some(batch_size);
+            out.hdf5_data_param.get_or_insert_with(Default::default).batch_size = Some(batch_size);
         } else if is("images") {
-            out.image_data_param
-                .get_or_insert_with(Default::default)
-                .batch_size = Some(batch_size);
+            out.image_data_param.get_or_insert_with(Default::default).batch_size = Some(batch_size);
         } else if is("window_data") {
-            out.window_data_param
-                .get_or_insert_with(Default::default)
-                .batch_size = Some(batch_size);
+            out.window_data_param.get_or_insert_with(Default::default).batch_size = Some(batch_size);
         } else {
             dropped!("batchsize");
         }
     }
     if let Some(crop_size) = v0.cropsize {
-        out.transform_param
-            .get_or_insert_with(Default::default)
-            .crop_size = Some(crop_size);
+        out.transform_param.get_or_insert_with(Default::default).crop_size = Some(crop_size);
     }
     if let Some(mirror) = v0.mirror {
-        out.transform_param
-            .get_or_insert_with(Default::default)
-            .mirror = Some(mirror);
+        out.transform_param.get_or_insert_with(Default::default).mirror = Some(mirror);
     }
     if let Some(rand_skip) = v0.rand_skip {
         if is("data") {
-            out.data_param
-                .get_or_insert_with(Default::default)
-                .rand_skip = Some(rand_skip);
+            out.data_param.get_or_insert_with(Default::default).rand_skip = Some(rand_skip);
         } else if is("images") {
-            out.image_data_param
-                .get_or_insert_with(Default::default)
-                .rand_skip = Some(rand_skip);
+            out.image_data_param.get_or_insert_with(Default::default).rand_skip = Some(rand_skip);
         } else {
             dropped!("rand_skip");
         }
     }
     if let Some(shuffle) = v0.shuffle_images {
         if is("images") {
-            out.image_data_param
-                .get_or_insert_with(Default::default)
-                .shuffle = Some(shuffle);
+            out.image_data_param.get_or_insert_with(Default::default).shuffle = Some(shuffle);
         } else {
             dropped!("shuffle_images");
         }
@@ -902,72 +821,56 @@ fn convert_v0_layer(
         if is("images") {
             // V0 stores it as int32, ImageDataParameter as uint32; Caffe's
             // implicit conversion reinterprets the bits.
-            out.image_data_param
-                .get_or_insert_with(Default::default)
-                .new_height = Some(new_height as u32);
+            out.image_data_param.get_or_insert_with(Default::default).new_height = Some(new_height as u32);
         } else {
             dropped!("new_height");
         }
     }
     if let Some(new_width) = v0.new_width {
         if is("images") {
-            out.image_data_param
-                .get_or_insert_with(Default::default)
-                .new_width = Some(new_width as u32);
+            out.image_data_param.get_or_insert_with(Default::default).new_width = Some(new_width as u32);
         } else {
             dropped!("new_width");
         }
     }
     if let Some(concat_dim) = v0.concat_dim {
         if is("concat") {
-            out.concat_param
-                .get_or_insert_with(Default::default)
-                .concat_dim = Some(concat_dim);
+            out.concat_param.get_or_insert_with(Default::default).concat_dim = Some(concat_dim);
         } else {
             dropped!("concat_dim");
         }
     }
     if let Some(threshold) = v0.det_fg_threshold {
         if is("window_data") {
-            out.window_data_param
-                .get_or_insert_with(Default::default)
-                .fg_threshold = Some(threshold);
+            out.window_data_param.get_or_insert_with(Default::default).fg_threshold = Some(threshold);
         } else {
             dropped!("det_fg_threshold");
         }
     }
     if let Some(threshold) = v0.det_bg_threshold {
         if is("window_data") {
-            out.window_data_param
-                .get_or_insert_with(Default::default)
-                .bg_threshold = Some(threshold);
+            out.window_data_param.get_or_insert_with(Default::default).bg_threshold = Some(threshold);
         } else {
             dropped!("det_bg_threshold");
         }
     }
     if let Some(fraction) = v0.det_fg_fraction {
         if is("window_data") {
-            out.window_data_param
-                .get_or_insert_with(Default::default)
-                .fg_fraction = Some(fraction);
+            out.window_data_param.get_or_insert_with(Default::default).fg_fraction = Some(fraction);
         } else {
             dropped!("det_fg_fraction");
         }
     }
     if let Some(context_pad) = v0.det_context_pad {
         if is("window_data") {
-            out.window_data_param
-                .get_or_insert_with(Default::default)
-                .context_pad = Some(context_pad);
+            out.window_data_param.get_or_insert_with(Default::default).context_pad = Some(context_pad);
         } else {
             dropped!("det_context_pad");
         }
     }
     if let Some(crop_mode) = &v0.det_crop_mode {
         if is("window_data") {
-            out.window_data_param
-                .get_or_insert_with(Default::default)
-                .crop_mode = Some(crop_mode.clone());
+            out.window_data_param.get_or_insert_with(Default::default).crop_mode = Some(crop_mode.clone());
         } else {
             dropped!("det_crop_mode");
         }
@@ -1092,10 +995,7 @@ fn convert_v1_layer(
     };
     if let Some(value) = v1.r#type {
         let layer_type =
-            LayerType::try_from(value).map_err(|_| UpgradeError::UnknownV1LayerType {
-                layer: here(),
-                value,
-            })?;
+            LayerType::try_from(value).map_err(|_| UpgradeError::UnknownV1LayerType { layer: here(), value })?;
         layer.r#type = Some(v1_layer_type_name(layer_type).to_owned());
     }
     for (i, name) in v1.param.iter().enumerate() {
@@ -1105,9 +1005,7 @@ fn convert_v1_layer(
         // V1 and ParamSpec number the two modes alike.
         let mode = match caffe_proto::v1_layer_parameter::DimCheckMode::try_from(mode) {
             Ok(caffe_proto::v1_layer_parameter::DimCheckMode::Strict) => DimCheckMode::Strict,
-            Ok(caffe_proto::v1_layer_parameter::DimCheckMode::Permissive) => {
-                DimCheckMode::Permissive
-            }
+            Ok(caffe_proto::v1_layer_parameter::DimCheckMode::Permissive) => DimCheckMode::Permissive,
             Err(_) => {
                 return Err(UpgradeError::UnknownShareMode {
                     layer: here(),
@@ -1127,9 +1025,7 @@ fn convert_v1_layer(
     layer.accuracy_param.clone_from(&v1.accuracy_param);
     layer.argmax_param.clone_from(&v1.argmax_param);
     layer.concat_param.clone_from(&v1.concat_param);
-    layer
-        .contrastive_loss_param
-        .clone_from(&v1.contrastive_loss_param);
+    layer.contrastive_loss_param.clone_from(&v1.contrastive_loss_param);
     layer.convolution_param.clone_from(&v1.convolution_param);
     layer.data_param.clone_from(&v1.data_param);
     layer.dropout_param.clone_from(&v1.dropout_param);
@@ -1140,12 +1036,8 @@ fn convert_v1_layer(
     layer.hdf5_output_param.clone_from(&v1.hdf5_output_param);
     layer.hinge_loss_param.clone_from(&v1.hinge_loss_param);
     layer.image_data_param.clone_from(&v1.image_data_param);
-    layer
-        .infogain_loss_param
-        .clone_from(&v1.infogain_loss_param);
-    layer
-        .inner_product_param
-        .clone_from(&v1.inner_product_param);
+    layer.infogain_loss_param.clone_from(&v1.infogain_loss_param);
+    layer.inner_product_param.clone_from(&v1.inner_product_param);
     layer.lrn_param.clone_from(&v1.lrn_param);
     layer.memory_data_param.clone_from(&v1.memory_data_param);
     layer.mvn_param.clone_from(&v1.mvn_param);
@@ -1161,10 +1053,7 @@ fn convert_v1_layer(
     layer.transform_param.clone_from(&v1.transform_param);
     layer.loss_param.clone_from(&v1.loss_param);
     if v1.layer.is_some() {
-        warnings.push(format!(
-            "{}: has a V0 layer inside a V1 layer; ignored",
-            here()
-        ));
+        warnings.push(format!("{}: has a V0 layer inside a V1 layer; ignored", here()));
     }
     Ok(layer)
 }

@@ -254,8 +254,7 @@ impl<'a> Fields<'a> {
         if number > MAX_FIELD_NUMBER {
             return Err(self.err(at, WireErrorKind::FieldNumberTooLarge(number)));
         }
-        let wire = WireType::from_bits(tag & 7)
-            .ok_or_else(|| self.err(at, WireErrorKind::InvalidWireType(tag & 7)))?;
+        let wire = WireType::from_bits(tag & 7).ok_or_else(|| self.err(at, WireErrorKind::InvalidWireType(tag & 7)))?;
         Ok((number as u32, wire, len))
     }
 
@@ -292,8 +291,7 @@ impl<'a> Fields<'a> {
             WireType::Fixed64 => fixed(8, "fixed64 value"),
             WireType::Fixed32 => fixed(4, "fixed32 value"),
             WireType::LengthDelimited => {
-                let (len, len_len) =
-                    decode_varint(&self.buf[at..]).map_err(|k| self.err(at, k))?;
+                let (len, len_len) = decode_varint(&self.buf[at..]).map_err(|k| self.err(at, k))?;
                 let payload = at + len_len;
                 let available = (self.buf.len() - payload) as u64;
                 if len > available {
@@ -390,14 +388,8 @@ mod tests {
 
     #[test]
     fn bad_varints_are_errors() {
-        assert_eq!(
-            decode_varint(&[0x80, 0x80]),
-            Err(WireErrorKind::TruncatedVarint)
-        );
-        assert_eq!(
-            decode_varint(&[0xff; 11]),
-            Err(WireErrorKind::VarintOverflow)
-        );
+        assert_eq!(decode_varint(&[0x80, 0x80]), Err(WireErrorKind::TruncatedVarint));
+        assert_eq!(decode_varint(&[0xff; 11]), Err(WireErrorKind::VarintOverflow));
         // u64::MAX is ten bytes ending in 0x01; 0x02 in the tenth byte overflows.
         let mut max = vec![0xff; 9];
         max.push(0x01);
@@ -414,10 +406,20 @@ mod tests {
         let f1 = it.next().unwrap().unwrap();
         assert_eq!((f1.number, f1.wire, f1.varint()), (1, WireType::Varint, 150));
         let f2 = it.next().unwrap().unwrap();
-        assert_eq!((f2.number, f2.value, f2.offset, f2.value_offset), (2, &b"abc"[..], 1003, 1005));
+        assert_eq!(
+            (f2.number, f2.value, f2.offset, f2.value_offset),
+            (2, &b"abc"[..], 1003, 1005)
+        );
         let err = it.next().unwrap().unwrap_err();
         assert_eq!(err.offset, 1008);
-        assert!(matches!(err.kind, WireErrorKind::Truncated { needed: 100, available: 1, .. }));
+        assert!(matches!(
+            err.kind,
+            WireErrorKind::Truncated {
+                needed: 100,
+                available: 1,
+                ..
+            }
+        ));
         assert!(it.next().is_none());
     }
 

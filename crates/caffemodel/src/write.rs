@@ -7,10 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// Writes `path` atomically: `fill` writes into a temporary file in the same folder, which is flushed, synced and
 /// renamed over `path` only when `fill` succeeds. On any error the temporary file is removed and `path` is untouched.
-pub fn write_atomic(
-    path: &Path,
-    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> Result<()> {
+pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -21,11 +18,7 @@ pub fn write_atomic(
     if path.is_dir() {
         return Err(Error::IsDirectory { path: path.into() });
     }
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
     let result = (|| {
         let file = File::create(&tmp)?;
         let mut out = BufWriter::with_capacity(1 << 20, file);

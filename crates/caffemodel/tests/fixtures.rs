@@ -26,7 +26,9 @@ fn caffe_binaries(dir: &Path, out: &mut Vec<PathBuf>) {
         } else {
             let name = path.file_name().unwrap().to_str().unwrap();
             let ext = path.extension().and_then(|e| e.to_str());
-            if matches!(ext, Some("caffemodel" | "solverstate" | "binaryproto")) || (ext.is_none() && name.contains("_iter_")) {
+            if matches!(ext, Some("caffemodel" | "solverstate" | "binaryproto"))
+                || (ext.is_none() && name.contains("_iter_"))
+            {
                 out.push(path);
             }
         }
@@ -67,12 +69,22 @@ fn layers_blobs_and_counts_match_the_manifest() {
         let (mut params, mut nonzero) = (0u64, 0u64);
         for (layer, fact) in ours.iter().zip(theirs) {
             assert_eq!(layer.name(), fact["name"].as_str().unwrap(), "{rel}");
-            assert_eq!(layer.type_name(), fact["type"].as_str().unwrap(), "{rel}: {}", layer.name());
+            assert_eq!(
+                layer.type_name(),
+                fact["type"].as_str().unwrap(),
+                "{rel}: {}",
+                layer.name()
+            );
             let blobs = layer.blobs();
             let fact_blobs = fact["blobs"].as_array().unwrap();
             assert_eq!(blobs.len(), fact_blobs.len(), "{rel}: {} blob count", layer.name());
             for (blob, fb) in blobs.iter().zip(fact_blobs) {
-                let shape: Vec<i64> = fb["shape"].as_array().unwrap().iter().map(|d| d.as_i64().unwrap()).collect();
+                let shape: Vec<i64> = fb["shape"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.as_i64().unwrap())
+                    .collect();
                 assert_eq!(blob.shape().dims, shape, "{rel}: {}", layer.name());
                 let values = blob.data().to_vec_f32();
                 assert_eq!(values.len() as u64, fb["count"].as_u64().unwrap());
@@ -128,7 +140,10 @@ fn every_truncation_of_a_real_model_fails_cleanly() {
         }
     }
     // Only cuts exactly between top-level fields (whole layers) leave a valid, shorter net.
-    assert_eq!(failures, bytes.len() - boundaries.iter().filter(|&&b| b < bytes.len()).count());
+    assert_eq!(
+        failures,
+        bytes.len() - boundaries.iter().filter(|&&b| b < bytes.len()).count()
+    );
 }
 
 #[test]
@@ -143,13 +158,18 @@ fn blob_values_are_read_exactly() {
             let all = values.to_vec_f32();
             let mut chunked = Vec::new();
             values.for_each_chunk(777, |c| chunked.extend_from_slice(c));
-            assert_eq!(all.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), chunked.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+            assert_eq!(
+                all.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                chunked.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
         }
     }
 }
 
 fn expect_error(bytes: &[u8], name: &str) -> String {
-    let err = ModelFile::from_bytes(name, bytes.to_vec()).and_then(|m| m.net().map(|_| ())).unwrap_err();
+    let err = ModelFile::from_bytes(name, bytes.to_vec())
+        .and_then(|m| m.net().map(|_| ()))
+        .unwrap_err();
     err.to_string()
 }
 
@@ -161,7 +181,10 @@ fn bad_inputs_get_one_line_errors_naming_file_and_place() {
     // NetParameter.layer (100) claiming 3 GB in a 9-byte file.
     let huge = [0xa2, 0x06, 0x80, 0x80, 0x80, 0x80, 0x0c, 0x00, 0x00];
     let msg = expect_error(&huge, "h.caffemodel");
-    assert!(msg.contains("needs 3221225472 bytes but only 2 remain at byte 0"), "{msg}");
+    assert!(
+        msg.contains("needs 3221225472 bytes but only 2 remain at byte 0"),
+        "{msg}"
+    );
     // NetParameter.layer (100) as a varint instead of a message.
     let msg = expect_error(&[0xa0, 0x06, 0x01], "w.caffemodel");
     assert!(msg.contains("field 100 (layer) has wire type varint"), "{msg}");
@@ -173,7 +196,10 @@ fn bad_inputs_get_one_line_errors_naming_file_and_place() {
     let mut net = vec![0xa2, 0x06, layer.len() as u8];
     net.extend_from_slice(&layer);
     let msg = expect_error(&net, "s.caffemodel");
-    assert!(msg.contains("layer 0 ('x') blob 0") && msg.contains("holds 4 values but the data has 3"), "{msg}");
+    assert!(
+        msg.contains("layer 0 ('x') blob 0") && msg.contains("holds 4 values but the data has 3"),
+        "{msg}"
+    );
     // Only unknown fields: not a Caffe net.
     let msg = expect_error(&[0xf8, 0x3e, 0x01], "u.caffemodel");
     assert!(msg.contains("none of its fields are known"), "{msg}");
@@ -186,5 +212,8 @@ fn bad_inputs_get_one_line_errors_naming_file_and_place() {
     }
     let missing = dir.path().join("nope.caffemodel");
     let msg = ModelFile::open(&missing).err().unwrap().to_string();
-    assert!(msg.starts_with(&missing.display().to_string()) && msg.contains("No such file"), "{msg}");
+    assert!(
+        msg.starts_with(&missing.display().to_string()) && msg.contains("No such file"),
+        "{msg}"
+    );
 }

@@ -33,7 +33,12 @@ fn regenerate_seed_corpus() {
     let modern = NetParameter {
         name: Some("tiny".into()),
         layer: vec![
-            LayerParameter { name: Some("data".into()), r#type: Some("Input".into()), top: vec!["data".into()], ..Default::default() },
+            LayerParameter {
+                name: Some("data".into()),
+                r#type: Some("Input".into()),
+                top: vec!["data".into()],
+                ..Default::default()
+            },
             LayerParameter {
                 name: Some("ip".into()),
                 r#type: Some("InnerProduct".into()),
@@ -45,7 +50,14 @@ fn regenerate_seed_corpus() {
         ],
         ..Default::default()
     };
-    let legacy_blob = BlobProto { num: Some(1), channels: Some(1), height: Some(2), width: Some(2), data: vec![1.0, 0.0, -0.0, 2.0], ..Default::default() };
+    let legacy_blob = BlobProto {
+        num: Some(1),
+        channels: Some(1),
+        height: Some(2),
+        width: Some(2),
+        data: vec![1.0, 0.0, -0.0, 2.0],
+        ..Default::default()
+    };
     let v1 = NetParameter {
         name: Some("v1".into()),
         layers: vec![V1LayerParameter {
@@ -59,12 +71,22 @@ fn regenerate_seed_corpus() {
     };
     let v0 = NetParameter {
         layers: vec![V1LayerParameter {
-            layer: Some(V0LayerParameter { name: Some("conv".into()), r#type: Some("conv".into()), blobs: vec![legacy_blob.clone()], ..Default::default() }),
+            layer: Some(V0LayerParameter {
+                name: Some("conv".into()),
+                r#type: Some("conv".into()),
+                blobs: vec![legacy_blob.clone()],
+                ..Default::default()
+            }),
             ..Default::default()
         }],
         ..Default::default()
     };
-    let state = SolverState { iter: Some(100), learned_net: Some("x.caffemodel".into()), history: vec![blob(vec![2, 2])], current_step: Some(1) };
+    let state = SolverState {
+        iter: Some(100),
+        learned_net: Some("x.caffemodel".into()),
+        history: vec![blob(vec![2, 2])],
+        current_step: Some(1),
+    };
     let mut seeds: Vec<(&str, Vec<u8>)> = vec![
         ("modern", modern.encode_to_vec()),
         ("v1", v1.encode_to_vec()),
@@ -74,7 +96,10 @@ fn regenerate_seed_corpus() {
     ];
     let m = modern.encode_to_vec();
     seeds.push(("modern-truncated", m[..m.len() - 5].to_vec()));
-    seeds.push(("modern-huge-length", vec![0xa2, 0x06, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x00]));
+    seeds.push((
+        "modern-huge-length",
+        vec![0xa2, 0x06, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x00],
+    ));
     seeds.push(("wrong-wire-type", vec![0xa0, 0x06, 0x01]));
     // An unpacked float run: blob { data: 1.0 (fixed32, field 5) data: 2.0 }.
     let mut unpacked = vec![0x2d];

@@ -2,10 +2,13 @@
 //! order), must read back through the lossless tree with the right views and re-encode to identical bytes; an edit
 //! of one payload must change exactly that payload.
 
-use caffe_proto::{v1_layer_parameter::LayerType, BlobProto, BlobShape, LayerParameter, NetParameter, V0LayerParameter, V1LayerParameter};
+use caffe_proto::{
+    v1_layer_parameter::LayerType, BlobProto, BlobShape, LayerParameter, NetParameter, V0LayerParameter,
+    V1LayerParameter,
+};
 use caffemodel::ModelFile;
-use prost::Message;
 use proptest::prelude::*;
+use prost::Message;
 
 fn blob() -> impl Strategy<Value = BlobProto> {
     (
@@ -20,10 +23,17 @@ fn blob() -> impl Strategy<Value = BlobProto> {
             let data: Vec<f32> = (0..count)
                 .map(|i| {
                     let x = seed.wrapping_mul(2654435761).wrapping_add(i as u32 * 40503);
-                    if x % 3 == 0 { 0.0 } else { f32::from_bits(x) }
+                    if x % 3 == 0 {
+                        0.0
+                    } else {
+                        f32::from_bits(x)
+                    }
                 })
                 .collect();
-            let mut b = BlobProto { data: data.clone(), ..Default::default() };
+            let mut b = BlobProto {
+                data: data.clone(),
+                ..Default::default()
+            };
             if with_diff {
                 b.diff = data.iter().map(|v| v * 0.5).collect();
             }
@@ -44,7 +54,11 @@ fn blob() -> impl Strategy<Value = BlobProto> {
 }
 
 fn modern_layer() -> impl Strategy<Value = LayerParameter> {
-    ("[a-z][a-z0-9/_]{0,8}", prop::sample::select(vec!["Convolution", "InnerProduct", "ReLU", "Scale"]), prop::collection::vec(blob(), 0..3))
+    (
+        "[a-z][a-z0-9/_]{0,8}",
+        prop::sample::select(vec!["Convolution", "InnerProduct", "ReLU", "Scale"]),
+        prop::collection::vec(blob(), 0..3),
+    )
         .prop_map(|(name, ty, blobs)| LayerParameter {
             name: Some(name.clone()),
             r#type: Some(ty.to_string()),
@@ -83,12 +97,30 @@ fn v1_layer(v0: bool) -> impl Strategy<Value = V1LayerParameter> {
 
 fn net() -> impl Strategy<Value = (NetParameter, &'static str)> {
     prop_oneof![
-        prop::collection::vec(modern_layer(), 1..5)
-            .prop_map(|layer| (NetParameter { name: Some("net".into()), layer, ..Default::default() }, "V2")),
-        prop::collection::vec(v1_layer(false), 1..5)
-            .prop_map(|layers| (NetParameter { name: Some("net".into()), layers, ..Default::default() }, "V1")),
-        prop::collection::vec(v1_layer(true), 1..5)
-            .prop_map(|layers| (NetParameter { name: Some("net".into()), layers, ..Default::default() }, "V0")),
+        prop::collection::vec(modern_layer(), 1..5).prop_map(|layer| (
+            NetParameter {
+                name: Some("net".into()),
+                layer,
+                ..Default::default()
+            },
+            "V2"
+        )),
+        prop::collection::vec(v1_layer(false), 1..5).prop_map(|layers| (
+            NetParameter {
+                name: Some("net".into()),
+                layers,
+                ..Default::default()
+            },
+            "V1"
+        )),
+        prop::collection::vec(v1_layer(true), 1..5).prop_map(|layers| (
+            NetParameter {
+                name: Some("net".into()),
+                layers,
+                ..Default::default()
+            },
+            "V0"
+        )),
     ]
 }
 

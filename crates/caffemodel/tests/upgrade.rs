@@ -6,13 +6,12 @@
 use std::path::{Path, PathBuf};
 
 use caffe_proto::{
-    v1_layer_parameter::LayerType, BlobProto, BlobShape, ConvolutionParameter, DataParameter,
-    FillerParameter, LayerParameter, NetParameter, ParamSpec, PoolingParameter, SolverParameter,
-    TransformationParameter, V0LayerParameter, V1LayerParameter,
+    v1_layer_parameter::LayerType, BlobProto, BlobShape, ConvolutionParameter, DataParameter, FillerParameter,
+    LayerParameter, NetParameter, ParamSpec, PoolingParameter, SolverParameter, TransformationParameter,
+    V0LayerParameter, V1LayerParameter,
 };
 use caffemodel::upgrade::{
-    net_needs_upgrade, solver_needs_upgrade, upgrade_net, upgrade_solver, LayerRef, UpgradeError,
-    UpgradeStep,
+    net_needs_upgrade, solver_needs_upgrade, upgrade_net, upgrade_solver, LayerRef, UpgradeError, UpgradeStep,
 };
 use prost::Message;
 use prost_reflect::DynamicMessage;
@@ -25,10 +24,7 @@ fn fixtures() -> Option<PathBuf> {
         return Some(dir);
     }
     if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "fixtures missing at {} (required when CI=true)",
-            dir.display()
-        );
+        panic!("fixtures missing at {} (required when CI=true)", dir.display());
     }
     eprintln!("note: fixtures not found at {}; skipping", dir.display());
     None
@@ -40,9 +36,7 @@ fn read(dir: &Path, name: &str) -> Vec<u8> {
 
 fn parse_text<T: Message + Default>(dir: &Path, name: &str, message: &str) -> T {
     let text = String::from_utf8(read(dir, name)).unwrap();
-    let descriptor = caffe_proto::descriptor_pool()
-        .get_message_by_name(message)
-        .unwrap();
+    let descriptor = caffe_proto::descriptor_pool().get_message_by_name(message).unwrap();
     DynamicMessage::parse_text_format(descriptor, &text)
         .unwrap_or_else(|e| panic!("{name}: {e}"))
         .transcode_to()
@@ -75,9 +69,7 @@ fn v1_caffemodels_upgrade_to_the_golden_message_and_bytes() {
             report.steps,
             [
                 UpgradeStep::DataTransformation,
-                UpgradeStep::V1ToV2 {
-                    layers: layer_count
-                }
+                UpgradeStep::V1ToV2 { layers: layer_count }
             ],
             "{legacy}"
         );
@@ -88,10 +80,7 @@ fn v1_caffemodels_upgrade_to_the_golden_message_and_bytes() {
         assert_eq!(net, expected, "{legacy}");
         // Caffe writes fields in number order, as prost does, so an upgrade
         // that matches Caffe's gives Caffe's bytes.
-        assert!(
-            net.encode_to_vec() == golden_bytes,
-            "{legacy}: bytes differ"
-        );
+        assert!(net.encode_to_vec() == golden_bytes, "{legacy}: bytes differ");
         // The upgraded net is current: a second upgrade does nothing.
         assert!(!net_needs_upgrade(&net));
         assert!(upgrade_net(&mut net).unwrap().is_empty());
@@ -136,18 +125,9 @@ fn upgraded_types_and_blob_shapes_follow_the_manifest() {
                 // Blobs move as stored: legacy 4-D fields, no N-D shape.
                 let shape: Vec<i64> = serde_json::from_value(listed_blob["shape"].clone()).unwrap();
                 assert!(blob.shape.is_none());
-                let legacy_shape =
-                    [blob.num(), blob.channels(), blob.height(), blob.width()].map(i64::from);
-                assert_eq!(
-                    legacy_shape.as_slice(),
-                    shape.as_slice(),
-                    "{}",
-                    layer.name()
-                );
-                assert_eq!(
-                    blob.data.len() as u64,
-                    listed_blob["count"].as_u64().unwrap()
-                );
+                let legacy_shape = [blob.num(), blob.channels(), blob.height(), blob.width()].map(i64::from);
+                assert_eq!(legacy_shape.as_slice(), shape.as_slice(), "{}", layer.name());
+                assert_eq!(blob.data.len() as u64, listed_blob["count"].as_u64().unwrap());
             }
         }
     }
@@ -205,11 +185,7 @@ fn legacy_prototxts_upgrade_to_the_golden_prototxts() {
 #[test]
 fn mtcnn_legacy_inputs_become_an_input_layer() {
     let Some(dir) = fixtures() else { return };
-    let mut net: NetParameter = parse_text(
-        &dir,
-        "models/mtcnn_det1/det1.prototxt",
-        "caffe.NetParameter",
-    );
+    let mut net: NetParameter = parse_text(&dir, "models/mtcnn_det1/det1.prototxt", "caffe.NetParameter");
     // The file says: input "data" with input_dim 1, 3, 12, 12.
     assert_eq!(net.input, ["data"]);
     let first_layer = net.layer[0].name().to_owned();
@@ -307,10 +283,7 @@ fn a_v0_net_with_padding_upgrades_like_caffe() {
     let mut net = v0_net();
     assert!(net_needs_upgrade(&net));
     let report = upgrade_net(&mut net).unwrap();
-    assert_eq!(
-        report.steps,
-        [UpgradeStep::V0ToV1, UpgradeStep::V1ToV2 { layers: 4 }]
-    );
+    assert_eq!(report.steps, [UpgradeStep::V0ToV1, UpgradeStep::V1ToV2 { layers: 4 }]);
     assert_eq!(report.warnings.len(), 1, "{report}");
     assert!(report.warnings[0].contains("relu1") && report.warnings[0].contains("num_output"));
 
@@ -465,10 +438,7 @@ fn v1_param_names_share_modes_and_data_transformation() {
     let report = upgrade_net(&mut net).unwrap();
     assert_eq!(
         report.steps,
-        [
-            UpgradeStep::DataTransformation,
-            UpgradeStep::V1ToV2 { layers: 3 }
-        ]
+        [UpgradeStep::DataTransformation, UpgradeStep::V1ToV2 { layers: 3 }]
     );
     assert!(net.layers.is_empty());
     assert_eq!(net.force_backward, Some(true));
@@ -529,10 +499,7 @@ fn fatal_v1_and_input_problems_are_errors() {
     let before = both.clone();
     assert_eq!(
         upgrade_net(&mut both).unwrap_err(),
-        UpgradeError::BothLayerAndLayers {
-            layer: 1,
-            layers: 1
-        }
+        UpgradeError::BothLayerAndLayers { layer: 1, layers: 1 }
     );
     assert_eq!(both, before);
 
@@ -591,10 +558,7 @@ fn fatal_v1_and_input_problems_are_errors() {
     };
     assert_eq!(
         upgrade_net(&mut shapes).unwrap_err(),
-        UpgradeError::InputShapeCount {
-            inputs: 1,
-            shapes: 2
-        }
+        UpgradeError::InputShapeCount { inputs: 1, shapes: 2 }
     );
 }
 
@@ -649,10 +613,7 @@ fn inputs_with_shapes_without_shapes_and_batch_norm() {
     };
     let report = upgrade_net(&mut net).unwrap();
     assert_eq!(report.steps, [UpgradeStep::BatchNorm { layers: 2 }]);
-    assert_eq!(
-        net.layer.iter().map(|l| l.param.len()).collect::<Vec<_>>(),
-        [0, 2, 0]
-    );
+    assert_eq!(net.layer.iter().map(|l| l.param.len()).collect::<Vec<_>>(), [0, 2, 0]);
 
     // A current net is left alone.
     let mut current = NetParameter {
