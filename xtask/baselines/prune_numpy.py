@@ -38,20 +38,21 @@ MIX2 = np.uint64(0x94D049BB133111EB)
 
 
 def weights(n, seed, chunk=1 << 22):
-    """SplitMix64 then Irwin-Hall, bit for bit as `weights()` in benches/prune.rs."""
+    """SplitMix64 then Irwin-Hall over four 32-bit uniforms, bit for bit as `weights()` in
+    crates/prune/benches/prune.rs."""
     out = np.empty(n, dtype=np.float32)
     scale = 0.05 / math.sqrt(1.0 / 3.0)
     with np.errstate(over="ignore"):
         for start in range(0, n, chunk):
-            i = np.arange(start + 1, min(start + chunk, n) + 1, dtype=np.uint64)
-            z = np.uint64(seed) + i * GOLDEN  # state after i increments, wrapping
-            z = (z ^ (z >> np.uint64(30))) * MIX1
-            z = (z ^ (z >> np.uint64(27))) * MIX2
-            z = z ^ (z >> np.uint64(31))
+            i = np.arange(start, min(start + chunk, n), dtype=np.uint64)
             total = np.zeros(len(i), dtype=np.uint64)
-            for part in range(4):
-                total += (z >> np.uint64(16 * part)) & np.uint64(0xFFFF)
-            out[start : start + len(i)] = ((total.astype(np.float64) / 65536.0 - 2.0) * scale).astype(np.float32)
+            for draw in (1, 2):  # weight i uses the generator's states 2i+1 and 2i+2, wrapping
+                z = np.uint64(seed) + (np.uint64(2) * i + np.uint64(draw)) * GOLDEN
+                z = (z ^ (z >> np.uint64(30))) * MIX1
+                z = (z ^ (z >> np.uint64(27))) * MIX2
+                z = z ^ (z >> np.uint64(31))
+                total += (z & np.uint64(0xFFFFFFFF)) + (z >> np.uint64(32))
+            out[start : start + len(i)] = ((total.astype(np.float64) / 4294967296.0 - 2.0) * scale).astype(np.float32)
     return out
 
 

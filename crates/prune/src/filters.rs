@@ -45,11 +45,7 @@ impl FilterReport {
 /// `k = floor((F - 1) * t)`, the cut is the k-th largest norm counting from 0, and rows whose
 /// norm is strictly above it survive (ties at the cut are dropped). `t = 1` leaves the blob
 /// untouched; a blob with no weights is left as it is.
-pub fn prune_filters(
-    weights: &mut [f32],
-    shape: &[usize],
-    t: f64,
-) -> Result<FilterReport, PruneError> {
+pub fn prune_filters(weights: &mut [f32], shape: &[usize], t: f64) -> Result<FilterReport, PruneError> {
     check_keep_fraction(t)?;
     let Some((&filters, rest)) = shape.split_first() else {
         return Err(PruneError::EmptyShape);

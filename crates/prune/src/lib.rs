@@ -11,7 +11,7 @@
 //! smallest weight is zeroed). Dropped weights become `+0.0`. With distinct magnitudes exactly
 //! `k` weights survive.
 //!
-//! The cut is found by selection, not sorting: below 64 Ki weights `select_nth_unstable` on a
+//! The cut is found by selection, not sorting: below 32 Ki weights `select_nth_unstable` on a
 //! scratch copy of the magnitude bits; above, a two-level radix histogram over the magnitude bits
 //! (two read-only passes, no O(N) scratch). Blobs of 2 Mi weights and more use the rayon pool.
 //!
@@ -20,6 +20,23 @@
 //! - [`Rule::StdMultiple`]: Han et al.'s `|w| > q * std(W)`.
 //! - [`prune_filters`]: whole output filters by L1 norm.
 //! - [`Mask`]: the kept set of a pruned blob, re-applied during retraining.
+//!
+//! ```
+//! use prune::{prune_in_place, Mask, Rule};
+//!
+//! // N = 5, t = 0.5: k = floor(4 * 0.5) = 2; |W| descending 0.7, 0.5, 0.3, 0.2, 0.1: cut 0.3.
+//! let mut w = [0.5f32, -0.1, 0.3, -0.7, 0.2];
+//! let report = prune_in_place(&mut w, Rule::KeepFraction(0.5))?;
+//! assert_eq!(w, [0.5, 0.0, 0.0, -0.7, 0.0]);
+//! assert_eq!((report.kept, report.threshold), (2, Some(f64::from(0.3f32))));
+//!
+//! // Retraining moves every weight; the mask puts the pruned ones back to zero.
+//! let mask = Mask::from_nonzero(&w);
+//! let mut retrained = [0.45f32, 0.01, -0.02, -0.66, 0.03];
+//! mask.apply(&mut retrained)?;
+//! assert_eq!(retrained, [0.45, 0.0, 0.0, -0.66, 0.0]);
+//! # Ok::<(), prune::PruneError>(())
+//! ```
 #![warn(missing_docs)]
 
 mod cut;
@@ -165,22 +182,14 @@ pub fn prune_in_place(weights: &mut [f32], rule: Rule) -> Result<BlobReport, Pru
             }
             let threshold = q * stats::population_std(weights)?;
             let cut = stats::f32_cut_at_or_below(threshold);
-            Ok(BlobReport::pruned(
-                rule,
-                len,
-                threshold,
-                apply_cut(weights, cut),
-            ))
+            Ok(BlobReport::pruned(rule, len, threshold, apply_cut(weights, cut)))
         }
     }
 }
 
 /// Prunes several blobs with one global keep-fraction cut ([`global_cut`]); returns one report
 /// per blob, in order. On error no blob is changed.
-pub fn prune_global_in_place(
-    blobs: &mut [&mut [f32]],
-    t: f64,
-) -> Result<Vec<BlobReport>, PruneError> {
+pub fn prune_global_in_place(blobs: &mut [&mut [f32]], t: f64) -> Result<Vec<BlobReport>, PruneError> {
     let rule = Rule::KeepFraction(t);
     let views: Vec<&[f32]> = blobs.iter().map(|b| &**b).collect();
     let cut = match decide(&views, t)? {

@@ -36,10 +36,7 @@ fn ordered_sum(weights: &[f32], f: impl Fn(f64) -> f64 + Sync) -> f64 {
             .map(|chunk| lane_sum(chunk, &f))
             .collect()
     } else {
-        weights
-            .chunks(SUM_CHUNK_LEN)
-            .map(|chunk| lane_sum(chunk, &f))
-            .collect()
+        weights.chunks(SUM_CHUNK_LEN).map(|chunk| lane_sum(chunk, &f)).collect()
     };
     partials.iter().sum()
 }
@@ -56,8 +53,7 @@ fn lane_sum(chunk: &[f32], f: &impl Fn(f64) -> f64) -> f64 {
     for (lane, &w) in lanes.iter_mut().zip(groups.remainder()) {
         *lane += f(f64::from(w));
     }
-    ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
-        + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
+    ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
 }
 
 /// The magnitude bits `c` of the largest f32 not above `threshold` (>= 0, not NaN), so that for

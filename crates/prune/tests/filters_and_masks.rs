@@ -106,10 +106,7 @@ fn filters_by_hand() {
     // t = 1: untouched; t = 0: the cut is the largest norm, every filter goes.
     let mut w = original;
     let report = prune_filters(&mut w, &[3, 2], 1.0).unwrap();
-    assert_eq!(
-        (w, report.dropped.len(), report.norm_cut),
-        (original, 0, None)
-    );
+    assert_eq!((w, report.dropped.len(), report.norm_cut), (original, 0, None));
     let mut w = original;
     let report = prune_filters(&mut w, &[3, 2], 0.0).unwrap();
     assert_eq!((w, report.dropped), ([0.0; 6], vec![0, 1, 2]));
@@ -157,10 +154,7 @@ fn filter_errors() {
     // No weights: nothing to do, whatever the number of (empty) filters.
     let mut empty: [f32; 0] = [];
     let report = prune_filters(&mut empty, &[4, 0], 0.5).unwrap();
-    assert_eq!(
-        (report.filters, report.dropped.len(), report.norm_cut),
-        (4, 0, None)
-    );
+    assert_eq!((report.filters, report.dropped.len(), report.norm_cut), (4, 0, None));
 }
 
 #[test]
@@ -172,9 +166,7 @@ fn mask_by_hand() {
     assert_eq!(bits(&w), bits(&[-1.0, 0.0, 0.0, 0.0, 3.0]));
 
     // Across word boundaries: every third of 200 weights kept.
-    let pattern: Vec<f32> = (0..200)
-        .map(|i| if i % 3 == 0 { 1.0 } else { 0.0 })
-        .collect();
+    let pattern: Vec<f32> = (0..200).map(|i| if i % 3 == 0 { 1.0 } else { 0.0 }).collect();
     let mask = Mask::from_nonzero(&pattern);
     assert_eq!(mask.count_kept(), 67);
     let mut w = vec![-4.0f32; 200];

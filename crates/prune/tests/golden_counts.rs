@@ -33,8 +33,7 @@ fn distinct_weights(len: usize) -> Vec<f32> {
 #[test]
 fn kept_counts_match_real_caffe_pruning_runs() {
     let root = fixtures().join("golden/pruned");
-    let models = std::fs::read_dir(&root)
-        .unwrap_or_else(|e| panic!("fixtures missing at {}: {e}", root.display()));
+    let models = std::fs::read_dir(&root).unwrap_or_else(|e| panic!("fixtures missing at {}: {e}", root.display()));
     let mut layers_checked = 0;
     for model in models {
         let model = model.unwrap().path();

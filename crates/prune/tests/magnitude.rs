@@ -1,10 +1,7 @@
 //! Keep-fraction, global and std-multiple rules against references written here.
 
 use proptest::prelude::*;
-use prune::{
-    global_cut, keep_fraction_cut, prune_global_in_place, prune_in_place, BlobReport, PruneError,
-    Rule,
-};
+use prune::{global_cut, keep_fraction_cut, prune_global_in_place, prune_in_place, BlobReport, PruneError, Rule};
 
 /// The numpy definition, by full sort: `k = floor((N-1) t)`, `cut = sort(|W|, desc)[k]`,
 /// keep `|w| > cut`, else +0.0; `t = 1` or no weights: untouched. Returns the pruned blobs and
@@ -20,11 +17,7 @@ fn reference_keep_fraction(blobs: &[Vec<f32>], t: f64) -> (Vec<Vec<f32>>, Option
     let cut = magnitudes[k];
     let pruned = blobs
         .iter()
-        .map(|b| {
-            b.iter()
-                .map(|&w| if w.abs() > cut { w } else { 0.0 })
-                .collect()
-        })
+        .map(|b| b.iter().map(|&w| if w.abs() > cut { w } else { 0.0 }).collect())
         .collect();
     (pruned, Some(cut))
 }
@@ -61,9 +54,7 @@ fn distinct_weights(len: usize, seed: u64) -> Vec<f32> {
             .wrapping_add(1_442_695_040_888_963_407);
         state >> 33
     };
-    let mut weights: Vec<f32> = (0..len)
-        .map(|i| (i + 1) as f32 / (1 << 20) as f32)
-        .collect();
+    let mut weights: Vec<f32> = (0..len).map(|i| (i + 1) as f32 / (1 << 20) as f32).collect();
     for i in (1..len).rev() {
         let j = (next() % (i as u64 + 1)) as usize;
         weights.swap(i, j);
@@ -203,10 +194,7 @@ fn lenet_sized_blobs_keep_exactly_k_distinct_weights() {
             .filter(|x| **x != 0.0)
             .map(|x| x.abs())
             .fold(f32::MAX, f32::min);
-        assert_eq!(
-            smallest_kept,
-            (len - expected + 1) as f32 / (1 << 20) as f32
-        );
+        assert_eq!(smallest_kept, (len - expected + 1) as f32 / (1 << 20) as f32);
         assert_eq!(
             report.threshold,
             Some(f64::from((len - expected) as f32 / (1 << 20) as f32))
@@ -226,10 +214,7 @@ fn parallel_sized_blob_matches_the_reference_and_repeats_bit_for_bit() {
     let mut first = weights.clone();
     let mut second = weights;
     let report = prune_in_place(&mut first, Rule::KeepFraction(0.37)).unwrap();
-    assert_eq!(
-        prune_in_place(&mut second, Rule::KeepFraction(0.37)).unwrap(),
-        report
-    );
+    assert_eq!(prune_in_place(&mut second, Rule::KeepFraction(0.37)).unwrap(), report);
     assert_eq!(bits(&first), bits(&expected[0]));
     assert_eq!(bits(&first), bits(&second));
 }
@@ -270,10 +255,7 @@ fn invalid_keep_fractions_are_refused() {
             keep_fraction_cut(&w, t),
             Err(PruneError::InvalidKeepFraction(_))
         ));
-        assert!(matches!(
-            global_cut(&[&w], t),
-            Err(PruneError::InvalidKeepFraction(_))
-        ));
+        assert!(matches!(global_cut(&[&w], t), Err(PruneError::InvalidKeepFraction(_))));
     }
     // Refused even when there is nothing to prune.
     assert!(keep_fraction_cut(&[], 2.0).is_err());
@@ -314,12 +296,7 @@ fn nan_weights_are_refused_and_nothing_changes() {
 fn reference_std(weights: &[f32]) -> f64 {
     let n = weights.len() as f64;
     let mean = weights.iter().map(|&w| f64::from(w)).sum::<f64>() / n;
-    (weights
-        .iter()
-        .map(|&w| (f64::from(w) - mean).powi(2))
-        .sum::<f64>()
-        / n)
-        .sqrt()
+    (weights.iter().map(|&w| (f64::from(w) - mean).powi(2)).sum::<f64>() / n).sqrt()
 }
 
 proptest! {
@@ -352,10 +329,7 @@ fn std_multiple_by_hand() {
     let report = prune_in_place(&mut w, Rule::StdMultiple(1.0)).unwrap();
     assert_eq!(w, [0.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]); // 2 is not strictly above 2
     assert_eq!(report.threshold, Some(2.0));
-    assert_eq!(
-        (report.kept, report.nonzeros_before, report.nonzeros_after),
-        (7, 8, 7)
-    );
+    assert_eq!((report.kept, report.nonzeros_before, report.nonzeros_after), (7, 8, 7));
 
     // mean 0, std sqrt(5) ~ 2.236: only the 3s survive q = 1; q = 0 keeps every nonzero.
     let mut w = [3.0f32, 1.0, -1.0, -3.0, 0.0];
