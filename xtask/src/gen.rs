@@ -67,15 +67,15 @@ fn input(shape: &[i64]) -> LayerParameter {
     }
 }
 
+/// A convolution; `weights` gives the generator to fill its blobs, or `None` for the bare definition.
 fn conv(
-    rng: &mut SplitMix,
+    weights: Option<&mut SplitMix>,
     name: &str,
     bottom: &str,
     inputs: i64,
     outputs: i64,
     kernel: i64,
     pad: u32,
-    with_weights: bool,
 ) -> LayerParameter {
     let mut l = layer(name, "Convolution", bottom, name);
     l.convolution_param = Some(ConvolutionParameter {
@@ -85,7 +85,7 @@ fn conv(
         stride: vec![1],
         ..Default::default()
     });
-    if with_weights {
+    if let Some(rng) = weights {
         l.blobs = vec![
             xavier(rng, &[outputs, inputs, kernel, kernel]),
             blob(&[outputs], vec![0.1; outputs as usize]),
@@ -94,20 +94,20 @@ fn conv(
     l
 }
 
+/// A fully connected layer; `weights` as for [`conv`].
 fn inner_product(
-    rng: &mut SplitMix,
+    weights: Option<&mut SplitMix>,
     name: &str,
     bottom: &str,
     inputs: i64,
     outputs: i64,
-    with_weights: bool,
 ) -> LayerParameter {
     let mut l = layer(name, "InnerProduct", bottom, name);
     l.inner_product_param = Some(InnerProductParameter {
         num_output: Some(outputs as u32),
         ..Default::default()
     });
-    if with_weights {
+    if let Some(rng) = weights {
         l.blobs = vec![
             xavier(rng, &[outputs, inputs]),
             blob(&[outputs], vec![0.1; outputs as usize]),
@@ -138,13 +138,13 @@ pub fn lenet(seed: u64, with_weights: bool) -> NetParameter {
         name: Some("LeNet".into()),
         layer: vec![
             input(&[64, 1, 28, 28]),
-            conv(rng, "conv1", "data", 1, 20, 5, 0, with_weights),
+            conv(with_weights.then_some(&mut *rng), "conv1", "data", 1, 20, 5, 0),
             max_pool("pool1", "conv1"),
-            conv(rng, "conv2", "pool1", 20, 50, 5, 0, with_weights),
+            conv(with_weights.then_some(&mut *rng), "conv2", "pool1", 20, 50, 5, 0),
             max_pool("pool2", "conv2"),
-            inner_product(rng, "ip1", "pool2", 800, 500, with_weights),
+            inner_product(with_weights.then_some(&mut *rng), "ip1", "pool2", 800, 500),
             in_place("relu1", "ReLU", "ip1"),
-            inner_product(rng, "ip2", "ip1", 500, 10, with_weights),
+            inner_product(with_weights.then_some(&mut *rng), "ip2", "ip1", 500, 10),
             layer("prob", "Softmax", "ip2", "prob"),
         ],
         ..Default::default()
@@ -167,7 +167,7 @@ pub fn vgg16(seed: u64) -> NetParameter {
     for (s, widths) in stages.iter().enumerate() {
         for (c, &width) in widths.iter().enumerate() {
             let name = format!("conv{}_{}", s + 1, c + 1);
-            layers.push(conv(rng, &name, &bottom, channels, width, 3, 1, true));
+            layers.push(conv(Some(&mut *rng), &name, &bottom, channels, width, 3, 1));
             layers.push(in_place(&format!("relu{}_{}", s + 1, c + 1), "ReLU", &name));
             channels = width;
             bottom = name;
@@ -178,7 +178,7 @@ pub fn vgg16(seed: u64) -> NetParameter {
     }
     let fcs = [("fc6", 512 * 7 * 7, 4096), ("fc7", 4096, 4096), ("fc8", 4096, 1000)];
     for (name, inputs, outputs) in fcs {
-        layers.push(inner_product(rng, name, &bottom, inputs, outputs, true));
+        layers.push(inner_product(Some(&mut *rng), name, &bottom, inputs, outputs));
         if name != "fc8" {
             layers.push(in_place(&name.replace("fc", "relu"), "ReLU", name));
             layers.push(in_place(&name.replace("fc", "drop"), "Dropout", name));

@@ -203,7 +203,7 @@ pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
 /// Length of the canonical varint encoding of `value`.
 pub fn varint_len(value: u64) -> usize {
     // 1 + floor(log2(value) / 7), with 0 taking one byte.
-    ((64 - (value | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// Appends a field tag.
