@@ -57,9 +57,7 @@ mod sealed {
 /// and against scipy's int32 index limit.
 fn matrix_dims(shape: &[usize], len: usize) -> Result<(usize, usize), SparseError> {
     let (&rows, rest) = shape.split_first().ok_or(SparseError::EmptyShape)?;
-    let overflow = || SparseError::ShapeOverflow {
-        shape: shape.to_vec(),
-    };
+    let overflow = || SparseError::ShapeOverflow { shape: shape.to_vec() };
     let cols = rest
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))

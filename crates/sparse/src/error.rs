@@ -217,9 +217,7 @@ pub enum NpzError {
     /// Guards that the header's claimed data size equals what the zip member
     /// declares, before anything is allocated for it (a header claiming
     /// gigabytes in a small file stops here).
-    #[error(
-        "key {key:?}: header claims {claimed} data bytes but the member holds {available} bytes after the header"
-    )]
+    #[error("key {key:?}: header claims {claimed} data bytes but the member holds {available} bytes after the header")]
     SizeMismatch {
         /// The member concerned.
         key: String,

@@ -1,30 +1,6 @@
 //! Deep Compression's relative-index ("gap") encoding of a pruned blob.
 //!
-//! # The rule
-//!
-//! Walk the row-major flattened blob. An entry `(value, gap)` is stored when
-//!
-//! * the value is nonzero (`v != 0.0`; NaN is nonzero, and **-0.0 is a zero**,
-//!   so it decodes as +0.0), or
-//! * the value is zero and the run of zeros since the last stored entry has
-//!   reached `2^B - 1`, the largest gap `B` bits hold: a *filler* `(0.0, 2^B - 1)`.
-//!
-//! An entry's gap is the number of zeros skipped before it. A trailing run of
-//! `z` zeros (after the last filler) ends with one entry `(0.0, z - 1)`, so the
-//! decoder "for each entry: emit `gap` zeros, then the value" rebuilds the flat
-//! blob exactly, length included.
-//!
-//! Gaps are unsigned: `u8` for `B <= 8`, `u16` for `9 <= B <= 16`.
-//!
-//! ```
-//! use sparse::{encode_gaps, Gaps};
-//! // B = 2: gaps hold at most 3.
-//! let flat = [0.0, 0.0, 0.0, 0.0, 5.0, 0.0, 0.0];
-//! let encoded = encode_gaps(&flat, 2).unwrap();
-//! assert_eq!(encoded.values, [0.0, 5.0, 0.0]);
-//! assert_eq!(encoded.gaps, Gaps::U8(vec![3, 0, 1]));
-//! assert_eq!(encoded.decode().unwrap(), flat);
-//! ```
+//! See [`encode_gaps`] for the rule.
 
 use crate::error::SparseError;
 use crate::scan::for_each_nonzero;
@@ -168,8 +144,7 @@ impl<G: GapInt> EntrySink for EntryStore<G> {
     #[inline(always)]
     fn fillers(&mut self, count: usize, max_gap: usize) {
         self.values.resize(self.values.len() + count, 0.0);
-        self.gaps
-            .resize(self.gaps.len() + count, G::from_gap(max_gap));
+        self.gaps.resize(self.gaps.len() + count, G::from_gap(max_gap));
     }
 }
 
@@ -206,10 +181,34 @@ fn walk<S: EntrySink>(flat: &[f32], index_bits: u8, sink: &mut S) {
     }
 }
 
-/// Encodes `flat` (a row-major flattened blob) with `index_bits`-bit gaps.
+/// Encodes `flat` (a row-major flattened blob) with `index_bits`-bit gaps,
+/// in one pass with no per-element allocation.
 ///
-/// One pass, no per-element allocation. See the [module docs](self) for the
-/// rule; -0.0 is a zero and is not stored.
+/// # The rule
+///
+/// Walk the row-major flattened blob. An entry `(value, gap)` is stored when
+///
+/// * the value is nonzero (`v != 0.0`; NaN is nonzero, and **-0.0 is a zero**,
+///   so it decodes as +0.0), or
+/// * the value is zero and the run of zeros since the last stored entry has
+///   reached `2^B - 1`, the largest gap `B` bits hold: a *filler* `(0.0, 2^B - 1)`.
+///
+/// An entry's gap is the number of zeros skipped before it. A trailing run of
+/// `z` zeros (after the last filler) ends with one entry `(0.0, z - 1)`, so the
+/// decoder "for each entry: emit `gap` zeros, then the value" rebuilds the flat
+/// blob exactly, length included.
+///
+/// Gaps are unsigned: `u8` for `B <= 8`, `u16` for `9 <= B <= 16`.
+///
+/// ```
+/// use sparse::{encode_gaps, Gaps};
+/// // B = 2: gaps hold at most 3.
+/// let flat = [0.0, 0.0, 0.0, 0.0, 5.0, 0.0, 0.0];
+/// let encoded = encode_gaps(&flat, 2).unwrap();
+/// assert_eq!(encoded.values, [0.0, 5.0, 0.0]);
+/// assert_eq!(encoded.gaps, Gaps::U8(vec![3, 0, 1]));
+/// assert_eq!(encoded.decode().unwrap(), flat);
+/// ```
 ///
 /// # Errors
 /// [`SparseError::InvalidIndexBits`] unless `1 <= index_bits <= 16`.
@@ -262,22 +261,14 @@ pub fn gap_entry_count(flat: &[f32], index_bits: u8) -> Result<usize, SparseErro
 /// * [`SparseError::ValuesGapsLengthMismatch`] when `values` and `gaps` differ in length;
 /// * [`SparseError::GapOverrun`] when an entry would land at or past `dense_len`;
 /// * [`SparseError::DecodedTooShort`] when the entries cover fewer than `dense_len` elements.
-pub fn decode_gaps(
-    values: &[f32],
-    gaps: GapsRef<'_>,
-    dense_len: usize,
-) -> Result<Vec<f32>, SparseError> {
+pub fn decode_gaps(values: &[f32], gaps: GapsRef<'_>, dense_len: usize) -> Result<Vec<f32>, SparseError> {
     match gaps {
         GapsRef::U8(gaps) => decode_typed(values, gaps, dense_len),
         GapsRef::U16(gaps) => decode_typed(values, gaps, dense_len),
     }
 }
 
-fn decode_typed<G: Copy + Into<usize>>(
-    values: &[f32],
-    gaps: &[G],
-    dense_len: usize,
-) -> Result<Vec<f32>, SparseError> {
+fn decode_typed<G: Copy + Into<usize>>(values: &[f32], gaps: &[G], dense_len: usize) -> Result<Vec<f32>, SparseError> {
     if values.len() != gaps.len() {
         return Err(SparseError::ValuesGapsLengthMismatch {
             values: values.len(),
@@ -358,9 +349,7 @@ mod tests {
     fn block_walk_matches_the_element_rule_on_mixed_runs() {
         // Runs of zeros of many lengths crossing 64-value block boundaries.
         let mut flat = Vec::new();
-        for run in [
-            0usize, 1, 2, 3, 4, 5, 63, 64, 65, 127, 128, 129, 255, 256, 300, 1000,
-        ] {
+        for run in [0usize, 1, 2, 3, 4, 5, 63, 64, 65, 127, 128, 129, 255, 256, 300, 1000] {
             flat.extend(std::iter::repeat_n(0.0f32, run));
             flat.push(run as f32 + 0.5);
         }
@@ -371,11 +360,7 @@ mod tests {
             let got: Vec<u32> = encoded.values.iter().map(|v| v.to_bits()).collect();
             assert_eq!(got, values, "B={bits}");
             assert_eq!(gaps_as_usize(&encoded.gaps), gaps, "B={bits}");
-            assert_eq!(
-                gap_entry_count(&flat, bits).unwrap(),
-                values.len(),
-                "B={bits}"
-            );
+            assert_eq!(gap_entry_count(&flat, bits).unwrap(), values.len(), "B={bits}");
         }
     }
 

@@ -3,7 +3,8 @@
 //! Written headers are format 1.0 (2.0 is never needed: at most 64 dimensions),
 //! `{'descr': ..., 'fortran_order': False, 'shape': (...), }`, padded with
 //! spaces and a final newline so the data starts at a multiple of 64 bytes,
-//! as numpy does. Data is little-endian, C order.
+//! exactly as numpy 2 writes them (same bytes as `np.save`). Data is
+//! little-endian, C order.
 
 use std::fmt;
 use std::io::Read;
@@ -12,6 +13,8 @@ use crate::error::NpzError;
 
 /// The `.npy` magic string.
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
+/// Digits numpy leaves room for in the first dimension (`GROWTH_AXIS_MAX_DIGITS`).
+const GROWTH_AXIS_MAX_DIGITS: usize = 21;
 /// numpy aligns the data start to this many bytes.
 const ALIGN: usize = 64;
 /// numpy's limit on the number of dimensions (`NPY_MAXDIMS` in numpy 2).
@@ -114,6 +117,53 @@ pub struct Array<T> {
     pub data: Vec<T>,
 }
 
+/// A byte-string array (numpy `|S<width>`) read from a `.npy` member: one
+/// buffer of `len * width` NUL-padded bytes, not one allocation per string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ByteStrings {
+    /// Shape, C order; `[]` for a 0-d array.
+    pub shape: Vec<usize>,
+    /// Bytes per element, at least 1.
+    pub(crate) width: usize,
+    /// `len * width` bytes.
+    pub(crate) bytes: Vec<u8>,
+}
+
+impl ByteStrings {
+    /// Bytes per element (the `n` of `|Sn`).
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Number of strings.
+    pub fn len(&self) -> usize {
+        self.bytes.len() / self.width
+    }
+
+    /// Whether the array holds no string.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// String `index` without its trailing NULs (as numpy returns it), or
+    /// `None` past the end.
+    pub fn get(&self, index: usize) -> Option<&[u8]> {
+        let start = index.checked_mul(self.width)?;
+        let padded = self.bytes.get(start..start.checked_add(self.width)?)?;
+        Some(trim_nuls(padded))
+    }
+
+    /// The strings in C order, trailing NULs removed.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.bytes.chunks_exact(self.width).map(trim_nuls)
+    }
+}
+
+fn trim_nuls(padded: &[u8]) -> &[u8] {
+    let end = padded.iter().rposition(|&b| b != 0).map_or(0, |last| last + 1);
+    &padded[..end]
+}
+
 /// Element types that map to a little-endian numpy dtype.
 ///
 /// Sealed: implemented for `f32`, `f64`, `u8`, `u16`, `i32` and `i64`.
@@ -180,11 +230,16 @@ pub(crate) fn encode_header(dtype: &DType, shape: &[usize]) -> Vec<u8> {
         "{{'descr': '{}', 'fortran_order': False, 'shape': {shape_repr}, }}",
         dtype.descr()
     );
-    let total = (10 + dict.len() + 1).next_multiple_of(ALIGN);
+    // numpy reserves room for the first dimension to grow to 21 digits (so
+    // headers can be rewritten in place); doing the same makes our members
+    // byte-identical to np.save's.
+    let growth = shape.first().map_or(0, |first| {
+        GROWTH_AXIS_MAX_DIGITS.saturating_sub(first.to_string().len())
+    });
+    let total = (10 + dict.len() + growth + 1).next_multiple_of(ALIGN);
     // Format 1.0 holds headers up to 64 KiB; with at most MAX_DIMS dimensions
     // of at most 20 digits the dict stays under 2 KiB, so 2.0 is never needed.
-    let header_len =
-        u16::try_from(total - 10).expect("header of at most MAX_DIMS dims is under 64 KiB");
+    let header_len = u16::try_from(total - 10).expect("header of at most MAX_DIMS dims is under 64 KiB");
     let mut out = Vec::with_capacity(total);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&[1, 0]);
@@ -212,11 +267,7 @@ pub(crate) fn read_full<R: Read>(reader: &mut R, buf: &mut [u8]) -> std::io::Res
 
 /// Reads and validates the preamble of member `key`, whose declared size is
 /// `member_size`. Returns the header and the number of bytes it occupied.
-pub(crate) fn read_header<R: Read>(
-    reader: &mut R,
-    key: &str,
-    member_size: u64,
-) -> Result<(NpyHeader, u64), NpzError> {
+pub(crate) fn read_header<R: Read>(reader: &mut R, key: &str, member_size: u64) -> Result<(NpyHeader, u64), NpzError> {
     let header_error = |offset: usize, reason: String| NpzError::Header {
         key: key.to_string(),
         offset,
@@ -284,12 +335,9 @@ pub(crate) fn read_header<R: Read>(
         ));
     }
 
-    let dict =
-        parse_dict(&text, prefix).map_err(|(offset, reason)| header_error(offset, reason))?;
+    let dict = parse_dict(&text, prefix).map_err(|(offset, reason)| header_error(offset, reason))?;
     if dict.fortran_order {
-        return Err(NpzError::FortranOrder {
-            key: key.to_string(),
-        });
+        return Err(NpzError::FortranOrder { key: key.to_string() });
     }
     let dtype = DType::from_descr(&dict.descr).ok_or_else(|| NpzError::UnsupportedDtype {
         key: key.to_string(),
@@ -333,9 +381,7 @@ impl Parser<'_> {
     }
 
     fn skip_space(&mut self) {
-        while self.pos < self.text.len()
-            && matches!(self.text[self.pos], b' ' | b'\t' | b'\n' | b'\r')
-        {
+        while self.pos < self.text.len() && matches!(self.text[self.pos], b' ' | b'\t' | b'\n' | b'\r') {
             self.pos += 1;
         }
     }
@@ -350,11 +396,7 @@ impl Parser<'_> {
             self.pos += 1;
             Ok(())
         } else {
-            self.error(format!(
-                "expected '{}', found {}",
-                byte as char,
-                self.describe_here()
-            ))
+            self.error(format!("expected '{}', found {}", byte as char, self.describe_here()))
         }
     }
 
@@ -370,21 +412,14 @@ impl Parser<'_> {
         self.skip_space();
         let quote = match self.peek() {
             Some(q @ (b'\'' | b'"')) => q,
-            _ => {
-                return self.error(format!(
-                    "expected a quoted string, found {}",
-                    self.describe_here()
-                ))
-            }
+            _ => return self.error(format!("expected a quoted string, found {}", self.describe_here())),
         };
         self.pos += 1;
         let start = self.pos;
         loop {
             match self.peek() {
                 None => return self.error("unterminated string"),
-                Some(b'\\') => {
-                    return self.error("escape sequences are not supported in header strings")
-                }
+                Some(b'\\') => return self.error("escape sequences are not supported in header strings"),
                 Some(b) if b == quote => break,
                 Some(_) => self.pos += 1,
             }
@@ -400,10 +435,7 @@ impl Parser<'_> {
             self.pos += 1;
         }
         if self.pos == start {
-            return self.error(format!(
-                "expected a dimension, found {}",
-                self.describe_here()
-            ));
+            return self.error(format!("expected a dimension, found {}", self.describe_here()));
         }
         let digits = std::str::from_utf8(&self.text[start..self.pos]).expect("ASCII digits");
         let value = digits.parse::<usize>().or_else(|_| {
@@ -428,10 +460,7 @@ impl Parser<'_> {
                 break;
             }
             if !dims.is_empty() && !trailing_comma {
-                return self.error(format!(
-                    "expected ',' or ')' in shape, found {}",
-                    self.describe_here()
-                ));
+                return self.error(format!("expected ',' or ')' in shape, found {}", self.describe_here()));
             }
             dims.push(self.integer()?);
             self.skip_space();
@@ -502,20 +531,12 @@ fn parse_dict(text: &[u8], base: usize) -> ParseResult<HeaderDict> {
         match parser.peek() {
             Some(b',') => parser.pos += 1,
             Some(b'}') => {}
-            _ => {
-                return parser.error(format!(
-                    "expected ',' or '}}', found {}",
-                    parser.describe_here()
-                ))
-            }
+            _ => return parser.error(format!("expected ',' or '}}', found {}", parser.describe_here())),
         }
     }
     parser.skip_space();
     if parser.pos != text.len() {
-        return parser.error(format!(
-            "unexpected {} after the header dict",
-            parser.describe_here()
-        ));
+        return parser.error(format!("unexpected {} after the header dict", parser.describe_here()));
     }
     let end = base + text.len();
     Ok(HeaderDict {
@@ -548,6 +569,10 @@ mod tests {
         let one_d = encode_header(&DType::Bytes(3), &[]);
         assert!(one_d.windows(11).any(|w| w == b"'shape': ()"));
         assert!(one_d.windows(13).any(|w| w == b"'descr': '|S3"));
+        // np.save(np.zeros((1,) * 20, np.uint8)) has a 192-byte header: the
+        // 21-digit growth room for the first dimension pushes it past 128.
+        assert_eq!(encode_header(&DType::U8, &[1; 20]).len(), 192);
+        assert_eq!(encode_header(&DType::U8, &[2, 3, 4, 5, 6, 7, 8, 9, 10, 11]).len(), 128);
         let single = encode_header(&DType::U8, &[7]);
         assert!(single.windows(15).any(|w| w == b"'shape': (7,), "));
     }
@@ -555,19 +580,11 @@ mod tests {
     #[test]
     fn parses_numpy_style_and_python2_style_headers() {
         let d = parse("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }   \n").unwrap();
-        assert_eq!(
-            (d.descr.as_str(), d.fortran_order, d.shape),
-            ("<f4", false, vec![3, 4])
-        );
+        assert_eq!((d.descr.as_str(), d.fortran_order, d.shape), ("<f4", false, vec![3, 4]));
         let d = parse("{\"shape\": (2L,3L), \"fortran_order\": True, \"descr\": \"|S5\"}").unwrap();
+        assert_eq!((d.descr.as_str(), d.fortran_order, d.shape), ("|S5", true, vec![2, 3]));
         assert_eq!(
-            (d.descr.as_str(), d.fortran_order, d.shape),
-            ("|S5", true, vec![2, 3])
-        );
-        assert_eq!(
-            parse("{'descr':'<i8','fortran_order':False,'shape':()}")
-                .unwrap()
-                .shape,
+            parse("{'descr':'<i8','fortran_order':False,'shape':()}").unwrap().shape,
             Vec::<usize>::new()
         );
     }
@@ -579,17 +596,10 @@ mod tests {
             err("{'descr': '<f4', 'fortran_order': False, 'shape': (3), }").1,
             "a one-element shape needs a trailing comma, like (3,)"
         );
-        let (offset, reason) =
-            err("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), 'x': 'y'}");
+        let (offset, reason) = err("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), 'x': 'y'}");
         assert_eq!((offset, reason.as_str()), (10 + 56, "unexpected key 'x'"));
-        assert_eq!(
-            err("{'descr': '<f4', 'shape': (3,)}").1,
-            "missing key 'fortran_order'"
-        );
-        assert_eq!(
-            err("{'descr': '<f4', 'descr': '<f4'}").1,
-            "key 'descr' appears twice"
-        );
+        assert_eq!(err("{'descr': '<f4', 'shape': (3,)}").1, "missing key 'fortran_order'");
+        assert_eq!(err("{'descr': '<f4', 'descr': '<f4'}").1, "key 'descr' appears twice");
         assert_eq!(err("{'descr': True}").1, "'descr' must be a string");
         assert_eq!(err("{'shape': (-1,)}").1, "expected a dimension, found '-'");
         assert_eq!(

@@ -20,7 +20,7 @@ use zip::{CompressionMethod, DateTime, System, ZipArchive, ZipWriter};
 
 use crate::compressed::CompressedMatrix;
 use crate::error::NpzError;
-use crate::npy::{self, element_count, read_full, Array, DType, NpyElement, NpyHeader, MAX_DIMS};
+use crate::npy::{self, element_count, read_full, Array, ByteStrings, DType, NpyElement, NpyHeader, MAX_DIMS};
 
 /// Bytes converted per step when writing or reading array data.
 const CHUNK_BYTES: usize = 1 << 20;
@@ -42,7 +42,14 @@ fn validate_key(key: &str) -> Result<(), NpzError> {
     Ok(())
 }
 
-/// Writes an `.npz` archive atomically.
+/// Writes an `.npz` archive atomically and deterministically.
+///
+/// Same arrays added in the same order give the same bytes: members
+/// `<key>.npy` are stored uncompressed (`ZIP_STORED`, like `np.savez`) in
+/// insertion order, with a fixed 1980-01-01 00:00 timestamp, Unix 0644
+/// permissions and no extra fields; each member's bytes are what `np.save`
+/// writes for the array. Keys may contain `/` (`"conv1/3x3"`); `np.load`
+/// returns them unchanged.
 ///
 /// Members go to a temporary file in the destination's folder; [`finish`]
 /// syncs it and renames it over the destination. If the writer is dropped
@@ -78,13 +85,11 @@ impl NpzWriter {
             use std::os::unix::fs::PermissionsExt;
             builder.permissions(std::fs::Permissions::from_mode(0o666));
         }
-        let temp = builder
-            .tempfile_in(&folder)
-            .map_err(|source| NpzError::Io {
-                action: "create temporary file in",
-                path: folder.clone(),
-                source,
-            })?;
+        let temp = builder.tempfile_in(&folder).map_err(|source| NpzError::Io {
+            action: "create temporary file in",
+            path: folder.clone(),
+            source,
+        })?;
         Ok(NpzWriter {
             zip: ZipWriter::new(BufWriter::with_capacity(CHUNK_BYTES, temp)),
             destination,
@@ -101,12 +106,7 @@ impl NpzWriter {
     /// [`NpzError::ShapeLenMismatch`] (nothing written; the writer stays
     /// usable); [`NpzError::Zip`] or [`NpzError::MemberIo`] if writing failed
     /// (the archive is then discarded).
-    pub fn add<T: NpyElement>(
-        &mut self,
-        key: &str,
-        shape: &[usize],
-        data: &[T],
-    ) -> Result<(), NpzError> {
+    pub fn add<T: NpyElement>(&mut self, key: &str, shape: &[usize], data: &[T]) -> Result<(), NpzError> {
         self.check_new_member(key, shape, data.len())?;
         let header = npy::encode_header(&T::DTYPE, shape);
         // Cannot overflow: the data is in memory.
@@ -129,12 +129,7 @@ impl NpzWriter {
     ///
     /// # Errors
     /// As [`add`](NpzWriter::add).
-    pub fn add_byte_strings(
-        &mut self,
-        key: &str,
-        shape: &[usize],
-        strings: &[&[u8]],
-    ) -> Result<(), NpzError> {
+    pub fn add_byte_strings(&mut self, key: &str, shape: &[usize], strings: &[&[u8]]) -> Result<(), NpzError> {
         self.check_new_member(key, shape, strings.len())?;
         let width = strings.iter().map(|s| s.len()).max().unwrap_or(0).max(1);
         let header = npy::encode_header(&DType::Bytes(width), shape);
@@ -160,16 +155,12 @@ impl NpzWriter {
         if self.broken {
             return Err(NpzError::MemberIo {
                 key: key.to_string(),
-                source: std::io::Error::other(
-                    "an earlier write to this archive failed; it is discarded",
-                ),
+                source: std::io::Error::other("an earlier write to this archive failed; it is discarded"),
             });
         }
         validate_key(key)?;
         if self.keys.contains(key) {
-            return Err(NpzError::DuplicateKey {
-                key: key.to_string(),
-            });
+            return Err(NpzError::DuplicateKey { key: key.to_string() });
         }
         if shape.len() > MAX_DIMS {
             return Err(NpzError::TooManyDims {
@@ -237,9 +228,7 @@ impl NpzWriter {
             return Err(NpzError::Io {
                 action: "finish",
                 path: destination,
-                source: std::io::Error::other(
-                    "an earlier write to this archive failed; it is discarded",
-                ),
+                source: std::io::Error::other("an earlier write to this archive failed; it is discarded"),
             });
         }
         let io_error = |action, source| NpzError::Io {
@@ -265,15 +254,12 @@ impl NpzWriter {
 
 /// Writes `matrix` the way `scipy.sparse.save_npz(path, m, compressed=False)`
 /// does, so `scipy.sparse.load_npz` reads it back: members `indices` (int32),
-/// `indptr` (int32), `format` (`b'csc'` or `b'csr'`), `shape` (int64[2]) and
+/// `indptr` (int32), `format` (`b'csc'` or `b'csr'`), `shape` (`int64[2]`) and
 /// `data` (float32), in scipy's order. Atomic, like [`NpzWriter`].
 ///
 /// # Errors
 /// As [`NpzWriter::create`], [`NpzWriter::add`] and [`NpzWriter::finish`].
-pub fn write_scipy_sparse<M: CompressedMatrix>(
-    path: impl AsRef<Path>,
-    matrix: &M,
-) -> Result<(), NpzError> {
+pub fn write_scipy_sparse<M: CompressedMatrix>(path: impl AsRef<Path>, matrix: &M) -> Result<(), NpzError> {
     let mut writer = NpzWriter::create(path)?;
     writer.add("indices", &[matrix.indices().len()], matrix.indices())?;
     writer.add("indptr", &[matrix.indptr().len()], matrix.indptr())?;
@@ -320,12 +306,8 @@ impl<R: Read + Seek> NpzReader<R> {
     /// [`NpzError::Zip`] if it is not a readable zip archive.
     pub fn new(mut reader: R) -> Result<Self, NpzError> {
         let zip_error = |source| NpzError::Zip { key: None, source };
-        let archive_len = reader
-            .seek(SeekFrom::End(0))
-            .map_err(|e| zip_error(e.into()))?;
-        reader
-            .seek(SeekFrom::Start(0))
-            .map_err(|e| zip_error(e.into()))?;
+        let archive_len = reader.seek(SeekFrom::End(0)).map_err(|e| zip_error(e.into()))?;
+        reader.seek(SeekFrom::Start(0)).map_err(|e| zip_error(e.into()))?;
         let archive = ZipArchive::new(reader).map_err(zip_error)?;
         let mut keys = Vec::new();
         let mut seen = HashSet::new();
@@ -386,12 +368,11 @@ impl<R: Read + Seek> NpzReader<R> {
         })
     }
 
-    /// Reads byte-string array `key` (dtype `|S<n>`); trailing NULs of each
-    /// element are removed, as numpy does.
+    /// Reads byte-string array `key` (dtype `|S<n>`).
     ///
     /// # Errors
     /// As [`read`](NpzReader::read).
-    pub fn read_byte_strings(&mut self, key: &str) -> Result<Array<Vec<u8>>, NpzError> {
+    pub fn read_byte_strings(&mut self, key: &str) -> Result<ByteStrings, NpzError> {
         self.with_member(key, |member, header, preallocate| {
             let DType::Bytes(width) = header.dtype else {
                 return Err(NpzError::DtypeMismatch {
@@ -403,19 +384,10 @@ impl<R: Read + Seek> NpzReader<R> {
             let count = element_count(&header.shape).expect("checked by with_member");
             // count * width was checked by with_member.
             let bytes = read_elements::<u8, _>(member, key, count * width, preallocate)?;
-            let data = bytes
-                .chunks_exact(width)
-                .map(|chunk| {
-                    let end = chunk
-                        .iter()
-                        .rposition(|&b| b != 0)
-                        .map_or(0, |last| last + 1);
-                    chunk[..end].to_vec()
-                })
-                .collect();
-            Ok(Array {
+            Ok(ByteStrings {
                 shape: header.shape.clone(),
-                data,
+                width,
+                bytes,
             })
         })
     }
@@ -429,9 +401,7 @@ impl<R: Read + Seek> NpzReader<R> {
         body: impl FnOnce(&mut zip::read::ZipFile<'_, R>, &NpyHeader, bool) -> Result<T, NpzError>,
     ) -> Result<T, NpzError> {
         if !self.keys.iter().any(|k| k == key) {
-            return Err(NpzError::MissingKey {
-                key: key.to_string(),
-            });
+            return Err(NpzError::MissingKey { key: key.to_string() });
         }
         let mut member = self
             .archive
@@ -441,8 +411,9 @@ impl<R: Read + Seek> NpzReader<R> {
                 source,
             })?;
         let member_size = member.size();
-        let stored_in_file = member.compression() == CompressionMethod::Stored
-            && member.compressed_size() <= self.archive_len;
+        // A stored member's bytes lie in the archive, so its size is backed by
+        // the file's length (checked, since a damaged directory can lie).
+        let stored_in_file = member.compression() == CompressionMethod::Stored && member.size() <= self.archive_len;
         let (header, header_len) = npy::read_header(&mut member, key, member_size)?;
         let overflow = || NpzError::ShapeOverflow {
             key: key.to_string(),

@@ -21,10 +21,7 @@ pub(crate) fn is_nonzero(value: f32) -> bool {
 /// Whether any value of `block` is nonzero (OR of the sign-less bits).
 #[inline(always)]
 fn any_nonzero(block: &[f32; LANES]) -> bool {
-    block
-        .iter()
-        .fold(0u32, |acc, value| acc | (value.to_bits() << 1))
-        != 0
+    block.iter().fold(0u32, |acc, value| acc | (value.to_bits() << 1)) != 0
 }
 
 /// Bit `lane` of the result is set iff `block[lane]` is nonzero.

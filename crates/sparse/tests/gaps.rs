@@ -18,19 +18,12 @@ fn bits_of(values: &[f32]) -> Vec<u32> {
 /// Checks `flat` encodes to exactly `values`/`gaps` and decodes back.
 fn check_example(flat: &[f32], index_bits: u8, values: &[f32], gaps: &[usize]) {
     let encoded = encode_gaps(flat, index_bits).unwrap();
-    assert_eq!(
-        bits_of(&encoded.values),
-        bits_of(values),
-        "values, B={index_bits}"
-    );
+    assert_eq!(bits_of(&encoded.values), bits_of(values), "values, B={index_bits}");
     assert_eq!(widen(&encoded.gaps), gaps, "gaps, B={index_bits}");
     assert_eq!(encoded.dense_len, flat.len());
     assert_eq!(gap_entry_count(flat, index_bits).unwrap(), values.len());
     let decoded = encoded.decode().unwrap();
-    let normalized: Vec<f32> = flat
-        .iter()
-        .map(|&v| if v == 0.0 { 0.0 } else { v })
-        .collect();
+    let normalized: Vec<f32> = flat.iter().map(|&v| if v == 0.0 { 0.0 } else { v }).collect();
     assert_eq!(bits_of(&decoded), bits_of(&normalized));
 }
 
@@ -47,12 +40,7 @@ fn example_b1_filler_between_values() {
 fn example_b2_leading_filler_and_trailing_zeros() {
     // max gap 3. Zeros 0..=2 (run 3); zero 3 with run 3: filler (0, 3);
     // 5 with gap 0; zeros 5, 6 (run 2) end the blob: (0, 1).
-    check_example(
-        &[0.0, 0.0, 0.0, 0.0, 5.0, 0.0, 0.0],
-        2,
-        &[0.0, 5.0, 0.0],
-        &[3, 0, 1],
-    );
+    check_example(&[0.0, 0.0, 0.0, 0.0, 5.0, 0.0, 0.0], 2, &[0.0, 5.0, 0.0], &[3, 0, 1]);
 }
 
 #[test]
@@ -80,12 +68,7 @@ fn example_single_zero_and_empty() {
 #[test]
 fn example_negative_zero_and_nan() {
     // -0.0 is a zero (skipped, decodes as +0.0); NaN is nonzero.
-    check_example(
-        &[-0.0, 3.0, f32::NAN, -0.0],
-        4,
-        &[3.0, f32::NAN, 0.0],
-        &[1, 0, 0],
-    );
+    check_example(&[-0.0, 3.0, f32::NAN, -0.0], 4, &[3.0, f32::NAN, 0.0], &[1, 0, 0]);
 }
 
 #[test]
@@ -250,17 +233,15 @@ fn runs_blob() -> impl Strategy<Value = (u8, Vec<f32>)> {
             0..cap,
         ];
         let segment = (around_limit.prop_map(move |k| k.min(cap)), value());
-        (Just(bits), prop::collection::vec(segment, 0..6), 0..cap).prop_map(
-            |(bits, segments, trailing)| {
-                let mut flat = Vec::new();
-                for (zeros, v) in segments {
-                    flat.extend(std::iter::repeat_n(0.0f32, zeros));
-                    flat.push(v);
-                }
-                flat.extend(std::iter::repeat_n(0.0f32, trailing));
-                (bits, flat)
-            },
-        )
+        (Just(bits), prop::collection::vec(segment, 0..6), 0..cap).prop_map(|(bits, segments, trailing)| {
+            let mut flat = Vec::new();
+            for (zeros, v) in segments {
+                flat.extend(std::iter::repeat_n(0.0f32, zeros));
+                flat.push(v);
+            }
+            flat.extend(std::iter::repeat_n(0.0f32, trailing));
+            (bits, flat)
+        })
     })
 }
 
@@ -286,10 +267,7 @@ fn check_round_trip(bits: u8, flat: &[f32]) -> Result<(), TestCaseError> {
     prop_assert_eq!(matches!(encoded.gaps, Gaps::U8(_)), bits <= 8);
     prop_assert_eq!(gap_entry_count(flat, bits).unwrap(), encoded.values.len());
     let decoded = decode_gaps(&encoded.values, encoded.gaps.as_gaps_ref(), flat.len()).unwrap();
-    let expected: Vec<u32> = flat
-        .iter()
-        .map(|&v| if v == 0.0 { 0 } else { v.to_bits() })
-        .collect();
+    let expected: Vec<u32> = flat.iter().map(|&v| if v == 0.0 { 0 } else { v.to_bits() }).collect();
     prop_assert_eq!(bits_of(&decoded), expected);
     Ok(())
 }
