@@ -33,12 +33,28 @@ fn plain_read(path: &Path) -> Result<u64> {
     }
 }
 
-/// Peak resident set of all waited-for children so far, in bytes.
-fn children_max_rss() -> u64 {
-    // SAFETY: getrusage only writes into the struct we pass.
+/// Runs `program ARG`, returning its stdout, whether it succeeded, its stderr and its own peak resident set in
+/// bytes (wait4 on that one child, so earlier children such as the cargo build do not count).
+fn run_measured(program: &Path, arg: &Path) -> Result<(String, bool, String, u64)> {
+    let mut child = Command::new(program)
+        .arg(arg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    child.stdout.take().expect("piped").read_to_string(&mut stdout)?;
+    child.stderr.take().expect("piped").read_to_string(&mut stderr)?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: wait4 writes only into the two out-parameters, and the child is ours and not yet reaped.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
-    usage.ru_maxrss as u64 * 1024
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if reaped != pid {
+        bail!("wait4 failed: {}", std::io::Error::last_os_error());
+    }
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    Ok((stdout, ok, stderr, usage.ru_maxrss as u64 * 1024))
 }
 
 /// Runs the benchmark; `runs` timed repetitions of each side, alternating.
@@ -66,6 +82,7 @@ pub fn inspect(runs: usize) -> Result<()> {
     // Warm the page cache so both sides read from memory, as the fixtures' Caffe timings did.
     plain_read(&model)?;
     let (mut read_s, mut inspect_s) = (Vec::new(), Vec::new());
+    let mut max_rss = 0u64;
     for _ in 0..runs {
         let t = Instant::now();
         let n = plain_read(&model)?;
@@ -74,21 +91,16 @@ pub fn inspect(runs: usize) -> Result<()> {
             bail!("read {n} bytes, expected {expected_len}");
         }
         let t = Instant::now();
-        let out = Command::new(&inspect)
-            .arg(&model)
-            .stdout(Stdio::piped())
-            .output()
-            .context("running caffe-inspect")?;
+        let (text, ok, stderr, rss) = run_measured(&inspect, &model).context("running caffe-inspect")?;
         inspect_s.push(t.elapsed().as_secs_f64());
-        if !out.status.success() {
-            bail!("caffe-inspect failed: {}", String::from_utf8_lossy(&out.stderr));
+        max_rss = max_rss.max(rss);
+        if !ok {
+            bail!("caffe-inspect failed: {stderr}");
         }
-        let text = String::from_utf8_lossy(&out.stdout);
         if !text.contains(&params.to_string()) {
             bail!("caffe-inspect's table does not show {params} parameters");
         }
     }
-    let max_rss = children_max_rss();
     let (read_m, inspect_m) = (median(read_s.clone()), median(inspect_s.clone()));
     let extra = max_rss.saturating_sub(expected_len);
     let report = serde_json::json!({

@@ -362,7 +362,7 @@ impl WeightsReport {
         let _ = writeln!(out, "{table}");
         let _ = writeln!(
             out,
-            "sparse bytes: relative-index form, a 4-byte value plus a {index_bits}-bit gap per stored entry, fillers counted"
+            "sparse bytes: relative-index form, a 4-byte value and a gap of {index_bits} bits per stored entry, fillers counted"
         );
         out
     }
