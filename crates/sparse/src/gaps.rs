@@ -262,13 +262,34 @@ pub fn gap_entry_count(flat: &[f32], index_bits: u8) -> Result<usize, SparseErro
 /// * [`SparseError::GapOverrun`] when an entry would land at or past `dense_len`;
 /// * [`SparseError::DecodedTooShort`] when the entries cover fewer than `dense_len` elements.
 pub fn decode_gaps(values: &[f32], gaps: GapsRef<'_>, dense_len: usize) -> Result<Vec<f32>, SparseError> {
+    validate_entries(values, gaps, dense_len)?;
+    // Justified: dense_len <= sum(gap + 1) over the given entries.
+    let mut dense = vec![0.0f32; dense_len];
+    scatter_entries(values, gaps, &mut dense);
+    Ok(dense)
+}
+
+/// Like [`decode_gaps`], into a caller's buffer of the blob's length (which
+/// spares the page faults of a fresh allocation when decoding many blobs).
+/// `out` is left untouched when the entries are invalid.
+///
+/// # Errors
+/// As [`decode_gaps`] with `dense_len = out.len()`.
+pub fn decode_gaps_into(values: &[f32], gaps: GapsRef<'_>, out: &mut [f32]) -> Result<(), SparseError> {
+    validate_entries(values, gaps, out.len())?;
+    out.fill(0.0);
+    scatter_entries(values, gaps, out);
+    Ok(())
+}
+
+fn validate_entries(values: &[f32], gaps: GapsRef<'_>, dense_len: usize) -> Result<(), SparseError> {
     match gaps {
-        GapsRef::U8(gaps) => decode_typed(values, gaps, dense_len),
-        GapsRef::U16(gaps) => decode_typed(values, gaps, dense_len),
+        GapsRef::U8(gaps) => validate_typed(values, gaps, dense_len),
+        GapsRef::U16(gaps) => validate_typed(values, gaps, dense_len),
     }
 }
 
-fn decode_typed<G: Copy + Into<usize>>(values: &[f32], gaps: &[G], dense_len: usize) -> Result<Vec<f32>, SparseError> {
+fn validate_typed<G: Copy + Into<usize>>(values: &[f32], gaps: &[G], dense_len: usize) -> Result<(), SparseError> {
     if values.len() != gaps.len() {
         return Err(SparseError::ValuesGapsLengthMismatch {
             values: values.len(),
@@ -297,15 +318,23 @@ fn decode_typed<G: Copy + Into<usize>>(values: &[f32], gaps: &[G], dense_len: us
             dense_len,
         });
     }
-    // Justified: dense_len <= sum(gap + 1) over the given entries.
-    let mut dense = vec![0.0f32; dense_len];
-    let mut position = 0usize;
-    for (&value, &gap) in values.iter().zip(gaps) {
-        position += gap.into();
-        dense[position] = value;
-        position += 1;
+    Ok(())
+}
+
+/// Writes the values at their positions in a zeroed `dense`; the entries were validated.
+fn scatter_entries(values: &[f32], gaps: GapsRef<'_>, dense: &mut [f32]) {
+    fn scatter<G: Copy + Into<usize>>(values: &[f32], gaps: &[G], dense: &mut [f32]) {
+        let mut position = 0usize;
+        for (&value, &gap) in values.iter().zip(gaps) {
+            position += gap.into();
+            dense[position] = value;
+            position += 1;
+        }
     }
-    Ok(dense)
+    match gaps {
+        GapsRef::U8(gaps) => scatter(values, gaps, dense),
+        GapsRef::U16(gaps) => scatter(values, gaps, dense),
+    }
 }
 
 #[cfg(test)]

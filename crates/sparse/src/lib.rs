@@ -25,8 +25,8 @@ mod scan;
 pub use compressed::{CompressedMatrix, Csc, Csr};
 pub use error::{NpzError, SparseError};
 pub use gaps::{
-    decode_gaps, encode_gaps, gap_entry_count, gap_width_bytes, GapEncoded, Gaps, GapsRef, MAX_INDEX_BITS,
-    MIN_INDEX_BITS,
+    decode_gaps, decode_gaps_into, encode_gaps, gap_entry_count, gap_width_bytes, GapEncoded, Gaps, GapsRef,
+    MAX_INDEX_BITS, MIN_INDEX_BITS,
 };
 pub use npy::{Array, ByteStrings, DType, NpyElement, NpyHeader, MAX_DIMS};
 pub use npz::{write_scipy_sparse, NpzReader, NpzWriter};

@@ -1,7 +1,7 @@
 //! The gap codec: hand-worked examples, edge runs, and property tests.
 
 use proptest::prelude::*;
-use sparse::{decode_gaps, encode_gaps, gap_entry_count, Gaps, GapsRef, SparseError};
+use sparse::{decode_gaps, decode_gaps_into, encode_gaps, gap_entry_count, Gaps, GapsRef, SparseError};
 
 /// Gaps widened to usize for comparisons.
 fn widen(gaps: &Gaps) -> Vec<usize> {
@@ -175,6 +175,18 @@ fn decode_errors() {
         })
     );
     assert_eq!(decode_gaps(&[], GapsRef::U8(&[]), 0), Ok(vec![]));
+    // A rejected decode leaves the caller's buffer untouched.
+    let mut out = [9.0f32; 4];
+    assert_eq!(
+        decode_gaps_into(&[1.0, 2.0], GapsRef::U8(&[1, 0]), &mut out),
+        Err(SparseError::DecodedTooShort {
+            decoded: 3,
+            dense_len: 4
+        })
+    );
+    assert_eq!(out, [9.0; 4]);
+    decode_gaps_into(&[1.0, 2.0], GapsRef::U8(&[1, 1]), &mut out).unwrap();
+    assert_eq!(out, [0.0, 1.0, 0.0, 2.0]);
     // Hand-decoded: 2 zeros, 1.5, 0 zeros, -2, 1 zero, 0.0.
     assert_eq!(
         decode_gaps(&[1.5, -2.0, 0.0], GapsRef::U8(&[2, 0, 1]), 6),
@@ -268,7 +280,11 @@ fn check_round_trip(bits: u8, flat: &[f32]) -> Result<(), TestCaseError> {
     prop_assert_eq!(gap_entry_count(flat, bits).unwrap(), encoded.values.len());
     let decoded = decode_gaps(&encoded.values, encoded.gaps.as_gaps_ref(), flat.len()).unwrap();
     let expected: Vec<u32> = flat.iter().map(|&v| if v == 0.0 { 0 } else { v.to_bits() }).collect();
-    prop_assert_eq!(bits_of(&decoded), expected);
+    prop_assert_eq!(bits_of(&decoded), expected.clone());
+    // Into a dirty buffer: every element must be overwritten.
+    let mut reused = vec![f32::NAN; flat.len()];
+    decode_gaps_into(&encoded.values, encoded.gaps.as_gaps_ref(), &mut reused).unwrap();
+    prop_assert_eq!(bits_of(&reused), expected);
     Ok(())
 }
 

@@ -116,6 +116,7 @@ fn member_bytes_by_hand() {
     assert_eq!(u32_at(22), 136, "uncompressed size");
     assert_eq!(u16_at(26), 5, "name length");
     let extra_len = usize::from(u16_at(28));
+    assert_eq!(extra_len, 0, "no extra fields (timestamps, uid/gid)");
     assert_eq!(&bytes[30..35], b"a.npy");
     let data = &bytes[30 + 5 + extra_len..30 + 5 + extra_len + 136];
     let mut expected = b"\x93NUMPY\x01\x00\x76\x00{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }".to_vec();
