@@ -1,0 +1,640 @@
+//! Convolution and Deconvolution (Caffe's im2col + GEMM formulation, 2-D).
+
+use caffe_proto::{ConvolutionParameter, LayerParameter};
+use rayon::prelude::*;
+
+use super::{canonical_axis, ensure_param_shape, Layer};
+use crate::blas::{col2im, im2col, sgemm, Window};
+use crate::error::{LayerError, LayerResult};
+use crate::filler::fill;
+use crate::Tensor;
+
+/// The spatial geometry of a convolution, parsed from `ConvolutionParameter` as Caffe's BaseConvolutionLayer does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub pad: [usize; 2],
+    pub dilation: [usize; 2],
+}
+
+/// Reads a repeated field that may hold 0 values (`default`), 1 (both dims) or 2 (h, w), or the `_h`/`_w` pair.
+fn spatial(
+    what: &str,
+    repeated: &[u32],
+    h: Option<u32>,
+    w: Option<u32>,
+    default: Option<usize>,
+) -> LayerResult<[usize; 2]> {
+    if h.is_some() || w.is_some() {
+        if !repeated.is_empty() {
+            return Err(LayerError::Param(format!(
+                "either {what} or {what}_h/{what}_w should be given, not both"
+            )));
+        }
+        let (Some(h), Some(w)) = (h, w) else {
+            return Err(LayerError::Param(format!(
+                "{what}_h and {what}_w must be given together"
+            )));
+        };
+        return Ok([h as usize, w as usize]);
+    }
+    match (repeated, default) {
+        ([], Some(d)) => Ok([d, d]),
+        ([], None) => Err(LayerError::Param(format!(
+            "{what} is required (kernel_size, or kernel_h and kernel_w)"
+        ))),
+        ([v], _) => Ok([*v as usize, *v as usize]),
+        ([h, w], _) => Ok([*h as usize, *w as usize]),
+        (more, _) => Err(LayerError::Param(format!(
+            "{what} has {} values; 2-D convolution takes 1 or 2",
+            more.len()
+        ))),
+    }
+}
+
+impl Geometry {
+    pub(crate) fn parse(p: &ConvolutionParameter) -> LayerResult<Self> {
+        let kernel = spatial("kernel", &p.kernel_size, p.kernel_h, p.kernel_w, None)?;
+        let stride = spatial("stride", &p.stride, p.stride_h, p.stride_w, Some(1))?;
+        let pad = spatial("pad", &p.pad, p.pad_h, p.pad_w, Some(0))?;
+        let dilation = match p.dilation.as_slice() {
+            [] => [1, 1],
+            [d] => [*d as usize, *d as usize],
+            [h, w] => [*h as usize, *w as usize],
+            more => {
+                return Err(LayerError::Param(format!(
+                    "dilation has {} values; 2-D convolution takes 1 or 2",
+                    more.len()
+                )))
+            }
+        };
+        if kernel.contains(&0) {
+            return Err(LayerError::Param(format!(
+                "kernel dimensions must be positive, got {kernel:?}"
+            )));
+        }
+        if stride.contains(&0) {
+            return Err(LayerError::Param(format!("stride must be positive, got {stride:?}")));
+        }
+        if dilation.contains(&0) {
+            return Err(LayerError::Param(format!(
+                "dilation must be positive, got {dilation:?}"
+            )));
+        }
+        Ok(Geometry {
+            kernel,
+            stride,
+            pad,
+            dilation,
+        })
+    }
+
+    fn window(&self, channels: usize, height: usize, width: usize) -> Window {
+        Window {
+            channels,
+            height,
+            width,
+            kernel_h: self.kernel[0],
+            kernel_w: self.kernel[1],
+            pad_h: self.pad[0],
+            pad_w: self.pad[1],
+            stride_h: self.stride[0],
+            stride_w: self.stride[1],
+            dilation_h: self.dilation[0],
+            dilation_w: self.dilation[1],
+        }
+    }
+
+    fn extent(&self, dim: usize) -> usize {
+        self.dilation[dim] * (self.kernel[dim] - 1) + 1
+    }
+
+    fn is_1x1(&self) -> bool {
+        self.kernel == [1, 1] && self.stride == [1, 1] && self.pad == [0, 0]
+    }
+}
+
+/// `Convolution` (and, with `transposed`, `Deconvolution`): weights `[out, in/group, kh, kw]` (Deconvolution:
+/// `[in, out/group, kh, kw]`), optional bias `[out]`.
+pub(crate) struct Convolution {
+    name: String,
+    weight_filler: caffe_proto::FillerParameter,
+    bias_filler: caffe_proto::FillerParameter,
+    transposed: bool,
+    num_output: usize,
+    group: usize,
+    bias_term: bool,
+    axis: i32,
+    geometry: Geometry,
+    params: Vec<Tensor>,
+    initialized: bool,
+    /// Set by reshape: (outer count, input channels, input h, w, output h, w).
+    dims: Option<ConvDims>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct ConvDims {
+    num: usize,
+    channels: usize,
+    in_h: usize,
+    in_w: usize,
+    out_h: usize,
+    out_w: usize,
+}
+
+impl Convolution {
+    pub(crate) fn new(param: &LayerParameter, transposed: bool) -> LayerResult<Self> {
+        let p = param.convolution_param.clone().unwrap_or_default();
+        let geometry = Geometry::parse(&p)?;
+        let num_output = p.num_output() as usize;
+        if num_output == 0 {
+            return Err(LayerError::Param("num_output must be positive".into()));
+        }
+        let group = p.group() as usize;
+        if group == 0 {
+            return Err(LayerError::Param("group must be positive".into()));
+        }
+        if num_output % group != 0 {
+            return Err(LayerError::Param(format!(
+                "num_output {num_output} is not a multiple of group {group}"
+            )));
+        }
+        let bias_term = p.bias_term();
+        let params = if bias_term {
+            vec![Tensor::default(), Tensor::default()]
+        } else {
+            vec![Tensor::default()]
+        };
+        Ok(Convolution {
+            name: param.name().to_string(),
+            weight_filler: p.weight_filler.clone().unwrap_or_default(),
+            bias_filler: p.bias_filler.clone().unwrap_or_default(),
+            transposed,
+            num_output,
+            group,
+            bias_term,
+            axis: p.axis(),
+            geometry,
+            params,
+            initialized: false,
+            dims: None,
+        })
+    }
+}
+
+impl Layer for Convolution {
+    fn type_name(&self) -> &'static str {
+        if self.transposed {
+            "Deconvolution"
+        } else {
+            "Convolution"
+        }
+    }
+
+    fn params(&self) -> &[Tensor] {
+        &self.params
+    }
+
+    fn params_mut(&mut self) -> &mut [Tensor] {
+        &mut self.params
+    }
+
+    fn reshape(&mut self, bottoms: &[&[usize]]) -> LayerResult<Vec<Vec<usize>>> {
+        let first = bottoms[0];
+        for (i, b) in bottoms.iter().enumerate().skip(1) {
+            if *b != first {
+                return Err(LayerError::Shape(format!(
+                    "all bottoms must have the same shape; bottom 0 is {first:?}, bottom {i} is {b:?}"
+                )));
+            }
+        }
+        let axis = canonical_axis(self.axis, first.len(), "axis")?;
+        if first.len() != axis + 3 {
+            return Err(LayerError::Shape(format!(
+                "only 2-D convolution is supported: the bottom {first:?} has {} spatial axes after channel axis {axis}",
+                first.len() - axis - 1
+            )));
+        }
+        let channels = first[axis];
+        if channels % self.group != 0 {
+            return Err(LayerError::Shape(format!(
+                "input channels {channels} are not a multiple of group {}",
+                self.group
+            )));
+        }
+        let (in_h, in_w) = (first[axis + 1], first[axis + 2]);
+        let g = &self.geometry;
+        let (out_h, out_w) = if self.transposed {
+            let out = |dim: usize, input: usize| {
+                (g.stride[dim] * (input.max(1) - 1) + g.extent(dim)).checked_sub(2 * g.pad[dim])
+            };
+            match (out(0, in_h), out(1, in_w)) {
+                (Some(h), Some(w)) if h > 0 && w > 0 && in_h > 0 && in_w > 0 => (h, w),
+                _ => return Err(LayerError::Shape(format!(
+                    "input {in_h}x{in_w} gives an empty deconvolution output with kernel {:?}, stride {:?}, pad {:?}",
+                    g.kernel, g.stride, g.pad
+                ))),
+            }
+        } else {
+            let window = g.window(channels, in_h, in_w);
+            if in_h + 2 * g.pad[0] < g.extent(0) || in_w + 2 * g.pad[1] < g.extent(1) {
+                return Err(LayerError::Shape(format!(
+                    "input {in_h}x{in_w} (padded by {:?}) is smaller than the kernel extent {}x{}",
+                    g.pad,
+                    g.extent(0),
+                    g.extent(1)
+                )));
+            }
+            (window.output_h(), window.output_w())
+        };
+        let weight_shape = if self.transposed {
+            vec![channels, self.num_output / self.group, g.kernel[0], g.kernel[1]]
+        } else {
+            vec![self.num_output, channels / self.group, g.kernel[0], g.kernel[1]]
+        };
+        ensure_param_shape(
+            &mut self.params[0],
+            &weight_shape,
+            self.initialized,
+            "convolution kernel",
+        )?;
+        if self.bias_term {
+            ensure_param_shape(
+                &mut self.params[1],
+                &[self.num_output],
+                self.initialized,
+                "convolution bias",
+            )?;
+        }
+        if !self.initialized {
+            fill(&mut self.params[0], &self.weight_filler, &format!("{}/0", self.name))?;
+            if self.bias_term {
+                fill(&mut self.params[1], &self.bias_filler, &format!("{}/1", self.name))?;
+            }
+        }
+        self.initialized = true;
+        self.dims = Some(ConvDims {
+            num: first[..axis].iter().product(),
+            channels,
+            in_h,
+            in_w,
+            out_h,
+            out_w,
+        });
+        let mut top = first[..axis].to_vec();
+        top.extend([self.num_output, out_h, out_w]);
+        Ok(vec![top; bottoms.len()])
+    }
+
+    fn forward(&mut self, bottoms: &[&Tensor], tops: &mut [Tensor]) -> LayerResult<()> {
+        let d = self.dims.expect("reshape runs before forward");
+        let weights = self.params[0].data();
+        let bias = self.bias_term.then(|| self.params[1].data());
+        for (bottom, top) in bottoms.iter().zip(tops.iter_mut()) {
+            if self.transposed {
+                deconv_forward(
+                    &self.geometry,
+                    self.group,
+                    self.num_output,
+                    &d,
+                    weights,
+                    bias,
+                    bottom.data(),
+                    top.data_mut(),
+                );
+            } else {
+                conv_forward(
+                    &self.geometry,
+                    self.group,
+                    self.num_output,
+                    &d,
+                    weights,
+                    bias,
+                    bottom.data(),
+                    top.data_mut(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Images smaller than this many multiply-adds are not worth a rayon task of their own.
+const MIN_TASK_FLOPS: usize = 1 << 16;
+
+/// How many images each parallel task takes so that tasks are not too small.
+fn images_per_task(flops_per_image: usize) -> usize {
+    MIN_TASK_FLOPS.div_ceil(flops_per_image.max(1))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv_forward(
+    g: &Geometry,
+    group: usize,
+    num_output: usize,
+    d: &ConvDims,
+    weights: &[f32],
+    bias: Option<&[f32]>,
+    input: &[f32],
+    output: &mut [f32],
+) {
+    let window = g.window(d.channels, d.in_h, d.in_w);
+    let in_len = d.channels * d.in_h * d.in_w;
+    let spatial = d.out_h * d.out_w;
+    let out_len = num_output * spatial;
+    let kernel_dim = d.channels / group * g.kernel[0] * g.kernel[1];
+    let m = num_output / group;
+    let skip_im2col = g.is_1x1();
+    let per_task = images_per_task(num_output * kernel_dim * spatial);
+    if out_len == 0 || d.num == 0 {
+        return;
+    }
+    output
+        .par_chunks_mut(out_len * per_task)
+        .zip(input.par_chunks(in_len * per_task))
+        .for_each_init(
+            || {
+                if skip_im2col {
+                    Vec::new()
+                } else {
+                    vec![0.0f32; window.col_rows() * spatial]
+                }
+            },
+            |col, (out_images, in_images)| {
+                for (out, image) in out_images.chunks_mut(out_len).zip(in_images.chunks(in_len)) {
+                    let col: &[f32] = if skip_im2col {
+                        image
+                    } else {
+                        im2col(image, &window, col);
+                        col
+                    };
+                    for gi in 0..group {
+                        sgemm(
+                            false,
+                            false,
+                            m,
+                            spatial,
+                            kernel_dim,
+                            1.0,
+                            &weights[gi * m * kernel_dim..],
+                            &col[gi * kernel_dim * spatial..],
+                            0.0,
+                            &mut out[gi * m * spatial..],
+                        );
+                    }
+                    if let Some(bias) = bias {
+                        for (row, b) in out.chunks_mut(spatial).zip(bias) {
+                            row.iter_mut().for_each(|v| *v += b);
+                        }
+                    }
+                }
+            },
+        );
+}
+
+#[allow(clippy::too_many_arguments)]
+fn deconv_forward(
+    g: &Geometry,
+    group: usize,
+    num_output: usize,
+    d: &ConvDims,
+    weights: &[f32],
+    bias: Option<&[f32]>,
+    input: &[f32],
+    output: &mut [f32],
+) {
+    // The output image is what a convolution would read: its window maps the output back to the input grid.
+    let window = g.window(num_output, d.out_h, d.out_w);
+    let in_spatial = d.in_h * d.in_w;
+    let in_len = d.channels * in_spatial;
+    let out_spatial = d.out_h * d.out_w;
+    let out_len = num_output * out_spatial;
+    let kernel_dim = num_output / group * g.kernel[0] * g.kernel[1];
+    let in_per_group = d.channels / group;
+    let per_task = images_per_task(d.channels * kernel_dim * in_spatial);
+    if out_len == 0 || d.num == 0 {
+        return;
+    }
+    output
+        .par_chunks_mut(out_len * per_task)
+        .zip(input.par_chunks(in_len * per_task))
+        .for_each_init(
+            || vec![0.0f32; window.col_rows() * in_spatial],
+            |col, (out_images, in_images)| {
+                for (out, image) in out_images.chunks_mut(out_len).zip(in_images.chunks(in_len)) {
+                    for gi in 0..group {
+                        // col[g] = W[g]^T * input[g], W[g] being (in/group) x kernel_dim.
+                        sgemm(
+                            true,
+                            false,
+                            kernel_dim,
+                            in_spatial,
+                            in_per_group,
+                            1.0,
+                            &weights[gi * in_per_group * kernel_dim..],
+                            &image[gi * in_per_group * in_spatial..],
+                            0.0,
+                            &mut col[gi * kernel_dim * in_spatial..],
+                        );
+                    }
+                    col2im(col, &window, out);
+                    if let Some(bias) = bias {
+                        for (row, b) in out.chunks_mut(out_spatial).zip(bias) {
+                            row.iter_mut().for_each(|v| *v += b);
+                        }
+                    }
+                }
+            },
+        );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::testing::{assert_close, param, run};
+
+    fn conv_param(edit: impl FnOnce(&mut ConvolutionParameter)) -> LayerParameter {
+        param("Convolution", |p| {
+            let mut c = ConvolutionParameter::default();
+            edit(&mut c);
+            p.convolution_param = Some(c);
+        })
+    }
+
+    #[test]
+    fn padded_strided_convolution_by_hand() {
+        // Input 1x1x3x3 = 1..9, kernel 2x2 of ones, pad 1, stride 2: output 2x2, each a sum of a padded window.
+        // Windows (top-left at -1,-1), (-1,1), (1,-1), (1,1): {1}, {2,3}, {4,7}, {5,6,8,9}.
+        let p = conv_param(|c| {
+            c.num_output = Some(1);
+            c.kernel_size = vec![2];
+            c.pad = vec![1];
+            c.stride = vec![2];
+            c.bias_term = Some(false);
+        });
+        let mut layer = Convolution::new(&p, false).unwrap();
+        layer.reshape(&[&[1, 1, 3, 3]]).unwrap();
+        layer.params_mut()[0].data_mut().fill(1.0);
+        let input = Tensor::new(&[1, 1, 3, 3], (1..=9).map(|v| v as f32).collect());
+        let out = run(&mut layer, &[input]).unwrap();
+        assert_eq!(out[0].shape(), &[1, 1, 2, 2]);
+        assert_close(out[0].data(), &[1.0, 5.0, 11.0, 28.0], 0.0);
+    }
+
+    #[test]
+    fn grouped_convolution_keeps_groups_apart() {
+        // 2 input channels, 2 groups, 1x1 kernels: output c = w_c * input c + b_c, never mixing channels.
+        let p = conv_param(|c| {
+            c.num_output = Some(2);
+            c.kernel_size = vec![1];
+            c.group = Some(2);
+        });
+        let mut layer = Convolution::new(&p, false).unwrap();
+        layer.reshape(&[&[1, 2, 1, 2]]).unwrap();
+        assert_eq!(layer.params()[0].shape(), &[2, 1, 1, 1]);
+        layer.params_mut()[0].data_mut().copy_from_slice(&[2.0, -1.0]);
+        layer.params_mut()[1].data_mut().copy_from_slice(&[0.5, 10.0]);
+        let input = Tensor::new(&[1, 2, 1, 2], vec![1.0, 2.0, 3.0, 4.0]);
+        let out = run(&mut layer, &[input]).unwrap();
+        assert_close(out[0].data(), &[2.5, 4.5, 7.0, 6.0], 0.0);
+    }
+
+    #[test]
+    fn grouped_3x3_convolution_matches_a_direct_sum() {
+        // 4 in, 6 out, group 2, kernel 3x2 (kernel_h/kernel_w form), pad_h 1, stride_w 2, dilation 1: compare
+        // with a direct nested-loop convolution written independently of im2col.
+        let p = conv_param(|c| {
+            c.num_output = Some(6);
+            c.kernel_h = Some(3);
+            c.kernel_w = Some(2);
+            c.pad_h = Some(1);
+            c.pad_w = Some(0);
+            c.stride_h = Some(1);
+            c.stride_w = Some(2);
+            c.group = Some(2);
+        });
+        let mut layer = Convolution::new(&p, false).unwrap();
+        let (n, c, h, w) = (2, 4, 5, 6);
+        let shapes = layer.reshape(&[&[n, c, h, w]]).unwrap();
+        let (oh, ow) = (5, 3);
+        assert_eq!(shapes[0], vec![n, 6, oh, ow]);
+        let weights: Vec<f32> = (0..6 * 2 * 3 * 2).map(|i| ((i * 7 % 11) as f32 - 5.0) / 4.0).collect();
+        let bias: Vec<f32> = (0..6).map(|i| i as f32 * 0.25).collect();
+        layer.params_mut()[0].data_mut().copy_from_slice(&weights);
+        layer.params_mut()[1].data_mut().copy_from_slice(&bias);
+        let input: Vec<f32> = (0..n * c * h * w).map(|i| ((i * 5 % 13) as f32 - 6.0) / 3.0).collect();
+        let out = run(&mut layer, &[Tensor::new(&[n, c, h, w], input.clone())]).unwrap();
+        let mut expected = vec![0.0f32; n * 6 * oh * ow];
+        for img in 0..n {
+            for o in 0..6 {
+                let gi = o / 3;
+                for y in 0..oh {
+                    for x in 0..ow {
+                        let mut acc = bias[o];
+                        for ci in 0..2 {
+                            let cin = gi * 2 + ci;
+                            for ky in 0..3 {
+                                for kx in 0..2 {
+                                    let iy = y as isize - 1 + ky as isize;
+                                    let ix = (x * 2 + kx) as isize;
+                                    if iy >= 0 && iy < h as isize && ix < w as isize {
+                                        acc += weights[((o * 2 + ci) * 3 + ky) * 2 + kx]
+                                            * input[((img * c + cin) * h + iy as usize) * w + ix as usize];
+                                    }
+                                }
+                            }
+                        }
+                        expected[((img * 6 + o) * oh + y) * ow + x] = acc;
+                    }
+                }
+            }
+        }
+        assert_close(out[0].data(), &expected, 1e-5);
+    }
+
+    #[test]
+    fn deconvolution_scatters_each_input_through_the_kernel() {
+        // 1x1x2x2 input [[1,2],[3,4]], kernel 2x2 [[1,10],[100,1000]], stride 2: each input pixel paints its own
+        // 2x2 block of the 4x4 output, scaled by the kernel.
+        let p = param("Deconvolution", |l| {
+            l.convolution_param = Some(ConvolutionParameter {
+                num_output: Some(1),
+                kernel_size: vec![2],
+                stride: vec![2],
+                bias_term: Some(false),
+                ..Default::default()
+            })
+        });
+        let mut layer = Convolution::new(&p, true).unwrap();
+        let shapes = layer.reshape(&[&[1, 1, 2, 2]]).unwrap();
+        assert_eq!(shapes[0], vec![1, 1, 4, 4]);
+        layer.params_mut()[0]
+            .data_mut()
+            .copy_from_slice(&[1.0, 10.0, 100.0, 1000.0]);
+        let out = run(&mut layer, &[Tensor::new(&[1, 1, 2, 2], vec![1.0, 2.0, 3.0, 4.0])]).unwrap();
+        #[rustfmt::skip]
+        let expected = [
+            1.0, 10.0, 2.0, 20.0,
+            100.0, 1000.0, 200.0, 2000.0,
+            3.0, 30.0, 4.0, 40.0,
+            300.0, 3000.0, 400.0, 4000.0,
+        ];
+        assert_close(out[0].data(), &expected, 0.0);
+    }
+
+    #[test]
+    fn overlapping_deconvolution_sums_and_crops_padding() {
+        // 1-channel 1x2 input [1, 2], kernel 1x3 of [1, 1, 1], stride 1, pad 1: full output 1x4 is
+        // [1, 3, 3, 2]; pad 1 crops one column each side, leaving [3, 3]; plus bias 0.5.
+        let p = param("Deconvolution", |l| {
+            l.convolution_param = Some(ConvolutionParameter {
+                num_output: Some(1),
+                kernel_h: Some(1),
+                kernel_w: Some(3),
+                pad_h: Some(0),
+                pad_w: Some(1),
+                ..Default::default()
+            })
+        });
+        let mut layer = Convolution::new(&p, true).unwrap();
+        let shapes = layer.reshape(&[&[1, 1, 1, 2]]).unwrap();
+        assert_eq!(shapes[0], vec![1, 1, 1, 2]);
+        layer.params_mut()[0].data_mut().fill(1.0);
+        layer.params_mut()[1].data_mut().fill(0.5);
+        let out = run(&mut layer, &[Tensor::new(&[1, 1, 1, 2], vec![1.0, 2.0])]).unwrap();
+        assert_close(out[0].data(), &[3.5, 3.5], 0.0);
+    }
+
+    #[test]
+    fn bad_parameters_and_shapes_are_errors() {
+        let no_kernel = conv_param(|c| c.num_output = Some(1));
+        assert!(matches!(Convolution::new(&no_kernel, false), Err(LayerError::Param(_))));
+        let both = conv_param(|c| {
+            c.num_output = Some(1);
+            c.kernel_size = vec![3];
+            c.kernel_h = Some(3);
+            c.kernel_w = Some(3);
+        });
+        assert!(matches!(Convolution::new(&both, false), Err(LayerError::Param(_))));
+        let bad_group = conv_param(|c| {
+            c.num_output = Some(3);
+            c.kernel_size = vec![1];
+            c.group = Some(2);
+        });
+        assert!(matches!(Convolution::new(&bad_group, false), Err(LayerError::Param(_))));
+        let ok = conv_param(|c| {
+            c.num_output = Some(2);
+            c.kernel_size = vec![3];
+        });
+        let mut layer = Convolution::new(&ok, false).unwrap();
+        assert!(
+            matches!(layer.reshape(&[&[1, 1, 2, 2]]), Err(LayerError::Shape(_))),
+            "input smaller than kernel"
+        );
+        let mut layer = Convolution::new(&ok, false).unwrap();
+        layer.reshape(&[&[1, 3, 5, 5]]).unwrap();
+        let err = layer.reshape(&[&[1, 4, 5, 5]]).unwrap_err();
+        assert!(err.to_string().contains("incompatible"), "{err}");
+    }
+}

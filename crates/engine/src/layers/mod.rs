@@ -1,0 +1,252 @@
+//! The layers: one type per Caffe layer type, built from its `LayerParameter`.
+//!
+//! A layer is told its bottom shapes ([`Layer::reshape`], which validates them, sizes its parameter blobs on the
+//! first call and returns the top shapes), then computes its tops ([`Layer::forward`]). Stage 4 (training) adds
+//! `backward` (top diffs to bottom diffs and parameter gradients) to the same trait; layers keep what backward needs
+//! (e.g. max-pooling argmax, batch-norm statistics) as fields, so the forward code does not change shape then.
+
+use caffe_proto::{LayerParameter, Phase};
+
+use crate::error::{LayerError, LayerResult};
+use crate::Tensor;
+
+mod activation;
+mod conv;
+mod eltwise;
+mod inner_product;
+mod loss;
+mod lrn;
+mod norm;
+mod pooling;
+mod softmax;
+mod structure;
+
+/// One Caffe layer's forward computation (CPU, f32).
+pub trait Layer: Send {
+    /// The Caffe type name (`"Convolution"`, ...).
+    fn type_name(&self) -> &'static str;
+
+    /// The learnable blobs in Caffe's order (e.g. weights then bias); empty for layers without parameters.
+    fn params(&self) -> &[Tensor] {
+        &[]
+    }
+
+    /// The learnable blobs, writable (weight loading, pruning).
+    fn params_mut(&mut self) -> &mut [Tensor] {
+        &mut []
+    }
+
+    /// Checks the bottom shapes against the parameters and each other, sizes the parameter blobs when first called,
+    /// and returns the top shapes.
+    fn reshape(&mut self, bottoms: &[&[usize]]) -> LayerResult<Vec<Vec<usize>>>;
+
+    /// Computes the tops from the bottoms. The tops have the shapes [`Layer::reshape`] returned for these bottoms;
+    /// their previous contents are unspecified and must be overwritten.
+    fn forward(&mut self, bottoms: &[&Tensor], tops: &mut [Tensor]) -> LayerResult<()>;
+
+    /// Computes top 0 in place when it is the same blob as bottom 0 (Caffe's in-place layers, `top == bottom`):
+    /// `data` holds bottom 0 on entry and top 0 on return, `other_bottoms` are bottoms 1.. . Returns `false` when the
+    /// layer cannot work in place; the net then gives it a copy of the bottom instead.
+    fn forward_in_place(&mut self, _data: &mut Tensor, _other_bottoms: &[&Tensor]) -> LayerResult<bool> {
+        Ok(false)
+    }
+
+    /// True for loss layers, whose top 0 gets loss weight 1 unless `loss_weight` says otherwise (Caffe's
+    /// LossLayer).
+    fn is_loss(&self) -> bool {
+        false
+    }
+}
+
+/// Layer types whose tops are read from outside the net (files, memory): the net makes their tops inputs the caller
+/// feeds, and builds no [`Layer`] for them.
+pub(crate) const DATA_SOURCE_TYPES: &[&str] = &[
+    "Input",
+    "Data",
+    "ImageData",
+    "HDF5Data",
+    "MemoryData",
+    "WindowData",
+    "DummyData",
+];
+
+/// How many bottoms and tops a layer type takes (inclusive bounds; `usize::MAX` for no upper bound).
+struct Arity {
+    bottoms: (usize, usize),
+    tops: (usize, usize),
+}
+
+const fn arity(bottoms: (usize, usize), tops: (usize, usize)) -> Arity {
+    Arity { bottoms, tops }
+}
+
+const MANY: usize = usize::MAX;
+
+/// Builds the layer for `param` (whose `type` is `layer_type`) in `phase`, after checking its bottom and top
+/// counts. `Ok(None)` means the type is not implemented. Data-source types are the net's business, not this.
+pub(crate) fn create(
+    param: &LayerParameter,
+    layer_type: &str,
+    phase: Phase,
+    n_bottoms: usize,
+    n_tops: usize,
+) -> LayerResult<Option<Box<dyn Layer>>> {
+    let (layer, arity): (Box<dyn Layer>, Arity) = match layer_type {
+        "Convolution" => (
+            Box::new(conv::Convolution::new(param, false)?),
+            arity((1, MANY), (1, MANY)),
+        ),
+        "Deconvolution" => (
+            Box::new(conv::Convolution::new(param, true)?),
+            arity((1, MANY), (1, MANY)),
+        ),
+        "Pooling" => (Box::new(pooling::Pooling::new(param, n_tops)?), arity((1, 1), (1, 2))),
+        "InnerProduct" => (
+            Box::new(inner_product::InnerProduct::new(param)?),
+            arity((1, 1), (1, 1)),
+        ),
+        "ReLU" => (Box::new(activation::ReLU::new(param)), arity((1, 1), (1, 1))),
+        "PReLU" => (Box::new(activation::PReLU::new(param)?), arity((1, 1), (1, 1))),
+        "Sigmoid" => (Box::new(activation::Sigmoid), arity((1, 1), (1, 1))),
+        "TanH" => (Box::new(activation::TanH), arity((1, 1), (1, 1))),
+        "Dropout" => (Box::new(activation::Dropout::new(param, phase)?), arity((1, 1), (1, 1))),
+        "Softmax" => (Box::new(softmax::Softmax::new(param)), arity((1, 1), (1, 1))),
+        "SoftmaxWithLoss" => (
+            Box::new(softmax::SoftmaxWithLoss::new(param, n_tops)),
+            arity((2, 2), (1, 2)),
+        ),
+        "Accuracy" => (Box::new(loss::Accuracy::new(param, n_tops)?), arity((2, 2), (1, 2))),
+        "EuclideanLoss" => (Box::new(loss::EuclideanLoss), arity((2, 2), (1, 1))),
+        "LRN" => (Box::new(lrn::Lrn::new(param)?), arity((1, 1), (1, 1))),
+        "BatchNorm" => (Box::new(norm::BatchNorm::new(param, phase)?), arity((1, 1), (1, 1))),
+        "Scale" => (Box::new(norm::Scale::new(param, n_bottoms)), arity((1, 2), (1, 1))),
+        "Bias" => (Box::new(norm::Bias::new(param, n_bottoms)), arity((1, 2), (1, 1))),
+        "Eltwise" => (
+            Box::new(eltwise::Eltwise::new(param, n_bottoms)?),
+            arity((2, MANY), (1, 1)),
+        ),
+        "Concat" => (Box::new(structure::Concat::new(param)), arity((1, MANY), (1, 1))),
+        "Slice" => (Box::new(structure::Slice::new(param)), arity((1, 1), (1, MANY))),
+        "Split" => (Box::new(structure::Split { tops: n_tops }), arity((1, 1), (1, MANY))),
+        "Flatten" => (Box::new(structure::Flatten::new(param)), arity((1, 1), (1, 1))),
+        "Reshape" => (Box::new(structure::Reshape::new(param)?), arity((1, 1), (1, 1))),
+        "Silence" => (Box::new(structure::Silence), arity((1, MANY), (0, 0))),
+        _ => return Ok(None),
+    };
+    check_count("bottom", n_bottoms, arity.bottoms)?;
+    check_count("top", n_tops, arity.tops)?;
+    if matches!(layer_type, "Convolution" | "Deconvolution") && n_bottoms != n_tops {
+        return Err(LayerError::Arity(format!(
+            "takes as many tops as bottoms (one output per input), got {n_bottoms} bottoms and {n_tops} tops"
+        )));
+    }
+    Ok(Some(layer))
+}
+
+fn check_count(what: &str, found: usize, (min, max): (usize, usize)) -> LayerResult<()> {
+    if found >= min && found <= max {
+        return Ok(());
+    }
+    let expected = match (min, max) {
+        (min, max) if min == max => format!("exactly {min}"),
+        (min, MANY) => format!("at least {min}"),
+        (min, max) => format!("{min} to {max}"),
+    };
+    Err(LayerError::Arity(format!(
+        "takes {expected} {what} blob(s), got {found}"
+    )))
+}
+
+/// Caffe's `CanonicalAxisIndex`: `axis` in `[-rank, rank)`, negative counting from the end.
+pub(crate) fn canonical_axis(axis: i32, rank: usize, what: &str) -> LayerResult<usize> {
+    let rank_i = rank as i64;
+    let axis_i = axis as i64;
+    if axis_i < -rank_i || axis_i >= rank_i {
+        return Err(LayerError::Param(format!(
+            "{what} {axis} is out of range for a {rank}-D blob (allowed: {} to {})",
+            -rank_i,
+            rank_i - 1
+        )));
+    }
+    Ok(if axis_i < 0 {
+        (axis_i + rank_i) as usize
+    } else {
+        axis_i as usize
+    })
+}
+
+/// Product of `shape[start..end]` (Caffe's `count(start, end)`).
+pub(crate) fn count(shape: &[usize], start: usize, end: usize) -> usize {
+    shape[start..end].iter().product()
+}
+
+/// Checks that a layer got exactly `n` bottoms (the factory already did; reshape relies on it).
+pub(crate) fn expect_bottoms(bottoms: &[&[usize]], n: usize) -> LayerResult<()> {
+    if bottoms.len() != n {
+        return Err(LayerError::Arity(format!(
+            "takes {n} bottom blob(s), got {}",
+            bottoms.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Sets a parameter blob's shape the first time and afterwards checks the shape is unchanged (a parameter blob's
+/// shape is fixed once the net is built, as in Caffe; e.g. the input channels of a convolution may not change).
+pub(crate) fn ensure_param_shape(
+    param: &mut Tensor,
+    shape: &[usize],
+    initialized: bool,
+    what: &str,
+) -> LayerResult<()> {
+    if !initialized {
+        param.reshape(shape);
+        return Ok(());
+    }
+    if param.shape() != shape {
+        return Err(LayerError::Shape(format!(
+            "input size incompatible with the {what}: it needs shape {:?} for these bottoms but has {:?}",
+            shape,
+            param.shape()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Running a single layer on hand-made tensors.
+    use super::*;
+
+    /// A `LayerParameter` of the given type with `edit` applied.
+    pub fn param(layer_type: &str, edit: impl FnOnce(&mut LayerParameter)) -> LayerParameter {
+        let mut p = LayerParameter {
+            name: Some("test".into()),
+            r#type: Some(layer_type.into()),
+            ..Default::default()
+        };
+        edit(&mut p);
+        p
+    }
+
+    /// Reshapes and runs `layer` on `bottoms`, returning its tops.
+    pub fn run(layer: &mut dyn Layer, bottoms: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+        let shapes: Vec<&[usize]> = bottoms.iter().map(|b| b.shape()).collect();
+        let top_shapes = layer.reshape(&shapes)?;
+        let mut tops: Vec<Tensor> = top_shapes.iter().map(|s| Tensor::zeros(s)).collect();
+        let refs: Vec<&Tensor> = bottoms.iter().collect();
+        layer.forward(&refs, &mut tops)?;
+        Ok(tops)
+    }
+
+    /// Asserts two slices agree within `tol` absolute, with a readable message.
+    pub fn assert_close(found: &[f32], expected: &[f32], tol: f32) {
+        assert_eq!(found.len(), expected.len(), "lengths differ: {found:?} vs {expected:?}");
+        for (i, (a, b)) in found.iter().zip(expected).enumerate() {
+            assert!(
+                (a - b).abs() <= tol,
+                "element {i}: {a} vs expected {b}\nfound    {found:?}\nexpected {expected:?}"
+            );
+        }
+    }
+}

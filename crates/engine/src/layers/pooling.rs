@@ -1,0 +1,410 @@
+//! Pooling: MAX and AVE, global or windowed, with Caffe's ceil-mode output size and clipping rules.
+
+use caffe_proto::pooling_parameter::{PoolMethod, RoundMode};
+use caffe_proto::{LayerParameter, PoolingParameter};
+use rayon::prelude::*;
+
+use super::{expect_bottoms, Layer};
+use crate::error::{LayerError, LayerResult};
+use crate::Tensor;
+
+/// `Pooling` over the last two axes of a 4-D bottom. A second top (MAX only) receives the flat index (h * W + w)
+/// of each maximum within its channel, as Caffe's mask top does.
+pub(crate) struct Pooling {
+    method: PoolMethod,
+    global: bool,
+    round_up: bool,
+    /// Kernel, pad, stride as (h, w); for global pooling the kernel is set from the bottom at reshape.
+    kernel: [usize; 2],
+    pad: [usize; 2],
+    stride: [usize; 2],
+    /// 2 when the mask top is asked for.
+    tops: usize,
+    dims: Option<PoolDims>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PoolDims {
+    planes: usize,
+    height: usize,
+    width: usize,
+    out_h: usize,
+    out_w: usize,
+    kernel: [usize; 2],
+}
+
+/// The kernel as Caffe reads it: `kernel_size`, or both `kernel_h` and `kernel_w`, never both forms.
+fn kernel(what: &str, single: Option<u32>, h: Option<u32>, w: Option<u32>) -> LayerResult<Option<[usize; 2]>> {
+    match (single, h, w) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(LayerError::Param(format!(
+            "{what} is given both as {what} and as {what}_h/{what}_w"
+        ))),
+        (Some(v), None, None) => Ok(Some([v as usize, v as usize])),
+        (None, Some(h), Some(w)) => Ok(Some([h as usize, w as usize])),
+        (None, None, None) => Ok(None),
+        _ => Err(LayerError::Param(format!(
+            "{what}_h and {what}_w must be given together"
+        ))),
+    }
+}
+
+impl Pooling {
+    pub(crate) fn new(param: &LayerParameter, tops: usize) -> LayerResult<Self> {
+        let p: PoolingParameter = param.pooling_param.clone().unwrap_or_default();
+        let method = p.pool();
+        if method == PoolMethod::Stochastic {
+            return Err(LayerError::Param(
+                "STOCHASTIC pooling is not supported (it is random in Caffe)".into(),
+            ));
+        }
+        if tops > 1 && method != PoolMethod::Max {
+            return Err(LayerError::Arity("only MAX pooling has a second (mask) top".into()));
+        }
+        let global = p.global_pooling();
+        let kernel = kernel("kernel_size", p.kernel_size, p.kernel_h, p.kernel_w)?;
+        let kernel = match (global, kernel) {
+            (true, Some(_)) => {
+                return Err(LayerError::Param(
+                    "with global_pooling the kernel size cannot be given".into(),
+                ))
+            }
+            (true, None) => [0, 0],
+            (false, None) => {
+                return Err(LayerError::Param(
+                    "kernel_size (or kernel_h and kernel_w) is required".into(),
+                ))
+            }
+            (false, Some(k)) => k,
+        };
+        if !global && kernel.contains(&0) {
+            return Err(LayerError::Param(format!(
+                "kernel dimensions must be positive, got {kernel:?}"
+            )));
+        }
+        // As in Caffe, pad_h/pad_w (stride_h/stride_w) win over pad (stride) when pad_h (stride_h) is present.
+        let pad = if p.pad_h.is_some() {
+            [p.pad_h(), p.pad_w()]
+        } else {
+            [p.pad(); 2]
+        }
+        .map(|v| v as usize);
+        let stride = if p.stride_h.is_some() {
+            [p.stride_h(), p.stride_w()]
+        } else {
+            [p.stride(); 2]
+        }
+        .map(|v| v as usize);
+        if stride.contains(&0) {
+            return Err(LayerError::Param(format!("stride must be positive, got {stride:?}")));
+        }
+        if global && (pad != [0, 0] || stride != [1, 1]) {
+            return Err(LayerError::Param(
+                "with global_pooling, pad must be 0 and stride 1".into(),
+            ));
+        }
+        if !global && (pad[0] >= kernel[0] || pad[1] >= kernel[1]) {
+            return Err(LayerError::Param(format!(
+                "pad {pad:?} must be smaller than the kernel {kernel:?}"
+            )));
+        }
+        Ok(Pooling {
+            method,
+            global,
+            round_up: p.round_mode() == RoundMode::Ceil,
+            kernel,
+            pad,
+            stride,
+            tops,
+            dims: None,
+        })
+    }
+
+    /// Caffe's pooled size: ceil (or floor) of (in + 2 pad - kernel) / stride, plus one; with padding, a last window
+    /// starting in the padding is dropped.
+    fn pooled(&self, input: usize, dim: usize, kernel: usize) -> LayerResult<usize> {
+        let span = input + 2 * self.pad[dim];
+        if span < kernel {
+            return Err(LayerError::Shape(format!(
+                "input extent {input} (padded by {}) is smaller than the kernel {kernel}",
+                self.pad[dim]
+            )));
+        }
+        let steps = span - kernel;
+        let stride = self.stride[dim];
+        let mut out = if self.round_up {
+            steps.div_ceil(stride)
+        } else {
+            steps / stride
+        } + 1;
+        if self.pad[dim] > 0 && (out - 1) * stride >= input + self.pad[dim] {
+            out -= 1;
+        }
+        Ok(out)
+    }
+}
+
+impl Layer for Pooling {
+    fn type_name(&self) -> &'static str {
+        "Pooling"
+    }
+
+    fn reshape(&mut self, bottoms: &[&[usize]]) -> LayerResult<Vec<Vec<usize>>> {
+        expect_bottoms(bottoms, 1)?;
+        let b = bottoms[0];
+        if b.len() != 4 {
+            return Err(LayerError::Shape(format!(
+                "pooling takes a 4-D (N, C, H, W) bottom, got {b:?}"
+            )));
+        }
+        let kernel = if self.global { [b[2], b[3]] } else { self.kernel };
+        let out_h = self.pooled(b[2], 0, kernel[0])?;
+        let out_w = self.pooled(b[3], 1, kernel[1])?;
+        self.dims = Some(PoolDims {
+            planes: b[0] * b[1],
+            height: b[2],
+            width: b[3],
+            out_h,
+            out_w,
+            kernel,
+        });
+        Ok(vec![vec![b[0], b[1], out_h, out_w]; self.tops])
+    }
+
+    fn forward(&mut self, bottoms: &[&Tensor], tops: &mut [Tensor]) -> LayerResult<()> {
+        let d = self.dims.expect("reshape runs before forward");
+        let in_plane = d.height * d.width;
+        let out_plane = d.out_h * d.out_w;
+        if out_plane == 0 || d.planes == 0 {
+            return Ok(());
+        }
+        let input = bottoms[0].data();
+        let (first, rest) = tops.split_at_mut(1);
+        let output = first[0].data_mut();
+        let planes_per_task = (1usize << 14).div_ceil(in_plane.max(1));
+        match (self.method, rest.first_mut()) {
+            (PoolMethod::Max, Some(mask)) => output
+                .par_chunks_mut(out_plane)
+                .zip(mask.data_mut().par_chunks_mut(out_plane))
+                .zip(input.par_chunks(in_plane))
+                .with_min_len(planes_per_task)
+                .for_each(|((out, mask), plane)| self.max_plane(&d, plane, out, Some(mask))),
+            (PoolMethod::Max, None) => output
+                .par_chunks_mut(out_plane)
+                .zip(input.par_chunks(in_plane))
+                .with_min_len(planes_per_task)
+                .for_each(|(out, plane)| self.max_plane(&d, plane, out, None)),
+            _ => output
+                .par_chunks_mut(out_plane)
+                .zip(input.par_chunks(in_plane))
+                .with_min_len(planes_per_task)
+                .for_each(|(out, plane)| self.ave_plane(&d, plane, out)),
+        }
+        Ok(())
+    }
+}
+
+impl Pooling {
+    fn max_plane(&self, d: &PoolDims, plane: &[f32], out: &mut [f32], mut mask: Option<&mut [f32]>) {
+        for ph in 0..d.out_h {
+            let hstart = (ph * self.stride[0]) as isize - self.pad[0] as isize;
+            let hend = (hstart + d.kernel[0] as isize).min(d.height as isize) as usize;
+            let hstart = hstart.max(0) as usize;
+            for pw in 0..d.out_w {
+                let wstart = (pw * self.stride[1]) as isize - self.pad[1] as isize;
+                let wend = (wstart + d.kernel[1] as isize).min(d.width as isize) as usize;
+                let wstart = wstart.max(0) as usize;
+                // Caffe starts from -FLT_MAX with index -1 and keeps the first strict maximum.
+                let mut best = -f32::MAX;
+                let mut best_index: isize = -1;
+                for h in hstart..hend {
+                    for w in wstart..wend {
+                        let v = plane[h * d.width + w];
+                        if v > best {
+                            best = v;
+                            best_index = (h * d.width + w) as isize;
+                        }
+                    }
+                }
+                out[ph * d.out_w + pw] = best;
+                if let Some(mask) = mask.as_deref_mut() {
+                    mask[ph * d.out_w + pw] = best_index as f32;
+                }
+            }
+        }
+    }
+
+    fn ave_plane(&self, d: &PoolDims, plane: &[f32], out: &mut [f32]) {
+        let (height, width) = (d.height as isize, d.width as isize);
+        let (pad_h, pad_w) = (self.pad[0] as isize, self.pad[1] as isize);
+        for ph in 0..d.out_h {
+            let hstart = (ph * self.stride[0]) as isize - pad_h;
+            let hend = (hstart + d.kernel[0] as isize).min(height + pad_h);
+            for pw in 0..d.out_w {
+                let wstart = (pw * self.stride[1]) as isize - pad_w;
+                let wend = (wstart + d.kernel[1] as isize).min(width + pad_w);
+                // The divisor counts padding inside the window but not what lies beyond the padding.
+                let pool_size = ((hend - hstart) * (wend - wstart)) as f32;
+                let (h0, h1) = (hstart.max(0) as usize, hend.min(height) as usize);
+                let (w0, w1) = (wstart.max(0) as usize, wend.min(width) as usize);
+                let mut sum = 0.0f32;
+                for h in h0..h1 {
+                    for w in w0..w1 {
+                        sum += plane[h * d.width + w];
+                    }
+                }
+                out[ph * d.out_w + pw] = sum / pool_size;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::testing::{assert_close, param, run};
+
+    fn pool(edit: impl FnOnce(&mut PoolingParameter)) -> Pooling {
+        let p = param("Pooling", |l| {
+            let mut pp = PoolingParameter::default();
+            edit(&mut pp);
+            l.pooling_param = Some(pp);
+        });
+        Pooling::new(&p, 1).unwrap()
+    }
+
+    fn ramp(shape: &[usize]) -> Tensor {
+        let n = shape.iter().product::<usize>();
+        Tensor::new(shape, (1..=n).map(|v| v as f32).collect())
+    }
+
+    #[test]
+    fn ceil_mode_adds_a_partial_last_window() {
+        // 5x5 input, kernel 2, stride 2: ceil((5-2)/2)+1 = 3 (floor mode would give 2); the last row/column window
+        // holds one input row/column.
+        let mut layer = pool(|p| {
+            p.pool = Some(PoolMethod::Max as i32);
+            p.kernel_size = Some(2);
+            p.stride = Some(2);
+        });
+        let out = run(&mut layer, &[ramp(&[1, 1, 5, 5])]).unwrap();
+        assert_eq!(out[0].shape(), &[1, 1, 3, 3]);
+        assert_close(
+            out[0].data(),
+            &[7.0, 9.0, 10.0, 17.0, 19.0, 20.0, 22.0, 24.0, 25.0],
+            0.0,
+        );
+        let mut floor = pool(|p| {
+            p.kernel_size = Some(2);
+            p.stride = Some(2);
+            p.round_mode = Some(RoundMode::Floor as i32);
+        });
+        assert_eq!(floor.reshape(&[&[1, 1, 5, 5]]).unwrap()[0], vec![1, 1, 2, 2]);
+    }
+
+    #[test]
+    fn average_divides_by_the_padded_window_clipped_at_the_padding() {
+        // 3x3 input 1..9, kernel 3, stride 2, pad 1: ceil((3+2-3)/2)+1 = 2; no window starts in the padding.
+        // Window (0,0) covers rows -1..2, cols -1..2: size 9 (3x3, all inside image+pad), sum 1+2+4+5 = 12.
+        // Window (0,1) covers cols 1..4 clipped to 1..4 (width + pad = 4): size 9, sum 2+3+5+6 = 16.
+        // Window (1,1): rows/cols 1..4: size 9, sum 5+6+8+9 = 28.
+        let mut layer = pool(|p| {
+            p.pool = Some(PoolMethod::Ave as i32);
+            p.kernel_size = Some(3);
+            p.stride = Some(2);
+            p.pad = Some(1);
+        });
+        let out = run(&mut layer, &[ramp(&[1, 1, 3, 3])]).unwrap();
+        assert_eq!(out[0].shape(), &[1, 1, 2, 2]);
+        assert_close(out[0].data(), &[12.0 / 9.0, 16.0 / 9.0, 24.0 / 9.0, 28.0 / 9.0], 1e-6);
+    }
+
+    #[test]
+    fn a_window_starting_in_the_padding_is_dropped_and_the_divisor_clips() {
+        // 4x4 input, kernel 2, stride 2, pad 1: ceil((4+2-2)/2)+1 = 3, and the 3rd window starts at 3 < 4+1, kept.
+        // AVE windows along one axis: [-1,1) size 2, [1,3) size 2, [3,5) size 2 (5 = 4 + pad, not clipped).
+        // So every divisor is 4 even though corner windows hold only one real pixel.
+        let mut layer = pool(|p| {
+            p.pool = Some(PoolMethod::Ave as i32);
+            p.kernel_size = Some(2);
+            p.stride = Some(2);
+            p.pad = Some(1);
+        });
+        let out = run(&mut layer, &[ramp(&[1, 1, 4, 4])]).unwrap();
+        assert_eq!(out[0].shape(), &[1, 1, 3, 3]);
+        let expected = [
+            1.0,
+            2.0 + 3.0,
+            4.0,
+            5.0 + 9.0,
+            6.0 + 7.0 + 10.0 + 11.0,
+            8.0 + 12.0,
+            13.0,
+            14.0 + 15.0,
+            16.0,
+        ];
+        let expected: Vec<f32> = expected.iter().map(|v| v / 4.0).collect();
+        assert_close(out[0].data(), &expected, 1e-6);
+        // 3x3 input, kernel 2, stride 2, pad 1: ceil((3+2-2)/2)+1 = 3 but the 3rd window would start at 4 >= 3+1,
+        // inside the padding only, so Caffe drops it: 2x2.
+        let mut layer = pool(|p| {
+            p.kernel_size = Some(2);
+            p.stride = Some(2);
+            p.pad = Some(1);
+        });
+        assert_eq!(layer.reshape(&[&[1, 1, 3, 3]]).unwrap()[0], vec![1, 1, 2, 2]);
+    }
+
+    #[test]
+    fn global_pooling_and_the_max_mask() {
+        let mut ave = pool(|p| {
+            p.pool = Some(PoolMethod::Ave as i32);
+            p.global_pooling = Some(true);
+        });
+        let out = run(&mut ave, &[ramp(&[1, 2, 2, 3])]).unwrap();
+        assert_eq!(out[0].shape(), &[1, 2, 1, 1]);
+        assert_close(out[0].data(), &[3.5, 9.5], 1e-6);
+        // Max with a mask top: ties keep the first maximum.
+        let mut max = Pooling::new(
+            &param("Pooling", |l| {
+                l.pooling_param = Some(PoolingParameter {
+                    kernel_size: Some(2),
+                    stride: Some(2),
+                    ..Default::default()
+                })
+            }),
+            2,
+        )
+        .unwrap();
+        max.reshape(&[&[1, 1, 2, 2]]).unwrap();
+        let input = Tensor::new(&[1, 1, 2, 2], vec![1.0, 5.0, 5.0, -2.0]);
+        let mut tops = vec![Tensor::zeros(&[1, 1, 1, 1]), Tensor::zeros(&[1, 1, 1, 1])];
+        max.forward(&[&input], &mut tops).unwrap();
+        assert_eq!((tops[0].data()[0], tops[1].data()[0]), (5.0, 1.0));
+    }
+
+    #[test]
+    fn invalid_settings_are_errors() {
+        for edit in [
+            (|p: &mut PoolingParameter| p.stride = Some(1)) as fn(&mut PoolingParameter),
+            |p| {
+                p.kernel_size = Some(2);
+                p.pad = Some(2);
+            },
+            |p| {
+                p.global_pooling = Some(true);
+                p.kernel_size = Some(2);
+            },
+            |p| {
+                p.kernel_size = Some(2);
+                p.kernel_h = Some(2);
+            },
+        ] {
+            let p = param("Pooling", |l| {
+                let mut pp = PoolingParameter::default();
+                edit(&mut pp);
+                l.pooling_param = Some(pp);
+            });
+            assert!(matches!(Pooling::new(&p, 1), Err(LayerError::Param(_))));
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Caffe's forward pass in pure Rust (CPU, f32), stage 3 of the Deep Compression workflow.
+//!
+//! A [`Net`] is built from a modern `caffe_proto::NetParameter` as Caffe builds it for a phase: layers are chosen
+//! by their include/exclude rules ([`graph::filter_layers`]), Split layers are inserted where a blob has several
+//! readers ([`graph::insert_splits`], Caffe's names), in-place layers share their blob, and data-reading layers
+//! (`Input`, `Data`, `HDF5Data`, ...) become [`ExternalInput`]s the caller feeds. Weights come in as plain data
+//! ([`LayerWeights`]) and are matched by layer name with Caffe's shape rules; the engine reads no file.
+//!
+//! ```
+//! use caffe_proto::{InputParameter, BlobShape, InnerProductParameter, LayerParameter, NetParameter};
+//! use engine::{LayerWeights, Net, NetOptions, WeightBlob};
+//!
+//! let layer = |name: &str, kind: &str| LayerParameter { name: Some(name.into()), r#type: Some(kind.into()), ..Default::default() };
+//! let mut input = layer("data", "Input");
+//! input.top = vec!["data".into()];
+//! input.input_param = Some(InputParameter { shape: vec![BlobShape { dim: vec![1, 2] }] });
+//! let mut ip = layer("ip", "InnerProduct");
+//! ip.bottom = vec!["data".into()];
+//! ip.top = vec!["ip".into()];
+//! ip.inner_product_param = Some(InnerProductParameter { num_output: Some(1), ..Default::default() });
+//! let param = NetParameter { layer: vec![input, ip], ..Default::default() };
+//!
+//! let mut net = Net::new(&param, &NetOptions::test())?;
+//! net.copy_from(&[LayerWeights {
+//!     name: "ip".into(),
+//!     blobs: vec![WeightBlob::new(vec![1, 2], vec![3.0, 4.0]), WeightBlob::new(vec![1], vec![0.5])],
+//! }])?;
+//! net.set_input("data", &[1, 2], &[1.0, 2.0])?;
+//! net.forward()?;
+//! assert_eq!(net.blob("ip").unwrap().data(), &[11.5]);
+//! # Ok::<(), engine::Error>(())
+//! ```
+//!
+//! Layers ([`Layer`]) implement `forward` now; stage 4 (retraining) adds `backward` and parameter gradients to the
+//! same trait.
+
+#![warn(missing_docs)]
+
+mod blas;
+pub mod error;
+mod filler;
+pub mod graph;
+mod layers;
+mod net;
+mod rng;
+mod tensor;
+mod weights;
+
+pub use error::{Error, LayerError};
+pub use layers::Layer;
+pub use net::{ExternalInput, LayerInfo, Net, NetOptions};
+pub use tensor::Tensor;
+pub use weights::{shape_equals, CopyReport, LayerWeights, WeightBlob};
+
+/// The layer types the engine computes, besides the data-reading types whose tops the caller feeds
+/// ([`DATA_LAYER_TYPES`]).
+pub const COMPUTE_LAYER_TYPES: &[&str] = &[
+    "Accuracy",
+    "BatchNorm",
+    "Bias",
+    "Concat",
+    "Convolution",
+    "Deconvolution",
+    "Dropout",
+    "Eltwise",
+    "EuclideanLoss",
+    "Flatten",
+    "InnerProduct",
+    "LRN",
+    "Pooling",
+    "PReLU",
+    "ReLU",
+    "Reshape",
+    "Scale",
+    "Sigmoid",
+    "Silence",
+    "Slice",
+    "Softmax",
+    "SoftmaxWithLoss",
+    "Split",
+    "TanH",
+];
+
+/// Layer types whose tops become [`ExternalInput`]s.
+pub const DATA_LAYER_TYPES: &[&str] = layers::DATA_SOURCE_TYPES;

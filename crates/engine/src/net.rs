@@ -1,0 +1,611 @@
+//! The net: layers wired by blob name, inputs fed by the caller, one forward pass at a time.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use caffe_proto::{LayerParameter, NetParameter, NetState, Phase};
+
+use crate::error::{Error, LayerError};
+use crate::graph::{filter_layers, insert_splits};
+use crate::layers::{self, Layer, DATA_SOURCE_TYPES};
+use crate::weights::{shape_equals, CopyReport, LayerWeights, WeightBlob};
+use crate::Tensor;
+
+/// How to build a net: Caffe's phase, level and stages (which select layers by their include/exclude rules), and
+/// the shapes of data-layer tops that the layers' parameters do not fix.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetOptions {
+    /// The phase (TEST by default). It also sets the layers' behaviour: Dropout is the identity and BatchNorm uses
+    /// its stored statistics in TEST.
+    pub phase: Phase,
+    /// The level compared with rules' `min_level` / `max_level`; replaces the net's own `state.level`, as Caffe's
+    /// `Net(file, phase, level, stages)` does.
+    pub level: i32,
+    /// Stages added to the net's own `state.stage`.
+    pub stages: Vec<String>,
+    /// Shapes of input blobs by name. Needed for data-layer tops whose shape the parameters leave open (e.g. a
+    /// `Data` layer knows its batch size but not C, H, W); overrides the declared shape of any input (like pycaffe's
+    /// `net.blobs[name].reshape`).
+    pub input_shapes: BTreeMap<String, Vec<usize>>,
+}
+
+impl Default for NetOptions {
+    fn default() -> Self {
+        NetOptions {
+            phase: Phase::Test,
+            level: 0,
+            stages: Vec::new(),
+            input_shapes: BTreeMap::new(),
+        }
+    }
+}
+
+impl NetOptions {
+    /// TEST phase, level 0, no stages, no input shapes.
+    pub fn test() -> Self {
+        Self::default()
+    }
+
+    /// TRAIN phase, level 0, no stages, no input shapes.
+    pub fn train() -> Self {
+        NetOptions {
+            phase: Phase::Train,
+            ..Self::default()
+        }
+    }
+
+    /// The same options with the shape of input blob `blob` set.
+    pub fn with_input_shape(mut self, blob: &str, shape: &[usize]) -> Self {
+        self.input_shapes.insert(blob.to_string(), shape.to_vec());
+        self
+    }
+}
+
+/// A blob the caller feeds: a top of an `Input` layer or of a data-reading layer (`Data`, `ImageData`,
+/// `HDF5Data`, `MemoryData`, `WindowData`, `DummyData`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExternalInput {
+    /// The blob name.
+    pub blob: String,
+    /// The layer producing it.
+    pub layer: String,
+    /// That layer's type.
+    pub layer_type: String,
+    /// The shape the layer's parameters declare: `None` where a dimension is not fixed by them (e.g. a `Data`
+    /// layer's C, H, W), or `None` as a whole when even the rank is open (`HDF5Data`).
+    pub declared: Option<Vec<Option<usize>>>,
+}
+
+impl ExternalInput {
+    /// The declared shape when every dimension is known.
+    pub fn known_shape(&self) -> Option<Vec<usize>> {
+        self.declared.as_ref()?.iter().copied().collect()
+    }
+}
+
+/// Name, type and wiring of one layer of a built net.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerInfo {
+    /// The layer name (Caffe's name for inserted splits).
+    pub name: String,
+    /// The layer type.
+    pub layer_type: String,
+    /// Bottom blob names.
+    pub bottoms: Vec<String>,
+    /// Top blob names.
+    pub tops: Vec<String>,
+    /// Loss weight of each top (0 for tops that are not losses).
+    pub loss_weights: Vec<f32>,
+}
+
+struct Slot {
+    info: LayerInfo,
+    bottoms: Vec<usize>,
+    tops: Vec<usize>,
+    /// `None` for data sources, whose tops the caller feeds.
+    compute: Option<Box<dyn Layer>>,
+}
+
+/// A Caffe net built for one phase, with its blobs: set the inputs, run [`Net::forward`], read any blob by name.
+pub struct Net {
+    name: String,
+    phase: Phase,
+    slots: Vec<Slot>,
+    blob_names: Vec<String>,
+    blobs: Vec<Tensor>,
+    blob_index: HashMap<String, usize>,
+    layer_index: HashMap<String, usize>,
+    inputs: Vec<ExternalInput>,
+    input_blobs: Vec<usize>,
+    outputs: Vec<usize>,
+}
+
+impl std::fmt::Debug for Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Net")
+            .field("name", &self.name)
+            .field("phase", &self.phase)
+            .field("layers", &self.slots.iter().map(|s| &s.info.name).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The shape a data-reading layer's parameters declare for its top `index`.
+fn declared_shape(param: &LayerParameter, layer_type: &str, index: usize) -> Option<Vec<Option<usize>>> {
+    let crop = param.transform_param.as_ref().map_or(0, |t| t.crop_size()) as usize;
+    let crop_hw = |h: Option<usize>, w: Option<usize>| if crop > 0 { (Some(crop), Some(crop)) } else { (h, w) };
+    match layer_type {
+        "Input" => {
+            let shapes = &param.input_param.as_ref()?.shape;
+            // One shape for every top, or one per top (Caffe's InputLayer).
+            let shape = if shapes.len() == 1 {
+                shapes.first()
+            } else {
+                shapes.get(index)
+            }?;
+            Some(shape.dim.iter().map(|&d| usize::try_from(d).ok()).collect())
+        }
+        "Data" => {
+            let batch = param.data_param.as_ref().map(|p| p.batch_size() as usize);
+            if index == 0 {
+                let (h, w) = crop_hw(None, None);
+                Some(vec![batch, None, h, w])
+            } else {
+                Some(vec![batch])
+            }
+        }
+        "ImageData" => {
+            let p = param.image_data_param.clone().unwrap_or_default();
+            let batch = Some(p.batch_size() as usize);
+            if index == 0 {
+                let channels = if p.is_color() { 3 } else { 1 };
+                let (h, w) = if p.new_height() > 0 && p.new_width() > 0 {
+                    (Some(p.new_height() as usize), Some(p.new_width() as usize))
+                } else {
+                    (None, None)
+                };
+                let (h, w) = crop_hw(h, w);
+                Some(vec![batch, Some(channels), h, w])
+            } else {
+                Some(vec![batch])
+            }
+        }
+        "MemoryData" => {
+            let p = param.memory_data_param.clone().unwrap_or_default();
+            let batch = Some(p.batch_size() as usize);
+            if index == 0 {
+                Some(vec![
+                    batch,
+                    Some(p.channels() as usize),
+                    Some(p.height() as usize),
+                    Some(p.width() as usize),
+                ])
+            } else {
+                Some(vec![batch])
+            }
+        }
+        "WindowData" => {
+            let p = param.window_data_param.clone().unwrap_or_default();
+            let batch = Some(p.batch_size() as usize);
+            if index == 0 {
+                let crop = if crop > 0 { crop } else { p.crop_size() as usize };
+                let hw = (crop > 0).then_some(crop);
+                Some(vec![batch, Some(3), hw, hw])
+            } else {
+                Some(vec![batch])
+            }
+        }
+        "HDF5Data" => None,
+        "DummyData" => {
+            let p = param.dummy_data_param.clone().unwrap_or_default();
+            if let Some(shape) = p.shape.get(if p.shape.len() == 1 { 0 } else { index }) {
+                return Some(shape.dim.iter().map(|&d| usize::try_from(d).ok()).collect());
+            }
+            let pick = |v: &[u32]| v.get(if v.len() == 1 { 0 } else { index }).map(|&d| d as usize);
+            let dims = [pick(&p.num), pick(&p.channels), pick(&p.height), pick(&p.width)];
+            dims.iter().all(Option::is_some).then(|| dims.to_vec())
+        }
+        _ => None,
+    }
+}
+
+impl Net {
+    /// Builds the net Caffe would build from `param` for `options` (phase TEST by default): layers filtered by
+    /// their include/exclude rules, Split layers inserted where a blob has several readers, every layer checked
+    /// and shaped, parameters filled by their fillers (constant 0 unless the prototxt says otherwise) and then
+    /// overwritten by any blobs embedded in `param` (as Caffe's layer constructor does).
+    ///
+    /// The net must be in the modern layout (`layer`, not V1 `layers`; no top-level `input` fields).
+    pub fn new(param: &NetParameter, options: &NetOptions) -> Result<Net, Error> {
+        if !param.layers.is_empty() {
+            return Err(Error::LegacyLayers {
+                count: param.layers.len(),
+            });
+        }
+        if !param.input.is_empty() || !param.input_dim.is_empty() || !param.input_shape.is_empty() {
+            return Err(Error::LegacyInputs {
+                inputs: param.input.clone(),
+            });
+        }
+        let mut state: NetState = param.state.clone().unwrap_or_default();
+        state.phase = Some(options.phase as i32);
+        state.level = Some(options.level);
+        state.stage.extend(options.stages.iter().cloned());
+        let layers = insert_splits(&filter_layers(param, &state)?)?;
+
+        let mut net = Net {
+            name: param.name().to_string(),
+            phase: options.phase,
+            slots: Vec::with_capacity(layers.len()),
+            blob_names: Vec::new(),
+            blobs: Vec::new(),
+            blob_index: HashMap::new(),
+            layer_index: HashMap::new(),
+            inputs: Vec::new(),
+            input_blobs: Vec::new(),
+            outputs: Vec::new(),
+        };
+        let mut unconsumed = BTreeSet::new();
+        for layer in &layers {
+            net.add_layer(layer, options.phase, &mut unconsumed)?;
+        }
+        net.outputs = unconsumed.iter().map(|name: &String| net.blob_index[name]).collect();
+
+        let input_names: Vec<String> = net.inputs.iter().map(|i| i.blob.clone()).collect();
+        if let Some(unknown) = options.input_shapes.keys().find(|k| !input_names.contains(k)) {
+            return Err(Error::NotAnInput {
+                blob: unknown.clone(),
+                inputs: input_names,
+            });
+        }
+        for (input, &blob) in net.inputs.iter().zip(&net.input_blobs) {
+            let shape = match options.input_shapes.get(&input.blob) {
+                Some(shape) => shape.clone(),
+                None => input.known_shape().ok_or_else(|| Error::MissingInputShape {
+                    layer: input.layer.clone(),
+                    layer_type: input.layer_type.clone(),
+                    blob: input.blob.clone(),
+                    known: input.declared.clone(),
+                })?,
+            };
+            net.blobs[blob] = Tensor::zeros(&shape);
+        }
+        net.reshape()?;
+        for (slot, layer) in net.slots.iter_mut().zip(&layers) {
+            if layer.blobs.is_empty() {
+                continue;
+            }
+            let blobs: Vec<WeightBlob> = layer.blobs.iter().map(WeightBlob::from_proto).collect();
+            copy_layer(slot, &blobs)?;
+        }
+        Ok(net)
+    }
+
+    fn add_layer(
+        &mut self,
+        param: &LayerParameter,
+        phase: Phase,
+        unconsumed: &mut BTreeSet<String>,
+    ) -> Result<(), Error> {
+        let name = param.name().to_string();
+        let layer_type = param.r#type().to_string();
+        let layer_error = |source: LayerError| Error::Layer {
+            layer: name.clone(),
+            layer_type: layer_type.clone(),
+            source,
+        };
+        let mut bottoms = Vec::with_capacity(param.bottom.len());
+        for (j, bottom) in param.bottom.iter().enumerate() {
+            let Some(&index) = self.blob_index.get(bottom) else {
+                return Err(Error::MissingBottom {
+                    layer: name.clone(),
+                    bottom: bottom.clone(),
+                    index: j,
+                });
+            };
+            bottoms.push(index);
+            unconsumed.remove(bottom);
+        }
+        let mut tops = Vec::with_capacity(param.top.len());
+        for (j, top) in param.top.iter().enumerate() {
+            let in_place = param.bottom.get(j) == Some(top);
+            let index = if in_place {
+                bottoms[j]
+            } else if self.blob_index.contains_key(top) {
+                return Err(Error::DuplicateTop {
+                    layer: name.clone(),
+                    top: top.clone(),
+                });
+            } else {
+                self.blob_names.push(top.clone());
+                self.blobs.push(Tensor::default());
+                self.blob_index.insert(top.clone(), self.blobs.len() - 1);
+                self.blobs.len() - 1
+            };
+            tops.push(index);
+            unconsumed.insert(top.clone());
+        }
+        let compute = if DATA_SOURCE_TYPES.contains(&layer_type.as_str()) {
+            if !param.bottom.is_empty() {
+                return Err(layer_error(LayerError::Arity(format!(
+                    "a data layer takes no bottoms, got {}",
+                    param.bottom.len()
+                ))));
+            }
+            if param.top.is_empty() {
+                return Err(layer_error(LayerError::Arity(
+                    "a data layer needs at least one top".into(),
+                )));
+            }
+            for (j, top) in param.top.iter().enumerate() {
+                self.inputs.push(ExternalInput {
+                    blob: top.clone(),
+                    layer: name.clone(),
+                    layer_type: layer_type.clone(),
+                    declared: declared_shape(param, &layer_type, j),
+                });
+                self.input_blobs.push(tops[j]);
+            }
+            None
+        } else {
+            match layers::create(param, &layer_type, phase, bottoms.len(), tops.len()).map_err(layer_error)? {
+                Some(layer) => Some(layer),
+                None => {
+                    return Err(Error::UnsupportedLayer {
+                        layer: name,
+                        layer_type,
+                    })
+                }
+            }
+        };
+        let loss_weights = if !param.loss_weight.is_empty() {
+            if param.loss_weight.len() != param.top.len() {
+                return Err(layer_error(LayerError::Param(format!(
+                    "loss_weight must be unspecified or given once per top: {} weights for {} tops",
+                    param.loss_weight.len(),
+                    param.top.len()
+                ))));
+            }
+            param.loss_weight.clone()
+        } else {
+            let is_loss = compute.as_ref().is_some_and(|l| l.is_loss());
+            (0..tops.len())
+                .map(|j| if is_loss && j == 0 { 1.0 } else { 0.0 })
+                .collect()
+        };
+        // Caffe's name index keeps the last layer of a name; weight loading follows it.
+        self.layer_index.insert(name.clone(), self.slots.len());
+        self.slots.push(Slot {
+            info: LayerInfo {
+                name,
+                layer_type,
+                bottoms: param.bottom.clone(),
+                tops: param.top.clone(),
+                loss_weights,
+            },
+            bottoms,
+            tops,
+            compute,
+        });
+        Ok(())
+    }
+
+    /// Propagates shapes from the inputs through every layer, resizing the blobs.
+    fn reshape(&mut self) -> Result<(), Error> {
+        for slot in &mut self.slots {
+            let Some(layer) = slot.compute.as_mut() else { continue };
+            let bottom_shapes: Vec<Vec<usize>> = slot.bottoms.iter().map(|&b| self.blobs[b].shape().to_vec()).collect();
+            let refs: Vec<&[usize]> = bottom_shapes.iter().map(Vec::as_slice).collect();
+            let err = |source: LayerError| Error::Layer {
+                layer: slot.info.name.clone(),
+                layer_type: slot.info.layer_type.clone(),
+                source,
+            };
+            let top_shapes = layer.reshape(&refs).map_err(err)?;
+            // Internal contract of the Layer trait: one shape per top.
+            assert_eq!(
+                top_shapes.len(),
+                slot.tops.len(),
+                "layer {} returned a wrong number of top shapes",
+                slot.info.name
+            );
+            for (j, (&top, shape)) in slot.tops.iter().zip(&top_shapes).enumerate() {
+                if slot.bottoms.get(j) == Some(&top) && bottom_shapes[j] != *shape {
+                    return Err(err(LayerError::Shape(format!(
+                        "computed in place on '{}', but its output shape {shape:?} differs from the input {:?}",
+                        slot.info.tops[j], bottom_shapes[j]
+                    ))));
+                }
+                self.blobs[top].reshape(shape);
+            }
+        }
+        Ok(())
+    }
+
+    /// The net's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The phase the net was built for.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The layers in execution order, with Caffe's inserted splits.
+    pub fn layers(&self) -> impl Iterator<Item = &LayerInfo> {
+        self.slots.iter().map(|s| &s.info)
+    }
+
+    /// The blobs the caller feeds, in layer order.
+    pub fn inputs(&self) -> &[ExternalInput] {
+        &self.inputs
+    }
+
+    /// Blobs no layer reads (the net's outputs), sorted by name as Caffe lists them.
+    pub fn outputs(&self) -> Vec<&str> {
+        self.outputs.iter().map(|&i| self.blob_names[i].as_str()).collect()
+    }
+
+    /// Every blob name, in creation order.
+    pub fn blob_names(&self) -> impl Iterator<Item = &str> {
+        self.blob_names.iter().map(String::as_str)
+    }
+
+    /// A blob's current contents (after the last forward), by name.
+    pub fn blob(&self, name: &str) -> Option<&Tensor> {
+        self.blob_index.get(name).map(|&i| &self.blobs[i])
+    }
+
+    /// A layer's parameter blobs (`None` when the net has no layer of that name).
+    pub fn params(&self, layer: &str) -> Option<&[Tensor]> {
+        let slot = &self.slots[*self.layer_index.get(layer)?];
+        Some(slot.compute.as_ref().map_or(&[], |l| l.params()))
+    }
+
+    /// A layer's parameter blobs, writable (e.g. to prune them). Their shapes must not be changed.
+    pub fn params_mut(&mut self, layer: &str) -> Option<&mut [Tensor]> {
+        let index = *self.layer_index.get(layer)?;
+        Some(self.slots[index].compute.as_mut().map_or(&mut [], |l| l.params_mut()))
+    }
+
+    /// Copies trained weights into the layers of the same name, as Caffe's `Net::CopyTrainedLayersFrom`: a source
+    /// layer absent from the net is ignored; otherwise the blob count must equal the layer's and every blob must
+    /// match its parameter's shape ([`shape_equals`], with Caffe's legacy 4-D rule) and carry as many values.
+    /// Layers are checked before anything is copied into them, so a failing layer is left unchanged.
+    pub fn copy_from(&mut self, layers: &[LayerWeights]) -> Result<CopyReport, Error> {
+        let mut report = CopyReport::default();
+        for source in layers {
+            let Some(&index) = self.layer_index.get(&source.name) else {
+                report.ignored.push(source.name.clone());
+                continue;
+            };
+            copy_layer(&mut self.slots[index], &source.blobs)?;
+            if !source.blobs.is_empty() {
+                report.copied.push(source.name.clone());
+            }
+        }
+        Ok(report)
+    }
+
+    /// Copies `data` (C order, `shape`) into input blob `blob`. A new shape reshapes the net on the next forward,
+    /// like pycaffe's `blob.reshape` then `net.reshape`.
+    pub fn set_input(&mut self, blob: &str, shape: &[usize], data: &[f32]) -> Result<(), Error> {
+        let Some(position) = self.inputs.iter().position(|i| i.blob == blob) else {
+            return Err(Error::NotAnInput {
+                blob: blob.to_string(),
+                inputs: self.inputs.iter().map(|i| i.blob.clone()).collect(),
+            });
+        };
+        let expected: usize = shape.iter().product();
+        if expected != data.len() {
+            return Err(Error::InputLength {
+                blob: blob.to_string(),
+                shape: shape.to_vec(),
+                expected,
+                found: data.len(),
+            });
+        }
+        let tensor = &mut self.blobs[self.input_blobs[position]];
+        tensor.reshape(shape);
+        tensor.data_mut().copy_from_slice(data);
+        Ok(())
+    }
+
+    /// Runs every layer once on the current inputs and returns the total loss: the sum over tops of loss weight x
+    /// the sum of the top's values (Caffe's `Net::Forward`). Shapes are propagated first, so inputs may change
+    /// shape between calls.
+    pub fn forward(&mut self) -> Result<f32, Error> {
+        self.reshape()?;
+        let mut loss = 0.0f32;
+        for slot in &mut self.slots {
+            let Some(layer) = slot.compute.as_mut() else { continue };
+            let err = |source: LayerError| Error::Layer {
+                layer: slot.info.name.clone(),
+                layer_type: slot.info.layer_type.clone(),
+                source,
+            };
+            run_layer(layer.as_mut(), &slot.bottoms, &slot.tops, &mut self.blobs).map_err(err)?;
+            for (&top, &weight) in slot.tops.iter().zip(&slot.info.loss_weights) {
+                if weight != 0.0 {
+                    loss += weight * self.blobs[top].data().iter().sum::<f32>();
+                }
+            }
+        }
+        Ok(loss)
+    }
+}
+
+/// Runs one layer, moving its tops out of the blob list for the call; in-place tops go through
+/// [`Layer::forward_in_place`] or, if the layer cannot work in place, through a copy of the bottom.
+fn run_layer(layer: &mut dyn Layer, bottoms: &[usize], tops: &[usize], blobs: &mut [Tensor]) -> Result<(), LayerError> {
+    let in_place = tops.iter().any(|t| bottoms.contains(t));
+    if in_place && tops.len() == 1 && bottoms[0] == tops[0] && !bottoms[1..].contains(&tops[0]) {
+        let mut data = std::mem::take(&mut blobs[tops[0]]);
+        let others: Vec<&Tensor> = bottoms[1..].iter().map(|&b| &blobs[b]).collect();
+        let result = match layer.forward_in_place(&mut data, &others) {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                let input = data.clone();
+                let mut all: Vec<&Tensor> = vec![&input];
+                all.extend(others);
+                layer.forward(&all, std::slice::from_mut(&mut data))
+            }
+            Err(e) => Err(e),
+        };
+        blobs[tops[0]] = data;
+        return result;
+    }
+    // Bottoms that are also tops are copied before the tops are taken out.
+    let copies: Vec<Option<Tensor>> = bottoms
+        .iter()
+        .map(|b| tops.contains(b).then(|| blobs[*b].clone()))
+        .collect();
+    let mut outputs: Vec<Tensor> = tops.iter().map(|&t| std::mem::take(&mut blobs[t])).collect();
+    let inputs: Vec<&Tensor> = bottoms
+        .iter()
+        .zip(&copies)
+        .map(|(&b, copy)| copy.as_ref().unwrap_or(&blobs[b]))
+        .collect();
+    let result = layer.forward(&inputs, &mut outputs);
+    for (&t, tensor) in tops.iter().zip(outputs) {
+        blobs[t] = tensor;
+    }
+    result
+}
+
+/// Checks `blobs` against a layer's parameters, then copies them in.
+fn copy_layer(slot: &mut Slot, blobs: &[WeightBlob]) -> Result<(), Error> {
+    let name = &slot.info.name;
+    let params: &mut [Tensor] = slot.compute.as_mut().map_or(&mut [], |l| l.params_mut());
+    if params.len() != blobs.len() {
+        return Err(Error::WeightCount {
+            layer: name.clone(),
+            expected: params.len(),
+            found: blobs.len(),
+        });
+    }
+    for (index, (param, blob)) in params.iter().zip(blobs).enumerate() {
+        if !shape_equals(param.shape(), &blob.shape, blob.legacy) {
+            return Err(Error::WeightShape {
+                layer: name.clone(),
+                index,
+                expected: param.shape().to_vec(),
+                found: blob.shape.clone(),
+                legacy: blob.legacy,
+            });
+        }
+        if blob.data.len() != param.len() {
+            return Err(Error::WeightLength {
+                layer: name.clone(),
+                index,
+                shape: blob.shape.clone(),
+                expected: param.len(),
+                found: blob.data.len(),
+            });
+        }
+    }
+    for (param, blob) in params.iter_mut().zip(blobs) {
+        param.data_mut().copy_from_slice(&blob.data);
+    }
+    Ok(())
+}
