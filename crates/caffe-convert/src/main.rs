@@ -1,7 +1,8 @@
 //! `caffe-convert`: converts between Caffe's file forms, and upgrades legacy ones.
 //!
 //! The output format follows the output's extension: `.prototxt` (or `.txt`, or `-` for stdout) is protobuf text,
-//! anything else is binary. Thin glue over the `caffemodel` crate.
+//! `.npz` is NumPy (`--layout sparse|scipy|dense`), anything else is binary. `IN.npz --into BASE.caffemodel` puts the
+//! arrays back into a copy of BASE. Thin glue over the `caffemodel` crate.
 
 use anyhow::{bail, Context, Result};
 use caffemodel::text::{self, Schema};
@@ -33,6 +34,39 @@ struct Args {
     /// Allow the output to replace the input file.
     #[arg(long)]
     force: bool,
+    /// NPZ output layout: the tutorial's sparse net dict, one scipy.sparse file per weight blob (OUT is a folder),
+    /// or every blob dense.
+    #[arg(long, value_enum, default_value_t = NpzLayout::Sparse)]
+    layout: NpzLayout,
+    /// Bits per relative index in the sparse layout (8 by default; 5 is the paper's LeNet setting).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=16))]
+    index_bits: u8,
+    /// Compressed format of the scipy layout.
+    #[arg(long, value_enum, default_value_t = SparseFormat::Csc)]
+    scipy_format: SparseFormat,
+    /// With an .npz input: the caffemodel whose blobs the arrays replace (the rest of its bytes are kept).
+    #[arg(long, value_name = "BASE")]
+    into: Option<PathBuf>,
+}
+
+/// NPZ layouts.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum NpzLayout {
+    /// Prunable weights as values + uint gaps + shape, the rest dense.
+    Sparse,
+    /// A folder with a scipy.sparse npz per weight blob.
+    Scipy,
+    /// Every blob dense in its stored shape.
+    Dense,
+}
+
+/// scipy compressed formats.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum SparseFormat {
+    /// Compressed sparse column.
+    Csc,
+    /// Compressed sparse row.
+    Csr,
 }
 
 fn main() -> ExitCode {
@@ -43,6 +77,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn has_extension(path: &Path, ext: &str) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case(ext))
 }
 
 fn is_text_path(path: &Path) -> bool {
@@ -85,6 +125,15 @@ fn run(args: &Args) -> Result<()> {
         None => Schema::builtin(),
     };
     let to_text = is_text_path(&args.output);
+    if has_extension(&args.input, "npz") {
+        return import_npz(args);
+    }
+    if args.into.is_some() {
+        bail!("--into applies to an .npz input");
+    }
+    if has_extension(&args.output, "npz") || (args.layout == NpzLayout::Scipy && args.output.as_os_str() != "-") {
+        return export_npz(args);
+    }
     if is_text_path(&args.input) && args.input.as_os_str() != "-" {
         return convert_text(args, &schema, to_text);
     }
@@ -190,4 +239,62 @@ fn convert_text(args: &Args, schema: &Schema, to_text: bool) -> Result<()> {
         net.encode_to_vec()
     };
     emit(args, &bytes)
+}
+
+/// caffemodel -> npz (or a folder of scipy npz files).
+fn export_npz(args: &Args) -> Result<()> {
+    use caffemodel::npz;
+    let model = ModelFile::open(&args.input)?;
+    let net = model.net()?;
+    caffemodel::refuse_overwriting_input(&args.output, &[&args.input], args.force)?;
+    let entries = match args.layout {
+        NpzLayout::Sparse => npz::export_npz(
+            &net,
+            &args.output,
+            npz::Layout::Sparse {
+                index_bits: args.index_bits,
+            },
+        )?,
+        NpzLayout::Dense => npz::export_npz(&net, &args.output, npz::Layout::Dense)?,
+        NpzLayout::Scipy => {
+            let format = match args.scipy_format {
+                SparseFormat::Csc => npz::ScipyFormat::Csc,
+                SparseFormat::Csr => npz::ScipyFormat::Csr,
+            };
+            npz::export_scipy(&net, &args.output, format)?
+        }
+    };
+    let count: usize = entries.iter().map(|e| e.count).sum();
+    let stored: usize = entries.iter().map(|e| e.stored).sum();
+    eprintln!(
+        "{}: {} arrays, {count} values, {stored} stored entries",
+        args.output.display(),
+        entries.len()
+    );
+    Ok(())
+}
+
+/// npz + BASE.caffemodel -> caffemodel: BASE with its blobs replaced by the arrays; only payloads change.
+fn import_npz(args: &Args) -> Result<()> {
+    let Some(base) = &args.into else {
+        bail!(
+            "{}: an .npz input needs --into BASE.caffemodel (the net whose blobs it fills)",
+            args.input.display()
+        );
+    };
+    if is_text_path(&args.output) || has_extension(&args.output, "npz") {
+        bail!("{}: the output of an npz import is a caffemodel", args.output.display());
+    }
+    let model = ModelFile::open(base)?;
+    let mut net = model.net()?;
+    let entries = caffemodel::npz::import_npz(&mut net, &args.input)?;
+    caffemodel::refuse_overwriting_input(&args.output, &[&args.input, base.as_path()], args.force)?;
+    caffemodel::write_atomic(&args.output, |w| net.encode_to(w))?;
+    eprintln!(
+        "{}: {} blobs set from {}",
+        args.output.display(),
+        entries.len(),
+        args.input.display()
+    );
+    Ok(())
 }

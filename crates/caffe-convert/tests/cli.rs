@@ -101,3 +101,34 @@ fn never_overwrites_its_input_without_force() {
         "a plain rewrite is byte-identical"
     );
 }
+
+#[test]
+fn npz_roundtrip_and_bad_npz_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet.caffemodel");
+    for layout in ["sparse", "dense"] {
+        let npz = dir.path().join(format!("{layout}.npz"));
+        assert!(convert(&[&model, &"-o", &npz, &"--layout", &layout]).status.success());
+        let back = dir.path().join("back.caffemodel");
+        let run = convert(&[&npz, &"--into", &model, &"-o", &back]);
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        assert!(
+            std::fs::read(&back).unwrap() == std::fs::read(&model).unwrap(),
+            "{layout}"
+        );
+        std::fs::remove_file(&back).unwrap();
+    }
+    // An npz written by numpy-like code with one array missing and one of the wrong shape.
+    let bad = dir.path().join("bad.npz");
+    let mut w = sparse::NpzWriter::create(&bad).unwrap();
+    w.add::<f32>("conv1_W", &[20, 1, 5, 4], &[0.0; 400]).unwrap();
+    w.finish().unwrap();
+    let out = dir.path().join("out.caffemodel");
+    let run = convert(&[&bad, &"--into", &model, &"-o", &out]);
+    assert_eq!(run.status.code(), Some(1));
+    let err = String::from_utf8(run.stderr).unwrap();
+    assert!(err.contains("'conv1_W' has shape [20, 1, 5, 4]"), "{err}");
+    assert!(!out.exists());
+    let run = convert(&[&bad, &"-o", &out]);
+    assert!(String::from_utf8(run.stderr).unwrap().contains("needs --into"));
+}

@@ -151,22 +151,6 @@ fn ratio(dense: u64, sparse: u64) -> f64 {
     }
 }
 
-/// Output rows of a weight blob: InnerProduct weights are (outputs x inputs), also when stored 4-D as
-/// (1, 1, outputs, inputs); every other layer's blobs have their outputs on the first axis.
-fn output_rows(type_name: &str, dims: &[i64], count: u64) -> u64 {
-    let inner_product = matches!(type_name, "InnerProduct" | "INNER_PRODUCT" | "innerproduct");
-    let rows = if inner_product && dims.len() >= 2 {
-        dims[..dims.len() - 1].iter().map(|&d| d.max(0) as u64).product::<u64>()
-    } else {
-        dims.first().map_or(1, |&d| d.max(0) as u64)
-    };
-    if count == 0 {
-        0
-    } else {
-        rows.max(1)
-    }
-}
-
 /// Values per parallel task: large enough to amortise scheduling, small enough to split a VGG fc6 blob 100 ways.
 const TASK_VALUES: u64 = 1 << 20;
 
@@ -175,7 +159,7 @@ fn blob_report(blob: &BlobView<'_, '_>, type_name: &str, max_gap: u64, gap_bytes
     let shape = blob.shape();
     let values = blob.data();
     let count = values.len() as u64;
-    let rows = output_rows(type_name, &shape.dims, count);
+    let rows = caffemodel::output_rows(type_name, &shape.dims, count);
     let row_len = count.checked_div(rows).unwrap_or(0).max(1);
     let rows_per_task = (TASK_VALUES / row_len).max(1);
     let tasks = rows.div_ceil(rows_per_task);

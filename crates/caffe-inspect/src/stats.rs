@@ -94,9 +94,9 @@ impl Partial {
     pub fn gap_entries(&self, max_gap: u64) -> u64 {
         let period = max_gap + 1;
         if self.nonzero == 0 {
-            return self.lead / period + u64::from(self.lead % period > 0);
+            return self.lead.div_ceil(period);
         }
-        fillers(self.lead, max_gap) + self.inner + self.trail / period + u64::from(self.trail % period > 0)
+        fillers(self.lead, max_gap) + self.inner + self.trail.div_ceil(period)
     }
 }
 

@@ -17,6 +17,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod model;
+pub mod npz;
 pub mod text;
 pub mod tree;
 pub mod upgrade;
@@ -25,7 +26,8 @@ pub mod write;
 
 pub use error::{Error, Result};
 pub use model::{
-    BinaryKind, BlobFile, BlobShape, BlobView, Generation, LayerView, ModelFile, Net, SolverStateView, Values,
+    is_prunable_type, output_rows, BinaryKind, BlobFile, BlobShape, BlobView, Generation, LayerView, ModelFile, Net,
+    SolverStateView, Values,
 };
 pub use write::{refuse_overwriting_input, write_atomic};
 

@@ -333,7 +333,7 @@ impl<'f> Net<'f> {
     }
 
     /// Encodes the net: identical to the input bytes when nothing was changed.
-    pub fn encode_to(&self, out: &mut impl Write) -> std::io::Result<()> {
+    pub fn encode_to<W: Write + ?Sized>(&self, out: &mut W) -> std::io::Result<()> {
         self.root.encode_to(out)
     }
 
@@ -420,6 +420,11 @@ impl<'n, 'f> LayerView<'n, 'f> {
         }
     }
 
+    /// The layer's type in the modern spelling (`CONVOLUTION` and V0's `conv` become `Convolution`).
+    pub fn modern_type_name(&self) -> String {
+        crate::upgrade::modern_type_name(&self.type_name()).to_string()
+    }
+
     /// The layer's blobs, in order.
     pub fn blobs(&self) -> Vec<BlobView<'n, 'f>> {
         let mut out = Vec::new();
@@ -442,6 +447,32 @@ impl<'n, 'f> LayerView<'n, 'f> {
     pub fn message(&self) -> &'n Message<'f> {
         self.message
     }
+}
+
+/// True for layer types whose first blob is a weight tensor that magnitude pruning applies to: Convolution,
+/// InnerProduct and Deconvolution, under their modern, V1 and V0 names.
+pub fn is_prunable_type(type_name: &str) -> bool {
+    matches!(
+        crate::upgrade::modern_type_name(type_name),
+        "Convolution" | "InnerProduct" | "Deconvolution"
+    )
+}
+
+/// Output rows (filters) of a layer's weight blob, for viewing it as a 2-D (outputs x rest) matrix: InnerProduct
+/// weights are (outputs x inputs), also when stored 4-D as (1, 1, outputs, inputs); every other layer's blobs have
+/// their outputs on the first axis. Returns 0 for an empty blob.
+pub fn output_rows(type_name: &str, dims: &[i64], count: u64) -> u64 {
+    if count == 0 {
+        return 0;
+    }
+    let inner_product = crate::upgrade::modern_type_name(type_name) == "InnerProduct";
+    let rows = if inner_product && dims.len() >= 2 {
+        dims[..dims.len() - 1].iter().map(|&d| d.max(0) as u64).product::<u64>()
+    } else {
+        dims.first().map_or(1, |&d| d.max(0) as u64)
+    };
+    // A ragged legacy shape cannot make rows exceed the count.
+    rows.clamp(1, count)
 }
 
 /// The name of V1LayerParameter.LayerType value `value`, from our schema.

@@ -414,7 +414,7 @@ impl<'a> Message<'a> {
     }
 
     /// Appends the encoded fields of this message.
-    pub fn encode_to(&self, out: &mut impl Write) -> io::Result<()> {
+    pub fn encode_to<W: Write + ?Sized>(&self, out: &mut W) -> io::Result<()> {
         for node in &self.nodes {
             match node {
                 Node::Raw { bytes, .. } => out.write_all(bytes)?,
@@ -462,7 +462,7 @@ fn push_values<'a>(
     elem: Elem,
 ) -> Result<(), WireError> {
     if field.wire == WireType::LengthDelimited {
-        if field.value.len() % elem.size() != 0 {
+        if !field.value.len().is_multiple_of(elem.size()) {
             return Err(WireError {
                 offset: field.value_offset,
                 kind: WireErrorKind::RaggedPacked {
@@ -543,7 +543,7 @@ fn node_len(node: &Node<'_>) -> u64 {
     }
 }
 
-fn encode_values(out: &mut impl Write, number: u32, elem: Elem, payload: &Payload<'_>) -> io::Result<()> {
+fn encode_values<W: Write + ?Sized>(out: &mut W, number: u32, elem: Elem, payload: &Payload<'_>) -> io::Result<()> {
     let n = payload.len(elem);
     let mut head = Vec::with_capacity(16);
     if payload.is_packed() {
@@ -575,8 +575,8 @@ fn encode_values(out: &mut impl Write, number: u32, elem: Elem, payload: &Payloa
     }
 }
 
-fn write_elems<const N: usize>(
-    out: &mut impl Write,
+fn write_elems<W: Write + ?Sized, const N: usize>(
+    out: &mut W,
     elems: impl Iterator<Item = [u8; N]>,
     packed: bool,
     number: u32,

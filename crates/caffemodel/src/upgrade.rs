@@ -1107,3 +1107,16 @@ fn plan_input_layer(
         ..LayerParameter::default()
     }))
 }
+
+/// The modern type string of a layer type as stored in any generation: a V1 enum name (`INNER_PRODUCT`) or a V0
+/// string (`innerproduct`) maps as Caffe's upgrade maps it (`InnerProduct`); a modern or unknown string is returned
+/// as it is.
+pub fn modern_type_name(stored: &str) -> &str {
+    if let Some(v1) = LayerType::from_str_name(stored) {
+        return v1_layer_type_name(v1);
+    }
+    match v0_layer_type(stored) {
+        Some(v1) => v1_layer_type_name(v1),
+        None => stored,
+    }
+}

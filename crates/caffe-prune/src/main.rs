@@ -1,0 +1,84 @@
+//! `caffe-prune`: magnitude pruning of a Caffe model, stage 2 of Deep Compression.
+//!
+//! `caffe-prune IN.caffemodel --keep conv1=0.3,ip1=0.01 -o OUT.caffemodel [--npz OUT.npz]`. The output differs from
+//! the input only in the float payloads of pruned blobs. Thin glue: `prune` holds the rules, `caffemodel` the file.
+
+mod plan;
+
+use anyhow::{bail, Result};
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Prune a Caffe model by weight magnitude (biases are never pruned, except with --filters).
+#[derive(Parser, Debug)]
+#[command(version, about)]
+pub struct Args {
+    /// The trained model (.caffemodel, modern or V1/V0).
+    pub input: PathBuf,
+    /// Where to write the pruned model.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
+    /// Per-layer keep fractions, e.g. conv1=0.3,conv2=0.1,ip1=0.01,ip2=0.2 (1 leaves a layer untouched).
+    #[arg(long, value_name = "LAYER=T,...", value_delimiter = ',')]
+    pub keep: Vec<String>,
+    /// Keep fraction for every selected layer not named in --keep.
+    #[arg(long, value_name = "T")]
+    pub keep_all: Option<f64>,
+    /// One magnitude threshold across all selected layers, keeping this fraction of their weights.
+    #[arg(long, value_name = "F", conflicts_with_all = ["keep", "keep_all", "std"])]
+    pub global_keep: Option<f64>,
+    /// Han et al.'s rule: per selected layer, keep |w| > Q x std(W).
+    #[arg(long, value_name = "Q", conflicts_with_all = ["keep", "keep_all"])]
+    pub std: Option<f64>,
+    /// Prune whole output filters (rows) by L1 norm: the keep fractions apply to filters, and the biases of dropped
+    /// filters are zeroed too.
+    #[arg(long, conflicts_with_all = ["global_keep", "std"])]
+    pub filters: bool,
+    /// Select layers by name (default: every layer of the selected types).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub layers: Vec<String>,
+    /// Select layers by type.
+    #[arg(
+        long,
+        value_name = "TYPES",
+        value_delimiter = ',',
+        default_value = "Convolution,InnerProduct,Deconvolution"
+    )]
+    pub types: Vec<String>,
+    /// Also write the pruned weights as the tutorial's sparse net dict (.npz).
+    #[arg(long, value_name = "OUT.npz")]
+    pub npz: Option<PathBuf>,
+    /// Bits per relative index, for --npz and the sparse-size figures.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=16))]
+    pub index_bits: u8,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Allow an output to replace an input file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+fn run(args: &Args) -> Result<()> {
+    if args.output.is_none() && args.npz.is_none() {
+        bail!("nothing to write: give -o OUT.caffemodel and/or --npz OUT.npz");
+    }
+    let report = plan::prune_model(args)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(&Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("caffe-prune: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
