@@ -3,9 +3,11 @@
 //! - `roundtrip [FILE...]`: read and re-encode Caffe binary files, compare bytes (default: testdata/ and
 //!   ../shared/fixtures).
 //! - `testdata [--check]`: (re)generate the models in testdata/ from fixed seeds, or check they are current.
+//! - `bench-prune`: prune + sparse export against the tutorial's numpy algorithm and a memcpy pass.
 //! - `bench-inspect`: caffe-inspect on a generated VGG16-sized model against a plain read of the same file.
 
 mod bench;
+mod bench_prune;
 mod gen;
 mod roundtrip;
 mod testdata;
@@ -34,6 +36,8 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Benchmark prune + relative-index export against the tutorial's numpy algorithm and a memcpy pass.
+    BenchPrune,
     /// Benchmark caffe-inspect on a VGG16-sized model against a plain sequential read of the same file.
     BenchInspect {
         /// Timed runs of each side.
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Roundtrip { paths } => roundtrip::run(paths),
         Command::Testdata { check } => testdata::run(check),
+        Command::BenchPrune => bench_prune::run().map(|()| true),
         Command::BenchInspect { runs } => bench::inspect(runs).map(|()| true),
     };
     match result {

@@ -46,6 +46,34 @@ mod mask;
 mod stats;
 
 pub use error::PruneError;
+
+#[doc(hidden)]
+pub mod synthetic {
+    //! Deterministic weights shared by the benchmarks and `xtask/baselines/prune_numpy.py`.
+
+    /// SplitMix64, then Irwin-Hall (sum of four 32-bit uniforms, two draws per weight) for a roughly
+    /// normal value with std 0.05; the sums take ~2^34 values, so ties are as rare as in trained weights.
+    /// `xtask/baselines/prune_numpy.py` makes the same weights bit for bit.
+    pub fn weights(len: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        let mut next = || {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let low = |x: u64| x & 0xffff_ffff;
+        (0..len)
+            .map(|_| {
+                let (a, b) = (next(), next());
+                let sum = low(a) + (a >> 32) + low(b) + (b >> 32);
+                // sum / 2^32 has mean 2 and std sqrt(4/12); scale to std 0.05.
+                ((sum as f64 / 4_294_967_296.0 - 2.0) * (0.05 / (1.0f64 / 3.0).sqrt())) as f32
+            })
+            .collect()
+    }
+}
 pub use filters::{prune_filters, FilterReport};
 pub use mask::Mask;
 
