@@ -1,19 +1,7 @@
 //! caffe-convert as a user runs it: upgrades equal real Caffe's output, text output, safe writing.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-
-fn fixtures() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
-    if dir.join("MANIFEST.json").is_file() {
-        return Some(dir);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("fixtures missing at {} (CI=true requires them)", dir.display());
-    }
-    eprintln!("note: fixtures missing at {}; test skipped", dir.display());
-    None
-}
 
 fn convert(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_caffe-convert"));
@@ -25,7 +13,7 @@ fn convert(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
 
 #[test]
 fn v1_caffemodels_upgrade_to_the_bytes_caffe_writes() {
-    let Some(dir) = fixtures() else { return };
+    let Some(dir) = testkit::fixtures() else { return };
     let out_dir = tempfile::tempdir().unwrap();
     for (model, golden) in [
         (
@@ -56,7 +44,7 @@ fn v1_caffemodels_upgrade_to_the_bytes_caffe_writes() {
 
 #[test]
 fn legacy_prototxts_upgrade_to_caffes_text_on_stdout() {
-    let Some(dir) = fixtures() else { return };
+    let Some(dir) = testkit::fixtures() else { return };
     let run = convert(&[&dir.join("models/mtcnn_det2/det2.prototxt"), &"-o", &"-", &"--upgrade"]);
     assert!(run.status.success());
     let golden = std::fs::read(dir.join("golden/upgrade/mtcnn_det2__det2.upgraded.prototxt")).unwrap();
@@ -65,7 +53,7 @@ fn legacy_prototxts_upgrade_to_caffes_text_on_stdout() {
 
 #[test]
 fn caffemodel_prints_as_text_without_weights_unless_asked() {
-    let Some(dir) = fixtures() else { return };
+    let Some(dir) = testkit::fixtures() else { return };
     let model = dir.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
     let run = convert(&[&model, &"-o", &"-"]);
     let text = String::from_utf8(run.stdout).unwrap();

@@ -1,20 +1,8 @@
 //! caffe-inspect as a user runs it: JSON figures against the fixtures' MANIFEST, and bad input.
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-
-fn fixtures() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
-    if dir.join("MANIFEST.json").is_file() {
-        return Some(dir);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("fixtures missing at {} (CI=true requires them)", dir.display());
-    }
-    eprintln!("note: fixtures missing at {}; test skipped", dir.display());
-    None
-}
 
 fn inspect(args: &[&Path]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_caffe-inspect"))
@@ -31,7 +19,7 @@ fn json(path: &Path) -> Value {
 
 #[test]
 fn json_counts_equal_the_manifest() {
-    let Some(dir) = fixtures() else { return };
+    let Some(dir) = testkit::fixtures() else { return };
     let manifest: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("MANIFEST.json")).unwrap()).unwrap();
     let mut checked = 0;
     for (rel, facts) in manifest["models"].as_object().unwrap() {
@@ -80,7 +68,7 @@ fn dense_model_figures_follow_from_the_counts() {
 
 #[test]
 fn solverstate_binaryproto_and_prototxt_get_summaries() {
-    let Some(dir) = fixtures() else { return };
+    let Some(dir) = testkit::fixtures() else { return };
     let state = json(&dir.join("models/lenet_mnist_v1_2014/lenet_iter_10000.solverstate"));
     assert_eq!(state["iter"], 10000);
     assert_eq!(state["history"].as_array().unwrap().len(), 8);

@@ -2,20 +2,8 @@
 //! run), byte-level fidelity of the output, and the NPZ exports read by numpy and scipy.
 
 use caffemodel::ModelFile;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-
-fn fixtures() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
-    if dir.join("MANIFEST.json").is_file() {
-        return Some(dir);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("fixtures missing at {} (CI=true requires them)", dir.display());
-    }
-    eprintln!("note: fixtures missing at {}; test skipped", dir.display());
-    None
-}
 
 fn run(bin: &str, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     let mut cmd = Command::new(bin);
@@ -41,7 +29,7 @@ fn weights(path: &Path) -> Vec<(String, Vec<f32>)> {
 
 #[test]
 fn golden_settings_keep_the_counts_and_cuts_of_the_reference_run() {
-    let Some(dir) = fixtures() else { return };
+    let Some(dir) = testkit::fixtures() else { return };
     let models = [
         ("lenet_mnist_v2", "models/lenet_mnist_v2/lenet_iter_10000.caffemodel"),
         ("lenet_mnist_v1_2014", "models/lenet_mnist_v1_2014/lenet_iter_10000"),
@@ -131,7 +119,7 @@ fn blob_message<'n, 'f>(layer: &caffemodel::LayerView<'n, 'f>, index: usize) -> 
 
 #[test]
 fn output_differs_from_input_only_in_pruned_payloads_for_both_generations() {
-    let Some(dir) = fixtures() else { return };
+    let Some(dir) = testkit::fixtures() else { return };
     let tmp = tempfile::tempdir().unwrap();
     for path in [
         "models/lenet_mnist_v2/lenet_iter_10000.caffemodel",
@@ -178,20 +166,6 @@ fn output_differs_from_input_only_in_pruned_payloads_for_both_generations() {
     }
 }
 
-fn python_with_scipy() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import numpy, scipy"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("python3 with numpy and scipy is required under CI=true");
-        }
-        eprintln!("note: python3 with numpy/scipy missing; interop test skipped");
-    }
-    ok
-}
-
 /// The tutorial's decoder, written from the rule in the issue: for each entry emit `gap` zeros, then the value.
 const PY_CHECK: &str = r#"
 import sys, numpy as np, scipy.sparse as sp, os
@@ -218,8 +192,8 @@ print("ok")
 
 #[test]
 fn npz_exports_load_in_numpy_and_scipy_and_import_back_identically() {
-    let Some(dir) = fixtures() else { return };
-    if !python_with_scipy() {
+    let Some(dir) = testkit::fixtures() else { return };
+    if !testkit::python_has(&["numpy", "scipy"]) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -4,19 +4,6 @@ use caffemodel::{BinaryKind, Error, ModelFile};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-/// `../shared/fixtures`, or `None` (with a note) when absent outside CI; under CI=true absence is a failure.
-fn fixtures() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
-    if dir.join("MANIFEST.json").is_file() {
-        return Some(dir);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("fixtures missing at {} (CI=true requires them)", dir.display());
-    }
-    eprintln!("note: fixtures missing at {}; test skipped", dir.display());
-    None
-}
-
 fn caffe_binaries(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
     entries.sort();
@@ -37,7 +24,7 @@ fn caffe_binaries(dir: &Path, out: &mut Vec<PathBuf>) {
 
 #[test]
 fn every_fixture_binary_roundtrips_byte_for_byte() {
-    let Some(dir) = fixtures() else { return };
+    let Some(dir) = testkit::fixtures() else { return };
     let mut files = Vec::new();
     caffe_binaries(&dir, &mut files);
     // 8 caffemodels, 5 solverstates and a mean file in models/, plus Caffe's own outputs in golden/.
@@ -55,7 +42,7 @@ fn every_fixture_binary_roundtrips_byte_for_byte() {
 
 #[test]
 fn layers_blobs_and_counts_match_the_manifest() {
-    let Some(dir) = fixtures() else { return };
+    let Some(dir) = testkit::fixtures() else { return };
     let manifest: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("MANIFEST.json")).unwrap()).unwrap();
     let mut checked = 0;
     for (rel, facts) in manifest["models"].as_object().unwrap() {
@@ -113,7 +100,7 @@ fn top_level_boundaries(bytes: &[u8]) -> Vec<usize> {
 
 #[test]
 fn every_truncation_of_a_real_model_fails_cleanly() {
-    let Some(dir) = fixtures() else { return };
+    let Some(dir) = testkit::fixtures() else { return };
     let path = dir.join("models/mtcnn_det1/det1.caffemodel");
     let bytes = std::fs::read(&path).unwrap();
     let boundaries = top_level_boundaries(&bytes);
@@ -148,7 +135,7 @@ fn every_truncation_of_a_real_model_fails_cleanly() {
 
 #[test]
 fn blob_values_are_read_exactly() {
-    let Some(dir) = fixtures() else { return };
+    let Some(dir) = testkit::fixtures() else { return };
     // The V1 LeNet stores conv1's bias as a packed float payload; read it independently from the raw bytes.
     let model = ModelFile::open(dir.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel")).unwrap();
     let net = model.net().unwrap();

@@ -3,23 +3,11 @@
 
 use caffemodel::text::{self, Schema};
 use caffemodel::upgrade;
-use std::path::{Path, PathBuf};
-
-fn fixtures() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
-    if dir.join("MANIFEST.json").is_file() {
-        return Some(dir);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("fixtures missing at {} (CI=true requires them)", dir.display());
-    }
-    eprintln!("note: fixtures missing at {}; test skipped", dir.display());
-    None
-}
+use std::path::Path;
 
 #[test]
 fn upgraded_prototxts_print_exactly_as_caffe_writes_them() {
-    let Some(dir) = fixtures() else { return };
+    let Some(dir) = testkit::fixtures() else { return };
     let schema = Schema::builtin();
     let mut checked = 0;
     for entry in std::fs::read_dir(dir.join("golden/upgrade")).unwrap() {
