@@ -29,4 +29,4 @@ pub use gaps::{
     MAX_INDEX_BITS, MIN_INDEX_BITS,
 };
 pub use npy::{Array, ByteStrings, DType, NpyElement, NpyHeader, MAX_DIMS};
-pub use npz::{write_scipy_sparse, NpzReader, NpzWriter};
+pub use npz::{read_npy, write_npy, write_scipy_sparse, NpzReader, NpzWriter};

@@ -480,3 +480,83 @@ fn read_elements<T: NpyElement, M: Read>(
     }
     Ok(data)
 }
+
+/// Reads a standalone `.npy` file (as `np.save` writes it) whose dtype must be `T`'s. Errors name the file as the
+/// key; the same checks as [`NpzReader::read`] apply (header, dtype, shape against file size, truncation).
+pub fn read_npy<T: NpyElement>(path: impl AsRef<Path>) -> Result<Array<T>, NpzError> {
+    let path = path.as_ref();
+    let key = path.display().to_string();
+    let io = |source| NpzError::Io {
+        action: "read",
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    let mut reader = BufReader::new(file);
+    let (header, header_len) = npy::read_header(&mut reader, &key, size)?;
+    if header.dtype != T::DTYPE {
+        return Err(NpzError::DtypeMismatch {
+            key,
+            expected: T::DTYPE.descr(),
+            found: header.dtype.descr(),
+        });
+    }
+    let count = element_count(&header.shape).ok_or_else(|| NpzError::ShapeOverflow {
+        key: key.clone(),
+        shape: header.shape.clone(),
+    })?;
+    let expected = (count as u64).checked_mul(T::DTYPE.item_size() as u64);
+    if expected != Some(size - header_len) {
+        return Err(NpzError::SizeMismatch {
+            key,
+            claimed: expected.unwrap_or(u64::MAX),
+            available: size - header_len,
+        });
+    }
+    let data = read_elements::<T, _>(&mut reader, &key, count, true)?;
+    Ok(Array {
+        shape: header.shape,
+        data,
+    })
+}
+
+/// Writes a standalone `.npy` file (format 1.0, as `np.save` writes it), atomically: a temporary file in the same
+/// folder renamed over `path`.
+pub fn write_npy<T: NpyElement>(path: impl AsRef<Path>, shape: &[usize], data: &[T]) -> Result<(), NpzError> {
+    let path = path.as_ref();
+    let io = |source| NpzError::Io {
+        action: "write",
+        path: path.to_path_buf(),
+        source,
+    };
+    if element_count(shape) != Some(data.len()) {
+        return Err(NpzError::ShapeOverflow {
+            key: path.display().to_string(),
+            shape: shape.to_vec(),
+        });
+    }
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut temp = tempfile::Builder::new()
+        .prefix(".npy-")
+        .suffix(".tmp")
+        .tempfile_in(&folder)
+        .map_err(io)?;
+    {
+        let mut out = BufWriter::new(temp.as_file_mut());
+        out.write_all(&npy::encode_header(&T::DTYPE, shape)).map_err(io)?;
+        let mut buf = Vec::with_capacity(CHUNK_BYTES);
+        for chunk in data.chunks(CHUNK_BYTES / T::DTYPE.item_size()) {
+            buf.clear();
+            T::extend_le_bytes(chunk, &mut buf);
+            out.write_all(&buf).map_err(io)?;
+        }
+        out.flush().map_err(io)?;
+    }
+    temp.as_file().sync_all().map_err(io)?;
+    temp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
