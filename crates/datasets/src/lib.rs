@@ -1,0 +1,40 @@
+//! Data for Caffe nets without Caffe: MNIST's IDX files, Caffe LMDBs of `caffe.Datum` records (read and write),
+//! batches in Caffe's order, and Caffe's `transform_param`.
+//!
+//! * [`IdxImages`], [`IdxLabels`], [`IdxDataset`]: IDX files, gzipped or not, validated against their headers.
+//! * [`LmdbDataset`]: a Caffe LMDB (what a `Data` layer's `source` names), records in key order;
+//!   [`LmdbWriter`] and [`write_lmdb`] write one in `convert_mnist_data`'s layout.
+//! * [`Dataset`] / [`RecordReader`]: the common view, records in file order, wrapping after the last as
+//!   Caffe's Data layer does; [`Batcher`] makes NCHW batches of them.
+//! * [`Transformer`]: Caffe's `DataTransformer` (scale, mean file or values, crop, mirror) for TRAIN and TEST.
+//!
+//! ```no_run
+//! use caffe_proto::{Phase, TransformationParameter};
+//! use datasets::{Batch, Batcher, Dataset, LmdbDataset, Transformer};
+//!
+//! # fn main() -> Result<(), datasets::Error> {
+//! // The TEST data layer of Caffe's LeNet example: batch 100, scale 1/256.
+//! let lmdb = LmdbDataset::open("examples/mnist/mnist_test_lmdb")?;
+//! let param = TransformationParameter { scale: Some(0.00390625), ..Default::default() };
+//! let transformer = Transformer::new(&param, Phase::Test, None)?;
+//! let mut batcher = Batcher::new(lmdb.reader()?, 100, transformer)?;
+//! let mut batch = Batch::default();
+//! batcher.next_batch(&mut batch)?; // batch.shape == [100, 1, 28, 28]
+//! # Ok(())
+//! # }
+//! ```
+#![warn(missing_docs)]
+
+mod dataset;
+mod datum;
+mod error;
+mod idx;
+mod lmdb;
+mod rng;
+mod transform;
+
+pub use dataset::{Batch, Batcher, Dataset, Record, RecordReader, Shape, Values};
+pub use datum::{write_lmdb, LmdbDataset, LmdbWriter, RawReader, RawRecord, CAFFE_COMMIT_EVERY};
+pub use error::{Error, Location};
+pub use idx::{IdxDataset, IdxImages, IdxLabels};
+pub use transform::Transformer;
