@@ -1,9 +1,67 @@
 //! Matrix product and Caffe's im2col / col2im.
 
-/// `C = alpha * op(A) * op(B) + beta * C` over row-major matrices, Caffe's `caffe_cpu_gemm`.
+use rayon::prelude::*;
+
+/// A matrix operand: a pointer and its row and column strides (in elements).
+#[derive(Clone, Copy)]
+struct Strided {
+    ptr: *const f32,
+    row_stride: isize,
+    col_stride: isize,
+}
+
+/// `C (m x n, row stride ldc) = op(A) * op(B)`, or `C += op(A) * op(B)` with `accumulate`, on raw strided operands.
 ///
-/// `op(A)` is `m x k` (stored as `k x m` when `trans_a`), `op(B)` is `k x n` (stored `n x k` when `trans_b`), `C` is
-/// `m x n`. When `beta` is 0, `C` is overwritten without being read (NaN in it does not propagate).
+/// # Safety
+/// Every element addressed through the strides must lie inside live allocations, and `c` must not overlap `a`/`b`
+/// nor be written by anyone else during the call.
+unsafe fn gemm_raw(m: usize, n: usize, k: usize, a: Strided, b: Strided, c: *mut f32, ldc: isize, accumulate: bool) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    // gemm computes dst = alpha * dst + beta * lhs * rhs, reading dst only when asked.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c,
+            1,
+            ldc,
+            accumulate,
+            a.ptr,
+            a.col_stride,
+            a.row_stride,
+            b.ptr,
+            b.col_stride,
+            b.row_stride,
+            if accumulate { 1.0f32 } else { 0.0 },
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+fn operand(data: &[f32], transposed: bool, rows: usize, cols: usize) -> Strided {
+    // Stored row-major as rows x cols, or as cols x rows when transposed.
+    let (row_stride, col_stride) = if transposed {
+        (1, rows as isize)
+    } else {
+        (cols as isize, 1)
+    };
+    Strided {
+        ptr: data.as_ptr(),
+        row_stride,
+        col_stride,
+    }
+}
+
+/// `C = op(A) * op(B)` (or `C += ...` with `accumulate`) over row-major matrices, Caffe's `caffe_cpu_gemm` with
+/// alpha 1 and beta 0 or 1: `op(A)` is `m x k` (stored `k x m` when `trans_a`), `op(B)` is `k x n` (stored `n x k`
+/// when `trans_b`), `C` is `m x n`. Without `accumulate`, `C` is not read (NaN in it does not propagate).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn sgemm(
     trans_a: bool,
@@ -11,41 +69,87 @@ pub(crate) fn sgemm(
     m: usize,
     n: usize,
     k: usize,
-    alpha: f32,
     a: &[f32],
     b: &[f32],
-    beta: f32,
     c: &mut [f32],
+    accumulate: bool,
 ) {
-    // These bounds make the raw-pointer call below sound; callers derive all sizes from checked shapes.
+    // These bounds make the raw call sound; callers derive all sizes from checked shapes.
     assert!(a.len() >= m * k, "sgemm: A holds {} values, needs {}", a.len(), m * k);
     assert!(b.len() >= k * n, "sgemm: B holds {} values, needs {}", b.len(), k * n);
     assert!(c.len() >= m * n, "sgemm: C holds {} values, needs {}", c.len(), m * n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    let (rsa, csa) = if trans_a { (1, m as isize) } else { (k as isize, 1) };
-    let (rsb, csb) = if trans_b { (1, k as isize) } else { (n as isize, 1) };
-    // SAFETY: the asserts above guarantee every element addressed by the strides lies inside the slices, and `c`
-    // is borrowed mutably so it cannot alias `a` or `b`.
+    // SAFETY: the asserts bound every addressed element; `c` is a unique borrow, so it overlaps neither input.
     unsafe {
-        matrixmultiply::sgemm(
+        gemm_raw(
             m,
-            k,
             n,
-            alpha,
-            a.as_ptr(),
-            rsa,
-            csa,
-            b.as_ptr(),
-            rsb,
-            csb,
-            beta,
+            k,
+            operand(a, trans_a, m, k),
+            operand(b, trans_b, k, n),
             c.as_mut_ptr(),
             n as isize,
-            1,
-        );
+            accumulate,
+        )
+    };
+}
+
+/// A pointer to disjoint parts of one output matrix, shared by the tasks that each write their own columns.
+#[derive(Clone, Copy)]
+struct SharedOutput(*mut f32);
+// SAFETY: each task writes a disjoint set of columns of the matrix (see `par_sgemm`), so no element is written by
+// two threads, and the borrow it came from outlives the parallel loop.
+unsafe impl Send for SharedOutput {}
+unsafe impl Sync for SharedOutput {}
+#[derive(Clone, Copy)]
+struct SharedInput(Strided);
+// SAFETY: inputs are only read during the parallel loop, while their borrows are held.
+unsafe impl Send for SharedInput {}
+unsafe impl Sync for SharedInput {}
+
+/// Multiply-adds below which a product runs on one thread.
+const PARALLEL_GEMM_WORK: usize = 1 << 20;
+/// Column blocks are multiples of this, so each task keeps whole SIMD tiles.
+const COLUMN_ALIGN: usize = 32;
+
+/// [`sgemm`] split across rayon's threads by blocks of output columns (each task reads all of `A` and its own
+/// columns of `B`, and writes its own columns of `C`). Every element is computed by the same sequence of operations
+/// whatever the split, so results do not depend on the thread count.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn par_sgemm(
+    trans_a: bool,
+    trans_b: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+) {
+    let threads = rayon::current_num_threads();
+    let block = n.div_ceil(threads).next_multiple_of(COLUMN_ALIGN);
+    if threads == 1 || m * n * k < PARALLEL_GEMM_WORK || block >= n {
+        return sgemm(trans_a, trans_b, m, n, k, a, b, c, false);
     }
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        "par_sgemm: operand too short"
+    );
+    let a_op = SharedInput(operand(a, trans_a, m, k));
+    let b_op = SharedInput(operand(b, trans_b, k, n));
+    let out = SharedOutput(c.as_mut_ptr());
+    (0..n.div_ceil(block)).into_par_iter().for_each(|i| {
+        let (a_op, b_op, out) = (a_op, b_op, out);
+        let start = i * block;
+        let width = block.min(n - start);
+        let b_part = Strided {
+            // SAFETY: start < n, so the offset stays inside B.
+            ptr: unsafe { b_op.0.ptr.offset(start as isize * b_op.0.col_stride) },
+            ..b_op.0
+        };
+        // SAFETY: columns start..start+width of C (row stride n) belong to this task alone; the asserts above bound
+        // all three operands.
+        unsafe { gemm_raw(m, width, k, a_op.0, b_part, out.0.add(start), n as isize, false) };
+    });
 }
 
 /// Geometry of a 2-D convolution window over one image.
@@ -94,8 +198,10 @@ impl Window {
     }
 }
 
-/// Caffe's `im2col_cpu`: `col[(c, kh, kw), (oh, ow)] = image[c, oh*stride - pad + kh*dil, ...]`, 0 outside.
-pub(crate) fn im2col(image: &[f32], w: &Window, col: &mut [f32]) {
+/// Caffe's `im2col_cpu`: `col[(c, kh, kw), (oh, ow)] = image[c, oh*stride - pad + kh*dil, ...]`, 0 outside. Row
+/// `r` of the column matrix starts at `col[r * row_stride]` (`row_stride >= out_h * out_w`), so several images can
+/// be laid side by side.
+pub(crate) fn im2col(image: &[f32], w: &Window, col: &mut [f32], row_stride: usize) {
     let (out_h, out_w) = (w.output_h(), w.output_w());
     let plane = w.height * w.width;
     let mut row = 0;
@@ -103,7 +209,7 @@ pub(crate) fn im2col(image: &[f32], w: &Window, col: &mut [f32]) {
         let channel = &image[c * plane..(c + 1) * plane];
         for kh in 0..w.kernel_h {
             for kw in 0..w.kernel_w {
-                let dst = &mut col[row * out_h * out_w..(row + 1) * out_h * out_w];
+                let dst = &mut col[row * row_stride..row * row_stride + out_h * out_w];
                 row += 1;
                 let col_offset = (kw * w.dilation_w) as isize - w.pad_w as isize;
                 for oh in 0..out_h {
@@ -182,13 +288,38 @@ mod tests {
         let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
         let b = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0];
         let mut c = [f32::NAN; 4];
-        sgemm(false, false, 2, 2, 3, 1.0, &a, &b, 0.0, &mut c);
+        sgemm(false, false, 2, 2, 3, &a, &b, &mut c, false);
         assert_eq!(c, [4.0, 5.0, 10.0, 11.0]);
-        // A stored transposed (3x2) and B stored transposed (2x3) give the same product; beta accumulates.
+        // A stored transposed (3x2) and B stored transposed (2x3) give the same product; accumulate adds it.
         let a_t = [1.0, 4.0, 2.0, 5.0, 3.0, 6.0];
         let b_t = [1.0, 0.0, 1.0, 0.0, 1.0, 1.0];
-        sgemm(true, true, 2, 2, 3, 2.0, &a_t, &b_t, 1.0, &mut c);
-        assert_eq!(c, [12.0, 15.0, 30.0, 33.0]);
+        sgemm(true, true, 2, 2, 3, &a_t, &b_t, &mut c, true);
+        assert_eq!(c, [8.0, 10.0, 20.0, 22.0]);
+    }
+
+    #[test]
+    fn parallel_gemm_equals_the_single_call_bit_for_bit() {
+        // Large enough to split (m*n*k >= 2^20), with a ragged last column block, both B layouts.
+        let (m, n, k) = (37, 301, 129);
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 31 % 97) as f32 - 48.0) / 17.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 13 % 89) as f32 - 44.0) / 23.0).collect();
+        for trans_b in [false, true] {
+            let mut single = vec![0.0; m * n];
+            sgemm(false, trans_b, m, n, k, &a, &b, &mut single, false);
+            let mut parallel = vec![f32::NAN; m * n];
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(3)
+                .build()
+                .unwrap()
+                .install(|| par_sgemm(false, trans_b, m, n, k, &a, &b, &mut parallel));
+            assert_eq!(single, parallel);
+            // And a direct check of one element.
+            let (i, j) = (5, 200);
+            let direct: f64 = (0..k)
+                .map(|t| a[i * k + t] as f64 * if trans_b { b[j * k + t] } else { b[t * n + j] } as f64)
+                .sum();
+            assert!((single[i * n + j] as f64 - direct).abs() < 1e-3);
+        }
     }
 
     #[test]
@@ -209,7 +340,7 @@ mod tests {
         };
         assert_eq!((w.output_h(), w.output_w()), (3, 3));
         let mut col = vec![f32::NAN; 4 * 9];
-        im2col(&[1.0, 2.0, 3.0, 4.0], &w, &mut col);
+        im2col(&[1.0, 2.0, 3.0, 4.0], &w, &mut col, 9);
         // Tap (0,0) sees image[oh-1][ow-1].
         assert_eq!(&col[0..9], &[0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 0.0, 3.0, 4.0]);
         // Tap (1,1) sees image[oh][ow].
@@ -238,7 +369,7 @@ mod tests {
         };
         assert_eq!((w.output_h(), w.output_w()), (1, 2));
         let mut col = vec![0.0; 4];
-        im2col(&[0.0, 1.0, 2.0, 3.0, 4.0], &w, &mut col);
+        im2col(&[0.0, 1.0, 2.0, 3.0, 4.0], &w, &mut col, 2);
         assert_eq!(col, [0.0, 2.0, 2.0, 4.0]);
     }
 }

@@ -231,10 +231,12 @@ impl Layer for Convolution {
             };
             match (out(0, in_h), out(1, in_w)) {
                 (Some(h), Some(w)) if h > 0 && w > 0 && in_h > 0 && in_w > 0 => (h, w),
-                _ => return Err(LayerError::Shape(format!(
+                _ => {
+                    return Err(LayerError::Shape(format!(
                     "input {in_h}x{in_w} gives an empty deconvolution output with kernel {:?}, stride {:?}, pad {:?}",
                     g.kernel, g.stride, g.pad
-                ))),
+                )))
+                }
             }
         } else {
             let window = g.window(channels, in_h, in_w);
@@ -320,13 +322,9 @@ impl Layer for Convolution {
     }
 }
 
-/// Images smaller than this many multiply-adds are not worth a rayon task of their own.
-const MIN_TASK_FLOPS: usize = 1 << 16;
-
-/// How many images each parallel task takes so that tasks are not too small.
-fn images_per_task(flops_per_image: usize) -> usize {
-    MIN_TASK_FLOPS.div_ceil(flops_per_image.max(1))
-}
+/// Columns of the im2col matrix one GEMM aims for: small outputs (e.g. 8x8) are batched over several images so the
+/// product is wide enough to run at full speed, while the column matrix stays about L2-sized.
+const TARGET_COLUMNS: usize = 256;
 
 #[allow(clippy::too_many_arguments)]
 fn conv_forward(
@@ -345,50 +343,82 @@ fn conv_forward(
     let out_len = num_output * spatial;
     let kernel_dim = d.channels / group * g.kernel[0] * g.kernel[1];
     let m = num_output / group;
-    let skip_im2col = g.is_1x1();
-    let per_task = images_per_task(num_output * kernel_dim * spatial);
     if out_len == 0 || d.num == 0 {
         return;
     }
+    let add_bias = |out: &mut [f32]| {
+        if let Some(bias) = bias {
+            for (row, b) in out.chunks_mut(spatial).zip(bias) {
+                row.iter_mut().for_each(|v| *v += b);
+            }
+        }
+    };
+    if g.is_1x1() {
+        // The image is its own column matrix (Caffe skips im2col here too).
+        output
+            .par_chunks_mut(out_len)
+            .zip(input.par_chunks(in_len))
+            .for_each(|(out, image)| {
+                for gi in 0..group {
+                    sgemm(
+                        false,
+                        false,
+                        m,
+                        spatial,
+                        kernel_dim,
+                        &weights[gi * m * kernel_dim..],
+                        &image[gi * kernel_dim * spatial..],
+                        &mut out[gi * m * spatial..],
+                        false,
+                    );
+                }
+                add_bias(out);
+            });
+        return;
+    }
+    // `batch` images side by side: column matrix (group*kernel_dim) x (batch*spatial).
+    let batch = TARGET_COLUMNS.div_ceil(spatial).min(d.num);
+    let width = batch * spatial;
     output
-        .par_chunks_mut(out_len * per_task)
-        .zip(input.par_chunks(in_len * per_task))
+        .par_chunks_mut(out_len * batch)
+        .zip(input.par_chunks(in_len * batch))
         .for_each_init(
             || {
-                if skip_im2col {
-                    Vec::new()
-                } else {
-                    vec![0.0f32; window.col_rows() * spatial]
-                }
+                (
+                    vec![0.0f32; window.col_rows() * width],
+                    vec![0.0f32; if batch > 1 { num_output * width } else { 0 }],
+                )
             },
-            |col, (out_images, in_images)| {
-                for (out, image) in out_images.chunks_mut(out_len).zip(in_images.chunks(in_len)) {
-                    let col: &[f32] = if skip_im2col {
-                        image
-                    } else {
-                        im2col(image, &window, col);
-                        col
-                    };
-                    for gi in 0..group {
-                        sgemm(
-                            false,
-                            false,
-                            m,
-                            spatial,
-                            kernel_dim,
-                            1.0,
-                            &weights[gi * m * kernel_dim..],
-                            &col[gi * kernel_dim * spatial..],
-                            0.0,
-                            &mut out[gi * m * spatial..],
-                        );
-                    }
-                    if let Some(bias) = bias {
-                        for (row, b) in out.chunks_mut(spatial).zip(bias) {
-                            row.iter_mut().for_each(|v| *v += b);
+            |(col, product), (out_images, in_images)| {
+                let images = out_images.len() / out_len;
+                let ld = images * spatial;
+                for (b, image) in in_images.chunks(in_len).enumerate() {
+                    im2col(image, &window, &mut col[b * spatial..], ld);
+                }
+                // One image writes straight into the output; several go through `product` ((out x images*spatial)),
+                // then are scattered to N, C, H, W.
+                let target: &mut [f32] = if images == 1 { out_images } else { product };
+                for gi in 0..group {
+                    sgemm(
+                        false,
+                        false,
+                        m,
+                        ld,
+                        kernel_dim,
+                        &weights[gi * m * kernel_dim..],
+                        &col[gi * kernel_dim * ld..],
+                        &mut target[gi * m * ld..],
+                        false,
+                    );
+                }
+                if images > 1 {
+                    for (b, out) in out_images.chunks_mut(out_len).enumerate() {
+                        for (o, row) in out.chunks_mut(spatial).enumerate() {
+                            row.copy_from_slice(&product[o * ld + b * spatial..o * ld + (b + 1) * spatial]);
                         }
                     }
                 }
+                out_images.chunks_mut(out_len).for_each(add_bias);
             },
         );
 }
@@ -412,13 +442,12 @@ fn deconv_forward(
     let out_len = num_output * out_spatial;
     let kernel_dim = num_output / group * g.kernel[0] * g.kernel[1];
     let in_per_group = d.channels / group;
-    let per_task = images_per_task(d.channels * kernel_dim * in_spatial);
     if out_len == 0 || d.num == 0 {
         return;
     }
     output
-        .par_chunks_mut(out_len * per_task)
-        .zip(input.par_chunks(in_len * per_task))
+        .par_chunks_mut(out_len)
+        .zip(input.par_chunks(in_len))
         .for_each_init(
             || vec![0.0f32; window.col_rows() * in_spatial],
             |col, (out_images, in_images)| {
@@ -431,11 +460,10 @@ fn deconv_forward(
                             kernel_dim,
                             in_spatial,
                             in_per_group,
-                            1.0,
                             &weights[gi * in_per_group * kernel_dim..],
                             &image[gi * in_per_group * in_spatial..],
-                            0.0,
                             &mut col[gi * kernel_dim * in_spatial..],
+                            false,
                         );
                     }
                     col2im(col, &window, out);
@@ -551,6 +579,32 @@ mod tests {
             }
         }
         assert_close(out[0].data(), &expected, 1e-5);
+    }
+
+    #[test]
+    fn batched_images_equal_one_image_at_a_time() {
+        // 8x8 outputs are batched 4 images per product; 5 images leave a last batch of one.
+        let p = conv_param(|c| {
+            c.num_output = Some(3);
+            c.kernel_size = vec![3];
+        });
+        let (n, c, h, w) = (5, 2, 10, 10);
+        let input: Vec<f32> = (0..n * c * h * w).map(|i| ((i * 7 % 19) as f32 - 9.0) / 5.0).collect();
+        let mut whole = Convolution::new(&p, false).unwrap();
+        whole.reshape(&[&[n, c, h, w]]).unwrap();
+        let weights: Vec<f32> = (0..3 * c * 9).map(|i| ((i * 3 % 7) as f32 - 3.0) / 2.0).collect();
+        whole.params_mut()[0].data_mut().copy_from_slice(&weights);
+        whole.params_mut()[1].data_mut().copy_from_slice(&[1.0, 2.0, 3.0]);
+        let all = run(&mut whole, &[Tensor::new(&[n, c, h, w], input.clone())]).unwrap();
+        let image = c * h * w;
+        for i in 0..n {
+            let one = run(
+                &mut whole,
+                &[Tensor::new(&[1, c, h, w], input[i * image..(i + 1) * image].to_vec())],
+            )
+            .unwrap();
+            assert_eq!(one[0].data(), &all[0].data()[i * 3 * 64..(i + 1) * 3 * 64], "image {i}");
+        }
     }
 
     #[test]

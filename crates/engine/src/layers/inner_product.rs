@@ -1,10 +1,9 @@
 //! InnerProduct (fully connected).
 
 use caffe_proto::LayerParameter;
-use rayon::prelude::*;
 
 use super::{canonical_axis, ensure_param_shape, expect_bottoms, Layer};
-use crate::blas::sgemm;
+use crate::blas::par_sgemm;
 use crate::error::{LayerError, LayerResult};
 use crate::filler::fill;
 use crate::Tensor;
@@ -46,11 +45,6 @@ impl InnerProduct {
             dims: (0, 0),
         })
     }
-}
-
-/// Rows per parallel task: enough multiply-adds to pay for a task.
-fn rows_per_task(k: usize, n: usize) -> usize {
-    (1usize << 18).div_ceil((k * n).max(1))
 }
 
 impl Layer for InnerProduct {
@@ -123,20 +117,13 @@ impl Layer for InnerProduct {
             }
             return Ok(());
         }
-        let rows = rows_per_task(k, n);
-        output
-            .par_chunks_mut(rows * n)
-            .zip(input.par_chunks(rows * k))
-            .for_each(|(out, inp)| {
-                let m = out.len() / n;
-                // Without transpose W is N x K, so the product takes it transposed.
-                sgemm(false, !self.transpose, m, n, k, 1.0, inp, weights, 0.0, out);
-                if let Some(bias) = bias {
-                    for row in out.chunks_mut(n) {
-                        row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
-                    }
-                }
-            });
+        // Without transpose W is N x K, so the product takes it transposed.
+        par_sgemm(false, !self.transpose, output.len() / n, n, k, input, weights, output);
+        if let Some(bias) = bias {
+            for row in output.chunks_mut(n) {
+                row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+            }
+        }
         Ok(())
     }
 }

@@ -1,0 +1,137 @@
+//! LeNet's layers one at a time at batch 100, to see where a forward pass spends its time (see `lenet.rs` for the
+//! whole net). Each bench is a two-layer net: an Input of the layer's bottom shape, then the layer.
+
+use caffe_proto::pooling_parameter::PoolMethod;
+use caffe_proto::{
+    BlobShape, ConvolutionParameter, FillerParameter, InnerProductParameter, InputParameter, LayerParameter,
+    NetParameter, PoolingParameter,
+};
+use divan::counter::ItemsCount;
+use divan::Bencher;
+use engine::{Net, NetOptions};
+
+fn main() {
+    divan::main();
+}
+
+const BATCH: usize = 100;
+
+fn single_layer(input: &[usize], mut layer: LayerParameter) -> (Net, Vec<f32>) {
+    let data = LayerParameter {
+        name: Some("data".into()),
+        r#type: Some("Input".into()),
+        top: vec!["data".into()],
+        input_param: Some(InputParameter {
+            shape: vec![BlobShape {
+                dim: input.iter().map(|&d| d as i64).collect(),
+            }],
+        }),
+        ..Default::default()
+    };
+    layer.name = Some("layer".into());
+    layer.bottom = vec!["data".into()];
+    layer.top = vec!["out".into()];
+    let param = NetParameter {
+        layer: vec![data, layer],
+        ..Default::default()
+    };
+    let net = Net::new(&param, &NetOptions::test()).unwrap();
+    let count: usize = input.iter().product();
+    let values = (0..count).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
+    (net, values)
+}
+
+fn run(bencher: Bencher, input: &[usize], layer: LayerParameter) {
+    let (mut net, values) = single_layer(input, layer);
+    bencher.counter(ItemsCount::new(BATCH)).bench_local(|| {
+        net.set_input("data", input, &values).unwrap();
+        net.forward().unwrap();
+    });
+}
+
+fn xavier() -> Option<FillerParameter> {
+    Some(FillerParameter {
+        r#type: Some("xavier".into()),
+        ..Default::default()
+    })
+}
+
+fn conv(outputs: u32) -> LayerParameter {
+    LayerParameter {
+        r#type: Some("Convolution".into()),
+        convolution_param: Some(ConvolutionParameter {
+            num_output: Some(outputs),
+            kernel_size: vec![5],
+            weight_filler: xavier(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn max_pool() -> LayerParameter {
+    LayerParameter {
+        r#type: Some("Pooling".into()),
+        pooling_param: Some(PoolingParameter {
+            pool: Some(PoolMethod::Max as i32),
+            kernel_size: Some(2),
+            stride: Some(2),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn inner_product(outputs: u32) -> LayerParameter {
+    LayerParameter {
+        r#type: Some("InnerProduct".into()),
+        inner_product_param: Some(InnerProductParameter {
+            num_output: Some(outputs),
+            weight_filler: xavier(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[divan::bench]
+fn conv1(bencher: Bencher) {
+    run(bencher, &[BATCH, 1, 28, 28], conv(20));
+}
+
+#[divan::bench]
+fn pool1(bencher: Bencher) {
+    run(bencher, &[BATCH, 20, 24, 24], max_pool());
+}
+
+#[divan::bench]
+fn conv2(bencher: Bencher) {
+    run(bencher, &[BATCH, 20, 12, 12], conv(50));
+}
+
+#[divan::bench]
+fn pool2(bencher: Bencher) {
+    run(bencher, &[BATCH, 50, 8, 8], max_pool());
+}
+
+#[divan::bench]
+fn ip1(bencher: Bencher) {
+    run(bencher, &[BATCH, 50, 4, 4], inner_product(500));
+}
+
+#[divan::bench]
+fn relu1(bencher: Bencher) {
+    run(
+        bencher,
+        &[BATCH, 500],
+        LayerParameter {
+            r#type: Some("ReLU".into()),
+            ..Default::default()
+        },
+    );
+}
+
+#[divan::bench]
+fn ip2(bencher: Bencher) {
+    run(bencher, &[BATCH, 500], inner_product(10));
+}

@@ -1,0 +1,136 @@
+//! Helpers shared by the tests against real Caffe: the fixtures folder, `.npy` and IDX readers, weight loading.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use engine::{LayerWeights, WeightBlob};
+
+/// `../shared/fixtures`, or `None` (with a note) when absent outside CI; under CI=true absence is a failure.
+pub fn fixtures() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
+    if dir.join("MANIFEST.json").is_file() {
+        return Some(dir);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("fixtures missing at {} (CI=true requires them)", dir.display());
+    }
+    eprintln!("note: fixtures missing at {}; test skipped", dir.display());
+    None
+}
+
+/// A `.npy` array of little-endian f32 (`<f4`) or u8 (`|u1`), C order, widened to f32.
+pub struct Npy {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Reads a numpy format 1.0 `.npy` file of `<f4` or `|u1` values (what real Caffe's golden files use).
+pub fn read_npy(path: &Path) -> Npy {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&bytes[..6], b"\x93NUMPY", "{}: not an npy file", path.display());
+    assert_eq!(bytes[6], 1, "{}: only npy format 1.0 is expected", path.display());
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(
+        header.contains("'fortran_order': False"),
+        "{}: {header}",
+        path.display()
+    );
+    let shape_text = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    let shape: Vec<usize> = shape_text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let payload = &bytes[10 + header_len..];
+    let count: usize = shape.iter().product();
+    let data: Vec<f32> = if header.contains("'descr': '<f4'") {
+        assert_eq!(payload.len(), count * 4, "{}", path.display());
+        payload
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    } else if header.contains("'descr': '|u1'") {
+        assert_eq!(payload.len(), count, "{}", path.display());
+        payload.iter().map(|&b| b as f32).collect()
+    } else {
+        panic!("{}: unexpected dtype in {header}", path.display());
+    };
+    Npy { shape, data }
+}
+
+/// A gzipped IDX file: (dimensions, bytes).
+pub fn read_idx_gz(path: &Path) -> (Vec<usize>, Vec<u8>) {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(file).read_to_end(&mut bytes).unwrap();
+    assert_eq!(&bytes[..2], &[0, 0], "{}: bad IDX magic", path.display());
+    assert_eq!(bytes[2], 0x08, "{}: IDX payload must be uint8", path.display());
+    let rank = bytes[3] as usize;
+    let dims: Vec<usize> = (0..rank)
+        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize)
+        .collect();
+    let payload = bytes[4 + 4 * rank..].to_vec();
+    assert_eq!(payload.len(), dims.iter().product::<usize>(), "{}", path.display());
+    (dims, payload)
+}
+
+/// MNIST images as the TEST net's transform makes them: pixel * 0.00390625, NCHW with C = 1.
+pub fn mnist_images(path: &Path) -> (usize, Vec<f32>) {
+    let (dims, pixels) = read_idx_gz(path);
+    assert_eq!(&dims[1..], &[28, 28]);
+    (dims[0], pixels.iter().map(|&p| p as f32 * 0.00390625).collect())
+}
+
+/// Every layer's blobs of a caffemodel (any generation), as plain data.
+pub fn weights(path: &Path) -> Vec<LayerWeights> {
+    let model = caffemodel::ModelFile::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let net = model.net().unwrap();
+    net.layers()
+        .iter()
+        .map(|layer| LayerWeights {
+            name: layer.name().to_string(),
+            blobs: layer
+                .blobs()
+                .iter()
+                .map(|blob| {
+                    let shape = blob.shape();
+                    WeightBlob {
+                        shape: shape.dims.clone(),
+                        legacy: shape.legacy,
+                        data: blob.data().to_vec_f32(),
+                    }
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// A prototxt as a typed, upgraded (modern-layout) NetParameter.
+pub fn read_prototxt(path: &Path) -> caffe_proto::NetParameter {
+    let mut net = caffemodel::text::read_net(path, &caffemodel::text::Schema::builtin())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    caffemodel::upgrade::upgrade_net(&mut net).unwrap();
+    net
+}
+
+/// A prototxt exactly as written (no upgrade).
+pub fn read_prototxt_raw(path: &Path) -> caffe_proto::NetParameter {
+    caffemodel::text::read_net(path, &caffemodel::text::Schema::builtin())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The comparison metric of these tests: max |a - b| / max(max |b|, 1e-12), i.e. the largest absolute error
+/// relative to the golden blob's largest magnitude.
+pub fn relative_error(found: &[f32], golden: &[f32]) -> f64 {
+    assert_eq!(found.len(), golden.len());
+    let max_diff = found
+        .iter()
+        .zip(golden)
+        .map(|(a, b)| (*a as f64 - *b as f64).abs())
+        .fold(0.0, f64::max);
+    let scale = golden.iter().map(|b| (*b as f64).abs()).fold(0.0, f64::max).max(1e-12);
+    max_diff / scale
+}
