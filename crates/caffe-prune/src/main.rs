@@ -1,21 +1,46 @@
-//! `caffe-prune`: magnitude pruning of a Caffe model, stage 2 of Deep Compression.
+//! `caffe-prune`: magnitude pruning of a Caffe model, stage 2 of Deep Compression, and the evaluation of the result.
 //!
 //! `caffe-prune IN.caffemodel --keep conv1=0.3,ip1=0.01 -o OUT.caffemodel [--npz OUT.npz]`. The output differs from
-//! the input only in the float payloads of pruned blobs. Thin glue: `prune` holds the rules, `caffemodel` the file.
+//! the input only in the float payloads of pruned blobs. `caffe-prune eval` and `caffe-prune forward` run the net.
+//! Thin glue: `prune` holds the rules, `caffemodel` the file, `engine` and `datasets` the evaluation.
 
+mod eval;
 mod plan;
 
 use anyhow::{bail, Result};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Prune a Caffe model by weight magnitude (biases are never pruned, except with --filters).
+/// Prune a Caffe model by weight magnitude (biases are never pruned, except with --filters), and evaluate nets.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    prune: Args,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Accuracy (top-1, top-5), mean loss and speed of a net on a test set (Caffe LMDB or IDX).
+    Eval(eval::EvalArgs),
+    /// One forward pass on given input arrays; every top blob written as DIR/<blob>.npy.
+    Forward(eval::ForwardArgs),
+}
+
+/// Pruning arguments (the command without a subcommand).
+#[derive(clap::Args, Debug)]
 pub struct Args {
     /// The trained model (.caffemodel, modern or V1/V0).
-    pub input: PathBuf,
+    #[arg(required = true)]
+    pub input: Option<PathBuf>,
     /// Where to write the pruned model.
     #[arg(short, long, value_name = "OUT")]
     pub output: Option<PathBuf>,
@@ -73,8 +98,36 @@ fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
+fn dispatch(cli: &Cli) -> Result<()> {
+    match &cli.command {
+        None => run(&cli.prune),
+        Some(Command::Eval(args)) => {
+            let report = eval::eval(args)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("images:    {}", report.images);
+                println!("top-1:     {:.4}", report.top1);
+                if let Some(t5) = report.top5 {
+                    println!("top-5:     {t5:.4}");
+                }
+                if let Some(loss) = report.loss {
+                    println!("loss:      {loss:.6}");
+                }
+                println!("images/s:  {:.0}", report.images_per_s);
+            }
+            Ok(())
+        }
+        Some(Command::Forward(args)) => {
+            let names = eval::forward(args)?;
+            eprintln!("wrote {} blobs to {}", names.len(), args.output.display());
+            Ok(())
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    match run(&Args::parse()) {
+    match dispatch(&Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("caffe-prune: error: {e:#}");

@@ -152,7 +152,8 @@ pub fn prune_model(args: &Args) -> Result<Report> {
             bail!("keep fraction {t} must be in [0, 1]");
         }
     }
-    let model = ModelFile::open(&args.input)?;
+    let input = args.input.as_deref().context("no input model given")?;
+    let model = ModelFile::open(input)?;
     let mut net = model.net()?;
     let mut targets = select(&net, args, &named)?;
     // With only --keep, layers not named stay untouched: prune exactly what was asked.
@@ -238,11 +239,11 @@ pub fn prune_model(args: &Args) -> Result<Report> {
         }
     }
     if let Some(out) = &args.output {
-        caffemodel::refuse_overwriting_input(out, &[&args.input], args.force)?;
+        caffemodel::refuse_overwriting_input(out, &[input], args.force)?;
         caffemodel::write_atomic(out, |w| net.encode_to(w))?;
     }
     if let Some(npz) = &args.npz {
-        caffemodel::refuse_overwriting_input(npz, &[&args.input], args.force)?;
+        caffemodel::refuse_overwriting_input(npz, &[input], args.force)?;
         caffemodel::npz::export_npz(
             &net,
             npz,
@@ -263,7 +264,7 @@ pub fn prune_model(args: &Args) -> Result<Report> {
         model_compression: ratio(all_dense, all_dense - total_dense + total_sparse),
     };
     Ok(Report {
-        input: args.input.display().to_string(),
+        input: input.display().to_string(),
         output: args.output.as_ref().map(|p| p.display().to_string()),
         npz: args.npz.as_ref().map(|p| p.display().to_string()),
         index_bits: args.index_bits,

@@ -1,0 +1,305 @@
+//! `caffe-prune eval` and `caffe-prune forward`: the engine run on real data or given arrays.
+
+use anyhow::{bail, Context, Result};
+use caffemodel::text::{self, Schema};
+use caffemodel::ModelFile;
+use datasets::{Batch, Batcher, Dataset, IdxDataset, LmdbDataset, Transformer};
+use prost::Message as _;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Arguments shared by the commands that run a net.
+#[derive(clap::Args, Debug, Clone)]
+pub struct NetArgs {
+    /// The net definition (.prototxt; V1 and legacy-input nets are upgraded on the fly).
+    #[arg(long, value_name = "NET.prototxt")]
+    pub net: PathBuf,
+    /// The weights (.caffemodel, any generation).
+    #[arg(long, value_name = "W.caffemodel")]
+    pub weights: PathBuf,
+    /// Read the prototxt with this caffe.proto (a fork's schema).
+    #[arg(long, value_name = "PATH")]
+    pub proto: Option<PathBuf>,
+}
+
+/// `caffe-prune eval`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// The test data: a Caffe LMDB folder, or an IDX images file (gzipped or not) with its labels beside it.
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
+    /// The IDX labels file (default: the images file's name with images-idx3 -> labels-idx1).
+    #[arg(long, value_name = "PATH")]
+    pub labels: Option<PathBuf>,
+    /// Images per forward pass (default: the Data layer's batch_size, else 100).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the predicted label of every image (uint8 or int32 .npy).
+    #[arg(long, value_name = "FILE.npy")]
+    pub predictions: Option<PathBuf>,
+}
+
+/// `caffe-prune forward`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ForwardArgs {
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// Input arrays, NAME=x.npy (float32), one per input blob.
+    #[arg(long, value_name = "NAME=x.npy")]
+    pub input: Vec<String>,
+    /// Folder for every top blob as <blob>.npy ('/' in names becomes '__').
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+}
+
+/// The parsed, upgraded net definition and the weights as the engine takes them.
+pub struct Loaded {
+    /// The modern net definition.
+    pub param: caffe_proto::NetParameter,
+    /// The weights, by layer.
+    pub weights: Vec<engine::LayerWeights>,
+}
+
+/// Reads the prototxt (upgrading legacy layouts) and the weights.
+pub fn load(args: &NetArgs) -> Result<Loaded> {
+    let schema = match &args.proto {
+        Some(p) => Schema::from_proto_file(p)?,
+        None => Schema::builtin(),
+    };
+    let mut param = text::read_net(&args.net, &schema)?;
+    if caffemodel::upgrade::net_needs_upgrade(&param) {
+        caffemodel::upgrade::upgrade_net(&mut param).with_context(|| format!("{}: upgrade", args.net.display()))?;
+    }
+    let model = ModelFile::open(&args.weights)?;
+    let net = model.net()?;
+    let weights = net
+        .layers()
+        .iter()
+        .filter(|l| !l.blobs().is_empty())
+        .map(|l| engine::LayerWeights {
+            name: l.name().to_string(),
+            blobs: l
+                .blobs()
+                .iter()
+                .map(|b| {
+                    let shape = b.shape();
+                    engine::WeightBlob {
+                        shape: shape.dims,
+                        legacy: shape.legacy,
+                        data: b.data().to_vec_f32(),
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(Loaded { param, weights })
+}
+
+/// What `eval` measured.
+#[derive(Serialize, Debug)]
+pub struct EvalReport {
+    /// Top-1 accuracy over the images.
+    pub top1: f64,
+    /// Top-5 accuracy (when there are at least 5 classes).
+    pub top5: Option<f64>,
+    /// Mean of the loss layer's output over the batches.
+    pub loss: Option<f64>,
+    /// Images evaluated.
+    pub images: usize,
+    /// Images per second, data transformation included.
+    pub images_per_s: f64,
+}
+
+fn open_dataset(args: &EvalArgs, source: Option<&str>, net_dir: &Path) -> Result<Box<dyn Dataset>> {
+    let path = match (&args.data, source) {
+        (Some(p), _) => p.clone(),
+        (None, Some(s)) => {
+            let direct = PathBuf::from(s);
+            if direct.exists() {
+                direct
+            } else {
+                net_dir.join(s)
+            }
+        }
+        (None, None) => bail!("no --data given and the net has no Data layer source"),
+    };
+    if path.is_dir() {
+        return Ok(Box::new(LmdbDataset::open(&path)?));
+    }
+    let labels = match &args.labels {
+        Some(l) => l.clone(),
+        None => {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if !name.contains("images-idx3") {
+                bail!("{}: give the labels file with --labels", path.display());
+            }
+            path.with_file_name(name.replace("images-idx3", "labels-idx1"))
+        }
+    };
+    Ok(Box::new(IdxDataset::open(&path, &labels)?))
+}
+
+/// Runs `eval`.
+pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
+    let loaded = load(&args.net)?;
+    let mut options = engine::NetOptions::test();
+    // The TEST Data layer: its batch size, transform and source.
+    let data_layer = loaded.param.layer.iter().find(|l| {
+        l.r#type() == "Data"
+            && (l.include.is_empty()
+                || l.include
+                    .iter()
+                    .any(|r| r.phase == Some(caffe_proto::Phase::Test as i32)))
+    });
+    let transform = data_layer.and_then(|l| l.transform_param.clone()).unwrap_or_default();
+    let source = data_layer
+        .and_then(|l| l.data_param.as_ref())
+        .map(|p| p.source().to_string());
+    let batch_size = args
+        .batch
+        .or(data_layer
+            .and_then(|l| l.data_param.as_ref())
+            .map(|p| p.batch_size() as usize))
+        .unwrap_or(100);
+    let net_dir = args.net.net.parent().unwrap_or(Path::new("."));
+    let dataset = open_dataset(args, source.as_deref(), net_dir)?;
+    let mean = match &transform.mean_file {
+        Some(m) => {
+            let path = if Path::new(m).exists() {
+                PathBuf::from(m)
+            } else {
+                net_dir.join(m)
+            };
+            let file = ModelFile::open(&path)?;
+            file.blob()?;
+            Some(caffe_proto::BlobProto::decode(file.bytes()).with_context(|| path.display().to_string())?)
+        }
+        None => None,
+    };
+    let transformer = Transformer::new(&transform, caffe_proto::Phase::Test, mean.as_ref())?;
+    let mut batcher = Batcher::new(dataset.reader()?, batch_size, transformer)?;
+    let images = dataset.len();
+    if images == 0 {
+        bail!("{}: the dataset is empty", dataset.source().display());
+    }
+    let mut batch = Batch::default();
+    batcher.next_batch(&mut batch)?;
+    // Inputs: the image top and (when the net has one) the label top of the data layer, or the Input layer's top.
+    let inputs: Vec<String> = match data_layer {
+        Some(l) => l.top.clone(),
+        None => loaded
+            .param
+            .layer
+            .iter()
+            .find(|l| l.r#type() == "Input")
+            .map(|l| l.top.clone())
+            .unwrap_or_default(),
+    };
+    let data_blob = inputs.first().cloned().context("the net has no input blob")?;
+    let label_blob = inputs.get(1).cloned();
+    options = options.with_input_shape(&data_blob, &batch.shape);
+    if let Some(label) = &label_blob {
+        options = options.with_input_shape(label, &[batch.shape[0]]);
+    }
+    let mut net = engine::Net::new(&loaded.param, &options)?;
+    net.copy_from(&loaded.weights)?;
+    let layers: Vec<engine::LayerInfo> = net.layers().cloned().collect();
+    let scores = layers
+        .iter()
+        .find(|l| l.layer_type == "Accuracy" || l.layer_type == "SoftmaxWithLoss")
+        .map(|l| l.bottoms[0].clone())
+        .or_else(|| net.outputs().last().map(|s| s.to_string()))
+        .context("no output blob to read scores from")?;
+    let loss_blob = layers
+        .iter()
+        .find(|l| l.layer_type == "SoftmaxWithLoss")
+        .map(|l| l.tops[0].clone());
+    let mut predictions = Vec::with_capacity(images);
+    let (mut top1, mut top5, mut loss_sum, mut batches) = (0usize, 0usize, 0f64, 0usize);
+    let mut classes = 0;
+    let start = Instant::now();
+    let mut done = 0;
+    while done < images {
+        if done > 0 {
+            batcher.next_batch(&mut batch)?;
+        }
+        net.set_input(&data_blob, &batch.shape, &batch.data)?;
+        if let Some(label) = &label_blob {
+            net.set_input(label, &[batch.shape[0]], &batch.labels)?;
+        }
+        net.forward()?;
+        let out = net.blob(&scores).context("score blob missing after forward")?;
+        let n = batch.shape[0];
+        classes = out.data().len() / n;
+        // Images past the end are the wrap-around of the last batch: not counted twice.
+        let take = n.min(images - done);
+        for i in 0..take {
+            let row = &out.data()[i * classes..(i + 1) * classes];
+            let label = batch.labels[i] as usize;
+            let best = row
+                .iter()
+                .enumerate()
+                .fold(0, |b, (k, v)| if *v > row[b] { k } else { b });
+            predictions.push(best as i32);
+            top1 += usize::from(best == label);
+            let better = row.iter().filter(|v| **v > row[label.min(classes - 1)]).count();
+            top5 += usize::from(label < classes && better < 5);
+        }
+        if let Some(l) = &loss_blob {
+            loss_sum += f64::from(net.blob(l).map_or(0.0, |t| t.data()[0]));
+            batches += 1;
+        }
+        done += take;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    if let Some(path) = &args.predictions {
+        if classes <= 256 {
+            let labels: Vec<u8> = predictions.iter().map(|&p| p as u8).collect();
+            sparse::write_npy(path, &[labels.len()], &labels)?;
+        } else {
+            sparse::write_npy(path, &[predictions.len()], &predictions)?;
+        }
+    }
+    Ok(EvalReport {
+        top1: top1 as f64 / images as f64,
+        top5: (classes >= 5).then(|| top5 as f64 / images as f64),
+        loss: (batches > 0).then(|| loss_sum / batches as f64),
+        images,
+        images_per_s: images as f64 / seconds,
+    })
+}
+
+/// Runs `forward`: feeds the arrays, writes every top blob.
+pub fn forward(args: &ForwardArgs) -> Result<Vec<String>> {
+    let loaded = load(&args.net)?;
+    let mut arrays = Vec::new();
+    let mut options = engine::NetOptions::test();
+    for spec in &args.input {
+        let (name, path) = spec
+            .split_once('=')
+            .with_context(|| format!("--input '{spec}' is not NAME=x.npy"))?;
+        let array = sparse::read_npy::<f32>(path)?;
+        options = options.with_input_shape(name, &array.shape);
+        arrays.push((name.to_string(), array));
+    }
+    let mut net = engine::Net::new(&loaded.param, &options)?;
+    net.copy_from(&loaded.weights)?;
+    for (name, array) in &arrays {
+        net.set_input(name, &array.shape, &array.data)?;
+    }
+    net.forward()?;
+    std::fs::create_dir_all(&args.output).with_context(|| args.output.display().to_string())?;
+    let names: Vec<String> = net.blob_names().map(str::to_string).collect();
+    for name in &names {
+        let blob = net.blob(name).expect("listed blob exists");
+        let file = args.output.join(format!("{}.npy", name.replace('/', "__")));
+        sparse::write_npy(&file, blob.shape(), blob.data())?;
+    }
+    Ok(names)
+}

@@ -1,0 +1,182 @@
+//! `caffe-prune eval` and `forward` against real Caffe's outputs: every predicted label, accuracy and loss on the
+//! full MNIST / Fashion-MNIST test sets, before and after pruning; one deploy net's blobs.
+
+use std::path::Path;
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_caffe-prune");
+
+fn eval(golden: &Path, net: &str, weights: &Path, data: &str, predictions: Option<&Path>) -> serde_json::Value {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("eval")
+        .arg("--net")
+        .arg(golden.join(net))
+        .arg("--weights")
+        .arg(weights);
+    cmd.arg("--data").arg(golden.join(data)).arg("--json");
+    if let Some(p) = predictions {
+        cmd.arg("--predictions").arg(p);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Caffe prints loss with 6 significant digits ("0.0272693"): ours must print the same.
+fn same_as_printed(ours: f64, printed: &str) {
+    let caffe: f64 = printed.split_whitespace().next().unwrap().parse().unwrap();
+    let digits = format!("{:.5e}", ours);
+    let theirs = format!("{:.5e}", caffe);
+    assert_eq!(digits, theirs, "loss {ours} vs Caffe's {printed}");
+}
+
+#[test]
+fn lenet_on_the_mnist_test_set_predicts_every_label_as_caffe() {
+    let Some(fx) = testkit::fixtures() else { return };
+    let golden = fx.join("golden");
+    let tmp = tempfile::tempdir().unwrap();
+    let pred = tmp.path().join("pred.npy");
+    let weights = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
+    let report = eval(
+        &golden,
+        "lenet/lenet_mnist_v2/lenet_test.prototxt",
+        &weights,
+        "data/mnist_test_lmdb",
+        Some(&pred),
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(golden.join("lenet/lenet_mnist_v2/result.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["images"], 10000);
+    assert_eq!(
+        format!("{}", report["top1"]),
+        result["caffe_test"]["accuracy_printed"].as_str().unwrap()
+    );
+    same_as_printed(
+        report["loss"].as_f64().unwrap(),
+        result["caffe_test"]["loss_printed"].as_str().unwrap(),
+    );
+    let ours = sparse::read_npy::<u8>(&pred).unwrap().data;
+    let theirs = sparse::read_npy::<u8>(golden.join("lenet/lenet_mnist_v2/pred.npy"))
+        .unwrap()
+        .data;
+    assert!(
+        ours == theirs,
+        "{} of 10000 labels differ",
+        ours.iter().zip(&theirs).filter(|(a, b)| a != b).count()
+    );
+}
+
+#[test]
+fn pruned_lenets_score_what_caffe_scored() {
+    let Some(fx) = testkit::fixtures() else { return };
+    let golden = fx.join("golden");
+    let tmp = tempfile::tempdir().unwrap();
+    for (model, weights, data) in [
+        (
+            "lenet_mnist_v2",
+            "models/lenet_mnist_v2/lenet_iter_10000.caffemodel",
+            "data/mnist_test_lmdb",
+        ),
+        (
+            "lenet_fashion",
+            "models/lenet_fashion/lenet_fashion_iter_10000.caffemodel",
+            "data/fashion_mnist_test_lmdb",
+        ),
+        (
+            "lenet_mnist_v1_2014",
+            "models/lenet_mnist_v1_2014/lenet_iter_10000",
+            "data/mnist_test_lmdb",
+        ),
+    ] {
+        let setting = "t_0.3_0.1_0.01_0.2";
+        let pruned = tmp.path().join("pruned.caffemodel");
+        let out = Command::new(BIN)
+            .arg(fx.join(weights))
+            .args(["--keep", "conv1=0.3,conv2=0.1,ip1=0.01,ip2=0.2", "-o"])
+            .arg(&pruned)
+            .arg("--force")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let pred = tmp.path().join("pred.npy");
+        let report = eval(
+            &golden,
+            &format!("lenet/{model}/lenet_test.prototxt"),
+            &pruned,
+            data,
+            Some(&pred),
+        );
+        let dir = golden.join(format!("pruned/{model}/{setting}"));
+        let result: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("result.json")).unwrap()).unwrap();
+        let printed = result["caffe_test"]["accuracy_printed"].as_str().unwrap();
+        assert_eq!(format!("{}", report["top1"]), printed, "{model}");
+        same_as_printed(
+            report["loss"].as_f64().unwrap(),
+            result["caffe_test"]["loss_printed"].as_str().unwrap(),
+        );
+        let ours = sparse::read_npy::<u8>(&pred).unwrap().data;
+        let theirs = sparse::read_npy::<u8>(dir.join("pred.npy")).unwrap().data;
+        assert!(
+            ours == theirs,
+            "{model}: {} labels differ",
+            ours.iter().zip(&theirs).filter(|(a, b)| a != b).count()
+        );
+    }
+}
+
+#[test]
+fn idx_input_gives_the_same_accuracy_as_the_lmdb() {
+    let Some(fx) = testkit::fixtures() else { return };
+    let golden = fx.join("golden");
+    let weights = fx.join("models/lenet_mnist_v1_2014/lenet_iter_10000");
+    let report = eval(
+        &golden,
+        "lenet/lenet_mnist_v1_2014/lenet_test.prototxt",
+        &weights,
+        "../mnist/t10k-images-idx3-ubyte.gz",
+        None,
+    );
+    assert_eq!(report["top1"], 0.991);
+}
+
+#[test]
+fn forward_writes_every_blob_as_caffe_computed_it() {
+    let Some(fx) = testkit::fixtures() else { return };
+    let dir = fx.join("golden/deploy/mtcnn_det1");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .arg("forward")
+        .arg("--net")
+        .arg(dir.join("deploy.prototxt"))
+        .arg("--weights")
+        .arg(fx.join("models/mtcnn_det1/det1.caffemodel"))
+        .arg("--input")
+        .arg(format!("data={}", dir.join("input.npy").display()))
+        .arg("-o")
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut compared = 0;
+    for entry in std::fs::read_dir(dir.join("blobs")).unwrap() {
+        let golden = entry.unwrap().path();
+        let theirs = sparse::read_npy::<f32>(&golden).unwrap();
+        let ours = sparse::read_npy::<f32>(tmp.path().join(golden.file_name().unwrap())).unwrap();
+        assert_eq!(ours.shape, theirs.shape, "{}", golden.display());
+        let scale = theirs.data.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
+        let worst = ours
+            .data
+            .iter()
+            .zip(&theirs.data)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            worst / scale <= 1e-4,
+            "{}: max error {worst} of {scale}",
+            golden.display()
+        );
+        compared += 1;
+    }
+    assert!(compared >= 10, "{compared}");
+}
