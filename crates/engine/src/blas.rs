@@ -10,6 +10,7 @@ struct Strided {
     col_stride: isize,
 }
 
+#[allow(clippy::too_many_arguments)]
 /// `C (m x n, row stride ldc) = op(A) * op(B)`, or `C += op(A) * op(B)` with `accumulate`, on raw strided operands.
 ///
 /// # Safety

@@ -170,7 +170,7 @@ fn declared_shape(param: &LayerParameter, layer_type: &str, index: usize) -> Opt
             }
         }
         "MemoryData" => {
-            let p = param.memory_data_param.clone().unwrap_or_default();
+            let p = param.memory_data_param.unwrap_or_default();
             let batch = Some(p.batch_size() as usize);
             if index == 0 {
                 Some(vec![

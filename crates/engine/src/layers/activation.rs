@@ -281,7 +281,7 @@ mod tests {
         let input = Tensor::new(&[1, 4], vec![-2.0, -0.5, 0.0, 3.0]);
         let mut relu = ReLU::new(&param("ReLU", |_| {}));
         assert_close(
-            run(&mut relu, &[input.clone()]).unwrap()[0].data(),
+            run(&mut relu, std::slice::from_ref(&input)).unwrap()[0].data(),
             &[0.0, 0.0, 0.0, 3.0],
             0.0,
         );
@@ -305,7 +305,7 @@ mod tests {
         assert_eq!(prelu.params()[0].data(), &[0.25, 0.25]);
         prelu.params_mut()[0].data_mut().copy_from_slice(&[0.5, 2.0]);
         assert_close(
-            run(&mut prelu, &[input.clone()]).unwrap()[0].data(),
+            run(&mut prelu, std::slice::from_ref(&input)).unwrap()[0].data(),
             &[-2.0, 4.0, -8.0, 1.0],
             0.0,
         );
@@ -326,7 +326,7 @@ mod tests {
     #[test]
     fn sigmoid_and_tanh_values() {
         let input = Tensor::new(&[3], vec![0.0, 2.0, -1.0]);
-        let s = run(&mut Sigmoid, &[input.clone()]).unwrap();
+        let s = run(&mut Sigmoid, std::slice::from_ref(&input)).unwrap();
         assert_close(s[0].data(), &[0.5, 0.880_797_1, 0.268_941_43], 1e-6);
         let t = run(&mut TanH, &[input]).unwrap();
         assert_close(t[0].data(), &[0.0, 0.964_027_6, -0.761_594_2], 1e-6);
@@ -341,7 +341,7 @@ mod tests {
         });
         let input = Tensor::new(&[1000], vec![2.0; 1000]);
         let mut test = Dropout::new(&p, Phase::Test).unwrap();
-        assert_eq!(run(&mut test, &[input.clone()]).unwrap()[0], input);
+        assert_eq!(run(&mut test, std::slice::from_ref(&input)).unwrap()[0], input);
         let mut train = Dropout::new(&p, Phase::Train).unwrap();
         let out = run(&mut train, &[input]).unwrap();
         assert!(out[0].data().iter().all(|&v| v == 0.0 || v == 8.0));

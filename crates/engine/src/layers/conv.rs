@@ -155,7 +155,7 @@ impl Convolution {
         if group == 0 {
             return Err(LayerError::Param("group must be positive".into()));
         }
-        if num_output % group != 0 {
+        if !num_output.is_multiple_of(group) {
             return Err(LayerError::Param(format!(
                 "num_output {num_output} is not a multiple of group {group}"
             )));
@@ -217,7 +217,7 @@ impl Layer for Convolution {
             )));
         }
         let channels = first[axis];
-        if channels % self.group != 0 {
+        if !channels.is_multiple_of(self.group) {
             return Err(LayerError::Shape(format!(
                 "input channels {channels} are not a multiple of group {}",
                 self.group

@@ -21,7 +21,7 @@ pub(crate) struct Accuracy {
 
 impl Accuracy {
     pub(crate) fn new(param: &LayerParameter, tops: usize) -> LayerResult<Self> {
-        let p = param.accuracy_param.clone().unwrap_or_default();
+        let p = param.accuracy_param.unwrap_or_default();
         if p.top_k() == 0 {
             return Err(LayerError::Param("top_k must be positive".into()));
         }

@@ -22,9 +22,9 @@ pub(crate) struct Lrn {
 
 impl Lrn {
     pub(crate) fn new(param: &LayerParameter) -> LayerResult<Self> {
-        let p = param.lrn_param.clone().unwrap_or_default();
+        let p = param.lrn_param.unwrap_or_default();
         let size = p.local_size() as usize;
-        if size % 2 == 0 {
+        if size.is_multiple_of(2) {
             return Err(LayerError::Param(format!("local_size must be odd, got {size}")));
         }
         Ok(Lrn {

@@ -26,7 +26,7 @@ pub(crate) struct BatchNorm {
 
 impl BatchNorm {
     pub(crate) fn new(param: &LayerParameter, phase: Phase) -> LayerResult<Self> {
-        let p = param.batch_norm_param.clone().unwrap_or_default();
+        let p = param.batch_norm_param.unwrap_or_default();
         let use_global_stats = p.use_global_stats.unwrap_or(phase == Phase::Test);
         if p.eps() < 0.0 {
             return Err(LayerError::Param(format!("eps must not be negative, got {}", p.eps())));
@@ -128,11 +128,7 @@ impl Layer for BatchNorm {
         ensure_param_shape(&mut self.params[2], &[1], initialized, "BatchNorm scale factor")?;
         self.initialized = true;
         let num = b[0];
-        let spatial = if num * channels == 0 {
-            0
-        } else {
-            b.iter().product::<usize>() / (num * channels)
-        };
+        let spatial = b.iter().product::<usize>().checked_div(num * channels).unwrap_or(0);
         self.dims = (num, channels, spatial);
         Ok(vec![b.to_vec()])
     }

@@ -50,7 +50,7 @@ fn kernel(what: &str, single: Option<u32>, h: Option<u32>, w: Option<u32>) -> La
 
 impl Pooling {
     pub(crate) fn new(param: &LayerParameter, tops: usize) -> LayerResult<Self> {
-        let p: PoolingParameter = param.pooling_param.clone().unwrap_or_default();
+        let p: PoolingParameter = param.pooling_param.unwrap_or_default();
         let method = p.pool();
         if method == PoolMethod::Stochastic {
             return Err(LayerError::Param(
@@ -204,30 +204,52 @@ impl Layer for Pooling {
 }
 
 impl Pooling {
+    /// The clipped input range `[start, end)` each output position along one axis reads (MAX pooling's windows).
+    fn max_ranges(&self, dim: usize, input: usize, outputs: usize, kernel: usize) -> Vec<(usize, usize)> {
+        (0..outputs)
+            .map(|p| {
+                let start = (p * self.stride[dim]) as isize - self.pad[dim] as isize;
+                let end = (start + kernel as isize).min(input as isize);
+                (start.max(0) as usize, end.max(0) as usize)
+            })
+            .collect()
+    }
+
     fn max_plane(&self, d: &PoolDims, plane: &[f32], out: &mut [f32], mut mask: Option<&mut [f32]>) {
-        for ph in 0..d.out_h {
-            let hstart = (ph * self.stride[0]) as isize - self.pad[0] as isize;
-            let hend = (hstart + d.kernel[0] as isize).min(d.height as isize) as usize;
-            let hstart = hstart.max(0) as usize;
-            for pw in 0..d.out_w {
-                let wstart = (pw * self.stride[1]) as isize - self.pad[1] as isize;
-                let wend = (wstart + d.kernel[1] as isize).min(d.width as isize) as usize;
-                let wstart = wstart.max(0) as usize;
-                // Caffe starts from -FLT_MAX with index -1 and keeps the first strict maximum.
-                let mut best = -f32::MAX;
-                let mut best_index: isize = -1;
-                for h in hstart..hend {
-                    for w in wstart..wend {
-                        let v = plane[h * d.width + w];
-                        if v > best {
-                            best = v;
-                            best_index = (h * d.width + w) as isize;
+        let rows = self.max_ranges(0, d.height, d.out_h, d.kernel[0]);
+        let cols = self.max_ranges(1, d.width, d.out_w, d.kernel[1]);
+        for (ph, &(h0, h1)) in rows.iter().enumerate() {
+            let out_row = &mut out[ph * d.out_w..(ph + 1) * d.out_w];
+            match mask.as_deref_mut() {
+                None => {
+                    for (o, &(w0, w1)) in out_row.iter_mut().zip(&cols) {
+                        // Caffe starts from -FLT_MAX and keeps strict maxima; f32::max skips NaN as `>` does.
+                        let mut best = -f32::MAX;
+                        for h in h0..h1 {
+                            for &v in &plane[h * d.width + w0..h * d.width + w1] {
+                                best = best.max(v);
+                            }
                         }
+                        *o = best;
                     }
                 }
-                out[ph * d.out_w + pw] = best;
-                if let Some(mask) = mask.as_deref_mut() {
-                    mask[ph * d.out_w + pw] = best_index as f32;
+                Some(mask) => {
+                    let mask_row = &mut mask[ph * d.out_w..(ph + 1) * d.out_w];
+                    for ((o, m), &(w0, w1)) in out_row.iter_mut().zip(mask_row).zip(&cols) {
+                        // Index -1 when the window is empty, and the first strict maximum otherwise, as Caffe.
+                        let mut best = -f32::MAX;
+                        let mut best_index: isize = -1;
+                        for h in h0..h1 {
+                            for (w, &v) in plane[h * d.width + w0..h * d.width + w1].iter().enumerate() {
+                                if v > best {
+                                    best = v;
+                                    best_index = (h * d.width + w0 + w) as isize;
+                                }
+                            }
+                        }
+                        *o = best;
+                        *m = best_index as f32;
+                    }
                 }
             }
         }

@@ -27,7 +27,7 @@ pub(crate) struct Concat {
 
 impl Concat {
     pub(crate) fn new(param: &LayerParameter) -> Self {
-        let p = param.concat_param.clone().unwrap_or_default();
+        let p = param.concat_param.unwrap_or_default();
         Concat {
             legacy_dim: p.concat_dim,
             axis: p.axis(),
@@ -110,7 +110,7 @@ impl Layer for Slice {
         let axis = legacy_or_axis(self.legacy_dim, self.axis, b.len())?;
         let length = b[axis];
         let sizes: Vec<usize> = if self.points.is_empty() {
-            if self.tops == 0 || length % self.tops != 0 {
+            if self.tops == 0 || !length.is_multiple_of(self.tops) {
                 return Err(LayerError::Shape(format!(
                     "axis {axis} of length {length} cannot be split evenly into {} tops",
                     self.tops
@@ -195,7 +195,7 @@ pub(crate) struct Flatten {
 
 impl Flatten {
     pub(crate) fn new(param: &LayerParameter) -> Self {
-        let p = param.flatten_param.clone().unwrap_or_default();
+        let p = param.flatten_param.unwrap_or_default();
         Flatten {
             axis: p.axis(),
             end_axis: p.end_axis(),
@@ -315,7 +315,7 @@ impl Layer for Reshape {
         let total: usize = b.iter().product();
         if let Some(axis) = inferred {
             let explicit: usize = top.iter().product();
-            if explicit == 0 || total % explicit != 0 {
+            if explicit == 0 || !total.is_multiple_of(explicit) {
                 return Err(LayerError::Shape(format!(
                     "bottom count {total} of {b:?} is not divisible by the product {explicit} of the given dimensions"
                 )));
@@ -394,7 +394,7 @@ mod tests {
                 ..Default::default()
             });
         }));
-        let out = run(&mut at, &[x.clone()]).unwrap();
+        let out = run(&mut at, std::slice::from_ref(&x)).unwrap();
         assert_eq!(
             out.iter().map(|t| t.data().to_vec()).collect::<Vec<_>>(),
             vec![vec![0.0], vec![1.0, 2.0], vec![3.0, 4.0]]
