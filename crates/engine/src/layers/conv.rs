@@ -4,7 +4,7 @@ use caffe_proto::{ConvolutionParameter, LayerParameter};
 use rayon::prelude::*;
 
 use super::{canonical_axis, ensure_param_shape, Backward, Layer};
-use crate::blas::{col2im, im2col, sgemm, Window};
+use crate::blas::{col2im, col2im_strided, im2col, sgemm, Window};
 use crate::error::{LayerError, LayerResult};
 use crate::filler::fill;
 use crate::Tensor;
@@ -443,15 +443,7 @@ impl ConvBackward<'_> {
                 }
                 let width = batch * spatial;
                 let mut col = vec![0.0f32; window.col_rows() * width];
-                let mut gathered = vec![
-                    0.0f32;
-                    if batch > 1 && need_w {
-                        self.num_output * width
-                    } else {
-                        0
-                    }
-                ];
-                let mut col_diff = vec![0.0f32; if need_bottom { window.col_rows() * spatial } else { 0 }];
+                let mut gathered = vec![0.0f32; if batch > 1 { self.num_output * width } else { 0 }];
                 let mut start = first;
                 while start < last {
                     let images = batch.min(last - start);
@@ -462,6 +454,21 @@ impl ConvBackward<'_> {
                             add_bias_grad(b_part, img, spatial);
                         }
                     }
+                    if !need_w && !need_bottom {
+                        start += images;
+                        continue;
+                    }
+                    // The top diffs of these images as one (out x images*spatial) matrix, like the forward product.
+                    let td: &[f32] = if images == 1 {
+                        top
+                    } else {
+                        for (b, img) in top.chunks(out_len).enumerate() {
+                            for (o, row) in img.chunks(spatial).enumerate() {
+                                gathered[o * ld + b * spatial..o * ld + (b + 1) * spatial].copy_from_slice(row);
+                            }
+                        }
+                        &gathered
+                    };
                     if need_w {
                         for (b, image) in self.input[start * in_len..(start + images) * in_len]
                             .chunks(in_len)
@@ -469,16 +476,6 @@ impl ConvBackward<'_> {
                         {
                             im2col(image, &window, &mut col[b * spatial..], ld);
                         }
-                        let td: &[f32] = if images == 1 {
-                            top
-                        } else {
-                            for (b, img) in top.chunks(out_len).enumerate() {
-                                for (o, row) in img.chunks(spatial).enumerate() {
-                                    gathered[o * ld + b * spatial..o * ld + (b + 1) * spatial].copy_from_slice(row);
-                                }
-                            }
-                            &gathered
-                        };
                         for gi in 0..self.group {
                             sgemm(
                                 false,
@@ -494,22 +491,28 @@ impl ConvBackward<'_> {
                         }
                     }
                     if need_bottom {
-                        for (b, img) in top.chunks(out_len).enumerate() {
-                            for gi in 0..self.group {
-                                sgemm(
-                                    true,
-                                    false,
-                                    kernel_dim,
-                                    spatial,
-                                    m,
-                                    &self.weights[gi * m * kernel_dim..],
-                                    &img[gi * m * spatial..],
-                                    &mut col_diff[gi * kernel_dim * spatial..],
-                                    false,
-                                );
-                            }
+                        // Column diffs of all these images at once, W^T * top_diff, then col2im image by image.
+                        for gi in 0..self.group {
+                            sgemm(
+                                true,
+                                false,
+                                kernel_dim,
+                                ld,
+                                m,
+                                &self.weights[gi * m * kernel_dim..],
+                                &td[gi * m * ld..],
+                                &mut col[gi * kernel_dim * ld..],
+                                false,
+                            );
+                        }
+                        for b in 0..images {
                             let offset = (start - first + b) * in_len;
-                            col2im(&col_diff, &window, &mut bottom_part[offset..offset + in_len]);
+                            col2im_strided(
+                                &col[b * spatial..],
+                                &window,
+                                &mut bottom_part[offset..offset + in_len],
+                                ld,
+                            );
                         }
                     }
                     start += images;
