@@ -130,11 +130,10 @@ fn check_ten_steps(case: &str, start: &Path) {
         .map(|p| p.data.data().to_vec())
         .collect();
     let mut history: Vec<Vec<f32>> = start_weights.iter().map(|w| vec![0.0; w.len()]).collect();
-    for iteration in 0..10 {
+    for (iteration, &golden) in golden_losses[..10].iter().enumerate() {
         feed(&mut net, &mut batcher);
         net.clear_param_diffs();
         let loss = net.forward_backward().unwrap();
-        let golden = golden_losses[iteration];
         assert!(
             ((loss - golden) / golden).abs() <= 1e-3,
             "{case}: iteration {}: loss {loss} vs Caffe {golden}",
