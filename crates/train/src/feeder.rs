@@ -122,11 +122,12 @@ fn resolve(base: &Path, path: &str) -> PathBuf {
 }
 
 impl DataFeeder {
-    /// The feeder for the `Data` layers of `param` as built with `options` (phase, level, stages select the
-    /// layers). Opens every source and reads its first record to learn the batch shape.
-    pub fn new(param: &NetParameter, options: &NetOptions, data: &DataOptions) -> Result<Self, Error> {
-        let state = net_state(param, options);
-        let layers = engine::graph::filter_layers(param, &state).map_err(|e| Error::engine("data", e))?;
+    /// The feeder for the `Data` layers of `param` built in `state` (phase, level and stages select the layers and
+    /// the phase the transforms work in; [`SolverNets`](crate::SolverNets) holds each net's state). Opens every
+    /// source and reads its first record to learn the batch shape.
+    pub fn new(param: &NetParameter, state: &NetState, data: &DataOptions) -> Result<Self, Error> {
+        let phase = state.phase();
+        let layers = engine::graph::filter_layers(param, state).map_err(|e| Error::engine("data", e))?;
         let mut feeds = Vec::new();
         for (index, layer) in layers.iter().enumerate() {
             let name = layer.name().to_string();
@@ -158,7 +159,7 @@ impl DataFeeder {
             };
             let data_err = |source: datasets::Error| Error::Data {
                 layer: name.clone(),
-                source,
+                source: Box::new(source),
             };
             let dataset: Box<dyn Dataset> = match data.sources.get(&name) {
                 Some(Source::Lmdb(path)) => Box::new(LmdbDataset::open_unlocked(path).map_err(data_err)?),
@@ -189,7 +190,7 @@ impl DataFeeder {
                 })?),
                 None => None,
             };
-            let mut transformer = Transformer::new(&transform, options.phase, mean).map_err(data_err)?;
+            let mut transformer = Transformer::new(&transform, phase, mean).map_err(data_err)?;
             if let Some(seed) = data.seed {
                 transformer = transformer.with_seed(seed.wrapping_add(index as u32));
             }
@@ -228,7 +229,7 @@ impl DataFeeder {
             for _ in 0..batches {
                 feed.batcher.next_batch(&mut feed.batch).map_err(|source| Error::Data {
                     layer: feed.layer.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
             }
         }
@@ -252,7 +253,7 @@ impl Feeder for DataFeeder {
         for feed in &mut self.layers {
             feed.batcher.next_batch(&mut feed.batch).map_err(|source| Error::Data {
                 layer: feed.layer.clone(),
-                source,
+                source: Box::new(source),
             })?;
             let phase = if net.phase() == caffe_proto::Phase::Train {
                 "train"

@@ -398,12 +398,10 @@ impl Solver {
         if data.seed.is_none() && param.random_seed() >= 0 {
             data.seed = Some(param.random_seed() as u32);
         }
-        let train_options = options_for(&nets.train, &nets.train_state);
-        let train: Box<dyn Feeder> = Box::new(DataFeeder::new(&nets.train, &train_options, &data)?);
+        let train: Box<dyn Feeder> = Box::new(DataFeeder::new(&nets.train, &nets.train_state, &data)?);
         let mut tests: Vec<Box<dyn Feeder>> = Vec::new();
         for spec in &nets.tests {
-            let options = options_for(&spec.param, &spec.state);
-            tests.push(Box::new(DataFeeder::new(&spec.param, &options, &data)?));
+            tests.push(Box::new(DataFeeder::new(&spec.param, &spec.state, &data)?));
         }
         Self::with_feeders(param, nets, train, tests)
     }
@@ -863,8 +861,9 @@ impl Solver {
     }
 
     /// The train net as Caffe's `Net::ToProto` writes it (without diffs): the net name and every layer of the train
-    /// net as built (phase set, inserted splits included; BatchNorm's implicit `lr_mult: 0` specs added), each with
-    /// its current parameter blobs (`shape` and `data`).
+    /// net as built (phase set, inserted splits included, and what Caffe's layer setup adds to its parameters:
+    /// `loss_weight: 1` on loss layers that set none, BatchNorm's `lr_mult: 0` specs), each with its current
+    /// parameter blobs (`shape` and `data`).
     pub fn to_proto(&self) -> NetParameter {
         let layer = self
             .train_layers
@@ -873,6 +872,10 @@ impl Solver {
                 let mut l = l.clone();
                 if l.phase.is_none() {
                     l.phase = Some(self.net.phase() as i32);
+                }
+                // LossLayer::LayerSetUp gives a loss layer without loss_weight a weight of 1.
+                if l.r#type().ends_with("Loss") && l.loss_weight.is_empty() {
+                    l.loss_weight.push(1.0);
                 }
                 let params = self.net.params(l.name()).unwrap_or(&[]);
                 if l.r#type() == "BatchNorm" {

@@ -1,0 +1,200 @@
+//! The solver on LeNet with real data and real Caffe files: test nets against Caffe's test accuracy, snapshots
+//! against a caffemodel and a solverstate real Caffe wrote, iter_size against a full batch.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use caffe_proto::{NetParameter, SolverState};
+use common::{fixtures, read_net, read_solver, weights};
+use prost::Message as _;
+use train::{
+    Control, DataFeeder, DataOptions, IterationReport, Observer, Snapshot, Solver, SolverNets, Source, TestReport,
+};
+
+/// The lenet_fashion solver (train/test net, test_iter 100) with the TRAIN Data layer reading the MNIST 10k LMDB
+/// (the Fashion-MNIST training set is not among the fixtures) and the TEST one the Fashion-MNIST test LMDB.
+fn fashion_solver(fx: &Path, edit: impl FnOnce(&mut caffe_proto::SolverParameter)) -> Solver {
+    let dir = fx.join("models/lenet_fashion");
+    let mut param = read_solver(&dir.join("lenet_solver.prototxt"));
+    edit(&mut param);
+    let nets = SolverNets::resolve(&param, |p| Ok::<_, String>(read_net(&dir.join(p)))).unwrap();
+    let data = fx.join("golden/data");
+    let mut train_data = DataOptions::new(&data);
+    train_data
+        .sources
+        .insert("mnist".into(), Source::Lmdb(data.join("mnist_train10k_lmdb")));
+    let train = DataFeeder::new(&nets.train, &nets.train_state, &train_data).unwrap();
+    assert_eq!(train.layers(), ["mnist"]);
+    let test = DataFeeder::new(&nets.tests[0].param, &nets.tests[0].state, &DataOptions::new(&data)).unwrap();
+    Solver::with_feeders(&param, nets, Box::new(train), vec![Box::new(test)]).unwrap()
+}
+
+#[derive(Default)]
+struct Record {
+    iterations: Vec<IterationReport>,
+    tests: Vec<TestReport>,
+    snapshots: Vec<Snapshot>,
+}
+
+impl Observer for Record {
+    fn on_iteration(&mut self, report: &IterationReport) -> Control {
+        self.iterations.push(report.clone());
+        Control::Continue
+    }
+    fn on_test(&mut self, report: &TestReport) -> Control {
+        self.tests.push(report.clone());
+        Control::Continue
+    }
+    fn on_snapshot(&mut self, snapshot: Snapshot) -> Result<(), String> {
+        self.snapshots.push(snapshot);
+        Ok(())
+    }
+}
+
+#[test]
+fn test_net_scores_equal_caffe_test() {
+    let Some(fx) = fixtures() else { return };
+    let mut solver = fashion_solver(&fx, |p| {
+        p.max_iter = Some(2);
+        p.test_interval = Some(2);
+        p.test_compute_loss = Some(true);
+        p.display = Some(1);
+        p.snapshot = Some(0);
+    });
+    solver
+        .load_weights(&weights(
+            &fx.join("models/lenet_fashion/lenet_fashion_iter_10000.caffemodel"),
+        ))
+        .unwrap();
+    let mut record = Record::default();
+    solver.solve(&mut record).unwrap();
+    // Tests at iteration 0 (test_initialization) and after the last one (Solve's final TestAll).
+    assert_eq!(record.tests.iter().map(|t| t.iter).collect::<Vec<_>>(), [0, 2]);
+    let first = &record.tests[0];
+    let names: Vec<&str> = first.outputs.iter().map(|o| o.blob.as_str()).collect();
+    assert_eq!(names, ["accuracy", "loss"]);
+    // golden/lenet/lenet_fashion/result.json: Caffe's `caffe test` printed accuracy 0.8968, loss 0.324098; pycaffe's
+    // mean of the 100 batch values is 0.896800000667572 and 0.32409813545644284.
+    let accuracy = first.outputs[0].value;
+    let loss = first.outputs[1].value;
+    assert!(
+        (f64::from(accuracy) - 0.896800000667572).abs() < 1e-6,
+        "accuracy {accuracy}"
+    );
+    assert!(
+        (f64::from(loss) - 0.32409813545644284).abs() < 1e-5 * 0.324,
+        "loss {loss}"
+    );
+    assert_eq!((first.outputs[0].loss_weight, first.outputs[1].loss_weight), (0.0, 1.0));
+    assert!((first.loss.unwrap() - loss).abs() < 1e-6);
+    // Two updates, then Caffe's extra forward for the display (display divides max_iter), then the final snapshot.
+    let iters: Vec<(i32, bool)> = record.iterations.iter().map(|r| (r.iter, r.lr.is_some())).collect();
+    assert_eq!(iters, [(0, true), (1, true), (2, false)]);
+    assert_eq!(record.iterations[0].outputs[0].blob, "loss");
+    assert_eq!(record.snapshots.len(), 1);
+    assert_eq!(record.snapshots[0].model_filename, "lenet_fashion_iter_2.caffemodel");
+}
+
+#[test]
+fn snapshot_model_has_the_layers_real_caffe_writes() {
+    let Some(fx) = fixtures() else { return };
+    let path = fx.join("models/lenet_fashion/lenet_fashion_iter_10000.caffemodel");
+    let mut solver = fashion_solver(&fx, |_| {});
+    solver.load_weights(&weights(&path)).unwrap();
+    let ours = solver.to_proto();
+    let caffe = NetParameter::decode(std::fs::read(&path).unwrap().as_slice()).unwrap();
+    // Same layers and parameters as Caffe's Net::ToProto of the TRAIN net, byte for byte.
+    assert_eq!(ours.name, caffe.name);
+    assert_eq!(ours.layer.len(), caffe.layer.len());
+    for (a, b) in ours.layer.iter().zip(&caffe.layer) {
+        let strip = |l: &caffe_proto::LayerParameter| caffe_proto::LayerParameter {
+            blobs: vec![],
+            ..l.clone()
+        };
+        assert_eq!(strip(a), strip(b), "layer {}", b.name());
+        assert!(a.blobs == b.blobs, "layer {}: blobs differ", b.name());
+    }
+    assert!(ours.encode_to_vec() == caffe.encode_to_vec(), "encodings differ");
+}
+
+#[test]
+fn real_solverstate_restores_and_snapshots_byte_for_byte() {
+    let Some(fx) = fixtures() else { return };
+    let dir = fx.join("models/lenet_fashion");
+    let bytes = std::fs::read(dir.join("lenet_fashion_iter_10000.solverstate")).unwrap();
+    let state = SolverState::decode(bytes.as_slice()).unwrap();
+    let mut solver = fashion_solver(&fx, |_| {});
+    solver
+        .load_weights(&weights(&dir.join("lenet_fashion_iter_10000.caffemodel")))
+        .unwrap();
+    solver.restore(&state).unwrap();
+    assert_eq!(solver.iter(), 10000);
+    assert_eq!(solver.history().len(), 8);
+    let again = solver.state(state.learned_net());
+    assert_eq!(again.encode_to_vec(), bytes);
+    let snapshot = solver.snapshot();
+    assert_eq!(snapshot.state_filename, "lenet_fashion_iter_10000.solverstate");
+    assert_eq!(snapshot.state.learned_net(), "lenet_fashion_iter_10000.caffemodel");
+}
+
+struct Losses(Vec<f32>);
+
+impl Observer for Losses {
+    fn on_iteration(&mut self, report: &IterationReport) -> Control {
+        self.0.push(report.loss);
+        Control::Continue
+    }
+}
+
+fn golden_solver(fx: &Path, batch: u32, iter_size: i32) -> Solver {
+    let dir = fx.join("golden/train");
+    let mut param = read_solver(&dir.join("lenet_solver_sgd.prototxt"));
+    param.iter_size = Some(iter_size);
+    let nets = SolverNets::resolve(&param, |p| {
+        let mut net = read_net(&dir.join(p));
+        net.layer[0].data_param.as_mut().unwrap().batch_size = Some(batch);
+        Ok::<_, String>(net)
+    })
+    .unwrap();
+    let mut solver = Solver::new(&param, nets, &DataOptions::new(fx.join("golden"))).unwrap();
+    solver
+        .load_weights(&weights(&dir.join("round_start.caffemodel")))
+        .unwrap();
+    solver
+}
+
+fn lenet_params(solver: &Solver) -> BTreeMap<String, Vec<f32>> {
+    let mut out = BTreeMap::new();
+    for layer in ["conv1", "conv2", "ip1", "ip2"] {
+        for (i, t) in solver.net().params(layer).unwrap().iter().enumerate() {
+            out.insert(format!("{layer}_{i}"), t.data().to_vec());
+        }
+    }
+    out
+}
+
+#[test]
+fn iter_size_two_at_batch_32_equals_batch_64() {
+    let Some(fx) = fixtures() else { return };
+    let mut full = golden_solver(&fx, 64, 1);
+    let mut halves = golden_solver(&fx, 32, 2);
+    let start = lenet_params(&full);
+    let (mut l1, mut l2) = (Losses(vec![]), Losses(vec![]));
+    full.step(5, &mut l1).unwrap();
+    halves.step(5, &mut l2).unwrap();
+    for (a, b) in l1.0.iter().zip(&l2.0) {
+        assert!((a - b).abs() <= 1e-5 * a.abs(), "loss {a} vs {b}");
+    }
+    let (p1, p2) = (lenet_params(&full), lenet_params(&halves));
+    for (key, begin) in &start {
+        let c1: Vec<f32> = p1[key].iter().zip(begin).map(|(a, b)| a - b).collect();
+        let c2: Vec<f32> = p2[key].iter().zip(begin).map(|(a, b)| a - b).collect();
+        let error = common::relative_error(&c2, &c1);
+        assert!(
+            error < 1e-4,
+            "{key}: change differs by {error:e} of its largest magnitude"
+        );
+    }
+}
