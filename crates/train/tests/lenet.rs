@@ -198,3 +198,77 @@ fn iter_size_two_at_batch_32_equals_batch_64() {
         );
     }
 }
+
+#[test]
+fn masked_retraining_keeps_the_pruned_lenet_sparse() {
+    let Some(fx) = fixtures() else { return };
+    let mut solver = golden_solver(&fx, 64, 1);
+    let start = lenet_params(&solver);
+    let masks: Vec<train::ParamMask> = ["conv1", "conv2", "ip1", "ip2"]
+        .iter()
+        .map(|l| train::ParamMask::from_nonzero(*l, 0, &start[&format!("{l}_0")]))
+        .collect();
+    solver.set_masks(&masks).unwrap();
+    solver.step(10, &mut ()).unwrap();
+    let now = lenet_params(&solver);
+    // train_golden.json: kept 149/2499/3999/999 (real Caffe's dense steps regrow ip1 to 342,400 nonzeros).
+    for (layer, kept) in [("conv1", 149), ("conv2", 2499), ("ip1", 3999), ("ip2", 999)] {
+        let key = format!("{layer}_0");
+        let nonzero = now[&key].iter().filter(|v| v.to_bits() != 0).count();
+        assert_eq!(nonzero, kept, "{layer}");
+        let moved = now[&key].iter().zip(&start[&key]).filter(|(a, b)| a != b).count();
+        assert!(moved > kept / 2, "{layer}: only {moved} of {kept} kept weights moved");
+    }
+}
+
+#[test]
+fn idx_pair_feeds_the_same_batches_as_the_lmdb() {
+    let Some(fx) = fixtures() else { return };
+    let dir = fx.join("golden/train");
+    let net = read_net(&dir.join("lenet_train_b64.prototxt"));
+    let state = caffe_proto::NetState {
+        phase: Some(caffe_proto::Phase::Train as i32),
+        ..Default::default()
+    };
+    let mut lmdb = DataFeeder::new(&net, &state, &DataOptions::new(fx.join("golden"))).unwrap();
+    let mut idx_options = DataOptions::new("/nonexistent");
+    idx_options.sources.insert(
+        "mnist".into(),
+        Source::Idx {
+            images: fx.join("mnist/train-10k-images-idx3-ubyte.gz"),
+            labels: fx.join("mnist/train-10k-labels-idx1-ubyte.gz"),
+        },
+    );
+    let mut idx = DataFeeder::new(&net, &state, &idx_options).unwrap();
+    use train::Feeder as _;
+    assert_eq!(
+        lmdb.input_shapes(),
+        [("data".into(), vec![64, 1, 28, 28]), ("label".into(), vec![64])]
+    );
+    assert_eq!(lmdb.input_shapes(), idx.input_shapes());
+    // A net of the Data layer alone, to receive the batches.
+    let only_data = NetParameter {
+        layer: vec![net.layer[0].clone()],
+        ..Default::default()
+    };
+    let mut options = engine::NetOptions::train();
+    for (blob, shape) in lmdb.input_shapes() {
+        options = options.with_input_shape(&blob, &shape);
+    }
+    let mut a = engine::Net::new(&only_data, &options).unwrap();
+    let mut b = engine::Net::new(&only_data, &options).unwrap();
+    // 157 batches of 64 pass the 10,000th record: the wrap-around is covered too.
+    for batch in 0..160 {
+        lmdb.feed(&mut a).unwrap();
+        idx.feed(&mut b).unwrap();
+        assert!(a.blob("data") == b.blob("data"), "batch {batch}: images differ");
+        assert!(a.blob("label") == b.blob("label"), "batch {batch}: labels differ");
+    }
+    assert_eq!(lmdb.positions(), [(160 * 64) % 10_000]);
+}
+
+#[test]
+fn solvers_move_between_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Solver>();
+}
