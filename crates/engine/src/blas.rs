@@ -362,6 +362,18 @@ mod tests {
                 .unwrap()
                 .install(|| par_sgemm(false, trans_b, m, n, k, &a, &b, &mut parallel));
             assert_eq!(single, parallel);
+            // Accumulating into C (parameter gradients): C + A*B, the same bits split or not.
+            let start: Vec<f32> = (0..m * n).map(|i| (i % 7) as f32 - 3.0).collect();
+            let mut single_acc = start.clone();
+            sgemm(false, trans_b, m, n, k, &a, &b, &mut single_acc, true);
+            let mut parallel_acc = start.clone();
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(3)
+                .build()
+                .unwrap()
+                .install(|| par_sgemm_acc(false, trans_b, m, n, k, &a, &b, &mut parallel_acc, true));
+            assert_eq!(single_acc, parallel_acc);
+            assert!((single_acc[7] - start[7] - single[7]).abs() < 1e-3);
             // And a direct check of one element.
             let (i, j) = (5, 200);
             let direct: f64 = (0..k)

@@ -4,7 +4,7 @@ use caffe_proto::{ConvolutionParameter, LayerParameter};
 use rayon::prelude::*;
 
 use super::{canonical_axis, ensure_param_shape, Backward, Layer};
-use crate::blas::{col2im, col2im_strided, im2col, sgemm, Window};
+use crate::blas::{col2im, col2im_strided, im2col, par_sgemm_acc, sgemm, Window};
 use crate::error::{LayerError, LayerResult};
 use crate::filler::fill;
 use crate::Tensor;
@@ -374,6 +374,19 @@ struct ConvBackward<'a> {
     top_diff: &'a [f32],
 }
 
+/// [`sgemm`]'s signature.
+type Gemm = fn(bool, bool, usize, usize, usize, &[f32], &[f32], &mut [f32], bool);
+
+/// The product used inside the image partitions: with fewer partitions than threads (small batches), each product
+/// is itself split across the threads.
+fn backward_gemm(parts: usize) -> Gemm {
+    if parts < rayon::current_num_threads() {
+        par_sgemm_acc
+    } else {
+        sgemm
+    }
+}
+
 /// `parts` consecutive pieces of `len` values of `v` (fewer values: empty pieces at the end; empty `v`: all empty).
 fn split_parts(v: &mut [f32], len: usize, parts: usize) -> Vec<&mut [f32]> {
     let mut pieces: Vec<&mut [f32]> = if v.is_empty() || len == 0 {
@@ -419,6 +432,7 @@ impl ConvBackward<'_> {
         let batch = TARGET_COLUMNS.div_ceil(spatial).min(d.num);
         let parts = d.num.div_ceil(batch).min(GRADIENT_PARTS);
         let per_part = d.num.div_ceil(parts);
+        let gemm = backward_gemm(parts);
         let mut w_parts = vec![0.0f32; if need_w { w_len * parts } else { 0 }];
         let mut b_parts = vec![0.0f32; if need_b { self.num_output * parts } else { 0 }];
         let mut empty: Vec<f32> = Vec::new();
@@ -477,7 +491,7 @@ impl ConvBackward<'_> {
                             im2col(image, &window, &mut col[b * spatial..], ld);
                         }
                         for gi in 0..self.group {
-                            sgemm(
+                            gemm(
                                 false,
                                 true,
                                 m,
@@ -493,7 +507,7 @@ impl ConvBackward<'_> {
                     if need_bottom {
                         // Column diffs of all these images at once, W^T * top_diff, then col2im image by image.
                         for gi in 0..self.group {
-                            sgemm(
+                            gemm(
                                 true,
                                 false,
                                 kernel_dim,
@@ -545,6 +559,7 @@ impl ConvBackward<'_> {
         let w_len = self.weights.len();
         let parts = d.num.min(GRADIENT_PARTS);
         let per_part = d.num.div_ceil(parts);
+        let gemm = backward_gemm(parts);
         let mut w_parts = vec![0.0f32; if need_w { w_len * parts } else { 0 }];
         let mut b_parts = vec![0.0f32; if need_b { self.num_output * parts } else { 0 }];
         let mut empty: Vec<f32> = Vec::new();
@@ -584,7 +599,7 @@ impl ConvBackward<'_> {
                     if need_w {
                         let image = &self.input[n * in_len..(n + 1) * in_len];
                         for gi in 0..self.group {
-                            sgemm(
+                            gemm(
                                 false,
                                 true,
                                 in_per_group,
@@ -601,7 +616,7 @@ impl ConvBackward<'_> {
                         let offset = (n - first) * in_len;
                         let out = &mut bottom_part[offset..offset + in_len];
                         for gi in 0..self.group {
-                            sgemm(
+                            gemm(
                                 false,
                                 false,
                                 in_per_group,
