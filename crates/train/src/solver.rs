@@ -289,6 +289,20 @@ struct TestNet {
 }
 
 /// A Caffe solver over a train net and its test nets.
+///
+/// Typical use: [`SolverNets::resolve`] the nets, [`Solver::new`] (or [`Solver::with_feeders`]), then
+/// [`Solver::load_weights`], [`Solver::set_masks`] for retraining a pruned net, optionally [`Solver::restore`], and
+/// [`Solver::solve`] with an [`Observer`] that draws progress and writes the [`Snapshot`]s.
+///
+/// # Randomness
+/// `random_seed` (when >= 0) seeds the data transformers' MT19937 (mirror, random crop). Parameters not loaded
+/// from weights are filled by the engine's fillers, which are deterministic per layer name and take no seed; Caffe's
+/// own random draws (fillers, transformer seeds, Dropout masks) are not reproduced number for number, so bit-level
+/// equality with Caffe holds from given weights on data without random transforms (as in the golden LeNet runs).
+///
+/// # Resuming
+/// Caffe restarts its data readers at the first record when it resumes from a solver state; [`DataFeeder`] does the
+/// same unless told to [`DataFeeder::skip_batches`].
 pub struct Solver {
     param: SolverParameter,
     kind: SolverKind,

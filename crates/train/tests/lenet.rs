@@ -272,3 +272,88 @@ fn solvers_move_between_threads() {
     fn assert_send<T: Send>() {}
     assert_send::<Solver>();
 }
+
+/// A solver over a fixture model folder's own solver file, its nets read from the folder (paths in the solver are
+/// reduced to file names), every input fed by a feeder that only declares shapes.
+fn fixture_solver(dir: &Path, solver_file: &str, data_shape: &[usize]) -> Solver {
+    let mut param = read_solver(&dir.join(solver_file));
+    if caffemodel::upgrade::solver_needs_upgrade(&param) {
+        caffemodel::upgrade::upgrade_solver(&mut param).unwrap();
+    }
+    let nets = SolverNets::resolve(&param, |p| {
+        let name = Path::new(p).file_name().unwrap();
+        let mut net = read_net(&dir.join(name));
+        // 2014 nets leave the loss layer without a top; Caffe's Net::Init gives loss layers (AutoTopBlobs) an
+        // anonymous one, which the engine does not do yet.
+        for layer in &mut net.layer {
+            if layer.r#type().ends_with("Loss") && layer.top.is_empty() {
+                layer.top.push(format!("{}_auto_top", layer.name()));
+            }
+        }
+        Ok::<_, String>(net)
+    })
+    .unwrap();
+    let shapes = |batch: usize| {
+        let mut data = data_shape.to_vec();
+        data[0] = batch;
+        vec![("data".to_string(), data), ("label".to_string(), vec![batch])]
+    };
+    let batch = |net: &NetParameter| {
+        net.layer
+            .iter()
+            .find_map(|l| l.data_param.as_ref().map(|d| d.batch_size() as usize))
+            .unwrap()
+    };
+    let feeder = |n: usize| -> Box<dyn train::Feeder> {
+        Box::new(train::FnFeeder::new(shapes(n), |_: &mut engine::Net| Ok(())))
+    };
+    let train = feeder(batch(&nets.train));
+    let tests = nets.tests.iter().map(|t| feeder(batch(&t.param))).collect();
+    Solver::with_feeders(&param, nets, train, tests).unwrap()
+}
+
+#[test]
+fn legacy_and_cifar_solverstates_restore() {
+    let Some(fx) = fixtures() else { return };
+    for (folder, solver_file, model, state_file, shape, iter) in [
+        (
+            "lenet_mnist_v1_2014",
+            "lenet_solver.prototxt",
+            "lenet_iter_10000",
+            "lenet_iter_10000.solverstate",
+            [0, 1, 28, 28],
+            10000,
+        ),
+        (
+            "cifar10_quick_v1_2014",
+            "cifar10_quick_solver.prototxt",
+            "cifar10_quick_iter_4000",
+            "cifar10_quick_iter_4000.solverstate",
+            [0, 3, 32, 32],
+            4000,
+        ),
+        (
+            "cifar10_full_v2",
+            "cifar10_full_solver.prototxt",
+            "cifar10_full_iter_70000.caffemodel",
+            "cifar10_full_iter_70000.solverstate",
+            [0, 3, 32, 32],
+            70000,
+        ),
+    ] {
+        let dir = fx.join("models").join(folder);
+        let mut solver = fixture_solver(&dir, solver_file, &shape);
+        solver.load_weights(&weights(&dir.join(model))).unwrap();
+        let bytes = std::fs::read(dir.join(state_file)).unwrap();
+        let state = SolverState::decode(bytes.as_slice()).unwrap();
+        solver.restore(&state).unwrap();
+        assert_eq!(solver.iter(), iter, "{folder}");
+        for (ours, theirs) in solver.history().iter().zip(&state.history) {
+            assert!(ours == &theirs.data, "{folder}: history differs");
+        }
+        // The snapshot writes modern shapes; the values are the file's.
+        let again = solver.state(state.learned_net());
+        assert_eq!(again.history.len(), state.history.len());
+        assert!(again.history.iter().all(|b| b.shape.is_some() && b.num.is_none()));
+    }
+}
