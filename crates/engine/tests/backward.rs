@@ -361,3 +361,31 @@ layer { name: "silence" type: "Silence" bottom: "c" }
     let err = net.forward_backward().unwrap_err();
     assert!(err.to_string().contains("Accuracy has no gradient"), "{err}");
 }
+
+#[test]
+fn in_place_dropout_sends_the_gradient_through_the_kept_units_scaled() {
+    let text = r#"
+name: "dropout"
+layer { name: "input" type: "Input" top: "x" top: "target"
+        input_param { shape { dim: 4 dim: 6 } shape { dim: 4 dim: 50 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "x" top: "ip"
+        inner_product_param { num_output: 50 weight_filler { type: "gaussian" std: 1 } } }
+layer { name: "drop" type: "Dropout" bottom: "ip" top: "ip" dropout_param { dropout_ratio: 0.4 } }
+layer { name: "loss" type: "EuclideanLoss" bottom: "ip" bottom: "target" top: "loss" }
+"#;
+    let mut net = Net::new(&net_param("dropout", text), &NetOptions::train()).unwrap();
+    net.set_input("x", &[4, 6], &values(24, 8)).unwrap();
+    let target = values(200, 9);
+    net.set_input("target", &[4, 50], &target).unwrap();
+    net.forward_backward().unwrap();
+    let output = net.blob("ip").unwrap().data().to_vec();
+    let diff = net.blob_diff("ip").unwrap().data().to_vec();
+    let scale = 1.0 / (1.0 - 0.4);
+    let dropped = output.iter().filter(|&&v| v == 0.0).count();
+    assert!((40..=120).contains(&dropped), "{dropped} of 200 dropped at ratio 0.4");
+    for ((&y, &t), &d) in output.iter().zip(&target).zip(&diff) {
+        // The loss's diff (y - t) / N, through the mask and scale; zero where the unit was dropped.
+        let expected = if y == 0.0 { 0.0 } else { scale * (y - t) / 4.0 };
+        assert!((d - expected).abs() <= 1e-6, "{d} vs {expected}");
+    }
+}
