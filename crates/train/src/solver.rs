@@ -316,6 +316,8 @@ pub struct Solver {
     tests: Vec<TestNet>,
     /// Caffe's `history_`: one blob per learnable parameter, twice for AdaDelta and Adam.
     history: Vec<Vec<f32>>,
+    /// Shapes of the learnable parameters, in order.
+    param_shapes: Vec<Vec<usize>>,
     scratch: Vec<f32>,
     masks: Vec<Option<Vec<bool>>>,
     iter: i32,
@@ -473,7 +475,12 @@ impl Solver {
                 iters: spec.iters,
             });
         }
-        let sizes: Vec<usize> = net.learnable_params_mut().iter().map(|p| p.data.len()).collect();
+        let param_shapes: Vec<Vec<usize>> = net
+            .learnable_params_mut()
+            .iter()
+            .map(|p| p.data.shape().to_vec())
+            .collect();
+        let sizes: Vec<usize> = param_shapes.iter().map(|s| s.iter().product()).collect();
         let history = (0..kind.history_sets())
             .flat_map(|_| sizes.iter().map(|&n| vec![0.0; n]))
             .collect();
@@ -490,6 +497,7 @@ impl Solver {
             feeder,
             tests,
             history,
+            param_shapes,
             scratch,
             iter: 0,
             current_step: 0,
@@ -921,13 +929,7 @@ impl Solver {
 
     /// The current solver state (`SnapshotSolverStateToBinaryProto`), naming `learned_net`.
     pub fn state(&self, learned_net: &str) -> SolverState {
-        let shapes: Vec<Vec<usize>> = {
-            let names: Vec<String> = self.net.layers().map(|l| l.name.clone()).collect();
-            names
-                .iter()
-                .flat_map(|n| self.net.params(n).unwrap_or(&[]).iter().map(|t| t.shape().to_vec()))
-                .collect()
-        };
+        let shapes = &self.param_shapes;
         let n = shapes.len().max(1);
         SolverState {
             iter: Some(self.iter),
@@ -967,12 +969,7 @@ impl Solver {
                 self.history.len()
             )));
         }
-        let shapes: Vec<Vec<usize>> = self
-            .net
-            .learnable_params_mut()
-            .iter()
-            .map(|p| p.data.shape().to_vec())
-            .collect();
+        let shapes = &self.param_shapes;
         let n = shapes.len().max(1);
         let mut history = Vec::with_capacity(self.history.len());
         for (i, blob) in state.history.iter().enumerate() {
