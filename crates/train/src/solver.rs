@@ -150,6 +150,22 @@ impl SolverNets {
     }
 }
 
+impl SolverNets {
+    /// The `transform_param.mean_file` names the `Data` layers of every net use (train and test, every phase),
+    /// sorted: decode these `.binaryproto` files into [`DataOptions::mean_files`].
+    pub fn mean_files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::iter::once(&self.train)
+            .chain(self.tests.iter().map(|t| &t.param))
+            .flat_map(|net| &net.layer)
+            .filter(|l| l.r#type() == "Data")
+            .filter_map(|l| l.transform_param.as_ref()?.mean_file.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
 /// The options the engine builds a net in `state` with (the net's own stages are already in `param.state`).
 fn options_for(param: &NetParameter, state: &NetState) -> NetOptions {
     let own = param.state.as_ref().map_or(0, |s| s.stage.len());

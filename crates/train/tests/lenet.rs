@@ -357,3 +357,34 @@ fn legacy_and_cifar_solverstates_restore() {
         assert!(again.history.iter().all(|b| b.shape.is_some() && b.num.is_none()));
     }
 }
+
+#[test]
+fn mean_files_are_listed_and_required() {
+    let Some(fx) = fixtures() else { return };
+    let dir = fx.join("models/cifar10_full_v2");
+    let param = read_solver(&dir.join("cifar10_full_solver.prototxt"));
+    let nets = SolverNets::resolve(&param, |p| {
+        Ok::<_, String>(read_net(&dir.join(Path::new(p).file_name().unwrap())))
+    })
+    .unwrap();
+    assert_eq!(nets.mean_files(), ["examples/cifar10/mean.binaryproto"]);
+    // Without the decoded mean the feeder names what is missing (the source is checked first, so point it at a
+    // real LMDB).
+    let mut data = DataOptions::new(&dir);
+    data.sources
+        .insert("cifar".into(), Source::Lmdb(fx.join("golden/data/mnist_test_lmdb")));
+    let err = DataFeeder::new(&nets.train, &nets.train_state, &data).err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        "data layer 'cifar' (Data): mean_file 'examples/cifar10/mean.binaryproto' was not supplied in \
+         DataOptions::mean_files"
+    );
+    // A missing source names the resolved path.
+    let err = DataFeeder::new(&nets.train, &nets.train_state, &DataOptions::new("/nowhere"))
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.to_string(),
+        "data layer 'cifar': source '/nowhere/examples/cifar10/cifar10_train_lmdb' not found"
+    );
+}
