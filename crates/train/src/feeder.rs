@@ -65,8 +65,10 @@ pub struct DataOptions {
     /// The folder relative `source` paths are resolved against (Caffe resolves them against its working
     /// directory). Absolute sources are used as they are.
     pub base_dir: PathBuf,
-    /// Sources by `Data` layer name, replacing `data_param.source` (e.g. an IDX pair).
+    /// Sources by `Data` layer name for nets in the TRAIN phase, replacing `data_param.source` (e.g. an IDX pair).
     pub sources: BTreeMap<String, Source>,
+    /// The same for nets in the TEST phase (a train and a test Data layer often share a name).
+    pub test_sources: BTreeMap<String, Source>,
     /// Decoded mean blobs by the `transform_param.mean_file` value exactly as the net writes it.
     pub mean_files: BTreeMap<String, BlobProto>,
     /// Seed of the transformers' MT19937 (mirror, random crop); `None` keeps boost's default seed. Caffe derives
@@ -161,7 +163,12 @@ impl DataFeeder {
                 layer: name.clone(),
                 source: Box::new(source),
             };
-            let dataset: Box<dyn Dataset> = match data.sources.get(&name) {
+            let overrides = if phase == caffe_proto::Phase::Test {
+                &data.test_sources
+            } else {
+                &data.sources
+            };
+            let dataset: Box<dyn Dataset> = match overrides.get(&name) {
                 Some(Source::Lmdb(path)) => Box::new(LmdbDataset::open_unlocked(path).map_err(data_err)?),
                 Some(Source::Idx { images, labels }) => Box::new(IdxDataset::open(images, labels).map_err(data_err)?),
                 None => {

@@ -27,7 +27,11 @@ fn fashion_solver(fx: &Path, edit: impl FnOnce(&mut caffe_proto::SolverParameter
         .insert("mnist".into(), Source::Lmdb(data.join("mnist_train10k_lmdb")));
     let train = DataFeeder::new(&nets.train, &nets.train_state, &train_data).unwrap();
     assert_eq!(train.layers(), ["mnist"]);
-    let test = DataFeeder::new(&nets.tests[0].param, &nets.tests[0].state, &DataOptions::new(&data)).unwrap();
+    // TRAIN overrides do not reach the TEST net; its own override points at the test LMDB by absolute path.
+    train_data
+        .test_sources
+        .insert("mnist".into(), Source::Lmdb(data.join("fashion_mnist_test_lmdb")));
+    let test = DataFeeder::new(&nets.tests[0].param, &nets.tests[0].state, &train_data).unwrap();
     Solver::with_feeders(&param, nets, Box::new(train), vec![Box::new(test)]).unwrap()
 }
 
