@@ -185,7 +185,8 @@ pub(crate) fn cut_by_bracket(blobs: &[&[f32]], k: usize, parallel: bool) -> Resu
         state = state
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
-        let position = i * stride + ((state >> 33) as usize % stride);
+        // (random 32 bits * stride) >> 32: an offset below stride without a division.
+        let position = i * stride + (((state >> 32) * stride as u64) >> 32) as usize;
         while position >= blob_start + blobs[blob_index].len() {
             blob_start += blobs[blob_index].len();
             blob_index += 1;
@@ -200,17 +201,19 @@ pub(crate) fn cut_by_bracket(blobs: &[&[f32]], k: usize, parallel: bool) -> Resu
     let centre = p * s as f64;
     let half = bracket_half_width(s, p) as f64;
     // Descending rank r is ascending index s - 1 - r.
-    let hi = if centre - half < 0.0 {
-        MAGNITUDE_MASK
+    // Selecting hi leaves everything at or below it in front of it; lo is selected there.
+    let (hi, below_hi) = if centre - half < 0.0 {
+        (MAGNITUDE_MASK, s)
     } else {
-        let r = (centre - half) as usize;
-        *sample.select_nth_unstable(s - 1 - r).1
+        let index = s - 1 - (centre - half) as usize;
+        (*sample.select_nth_unstable(index).1, index)
     };
     let lo = if centre + half >= (s - 1) as f64 {
         0
     } else {
-        let r = (centre + half).ceil() as usize;
-        *sample.select_nth_unstable(s - 1 - r).1
+        // r_lo > r_hi, so this ascending index is below hi's.
+        let index = s - 1 - (centre + half).ceil() as usize;
+        *sample[..below_hi].select_nth_unstable(index).1
     };
     drop(sample);
 
@@ -294,6 +297,7 @@ fn bracket_chunk(chunk: &[f32], lo: u32, hi: u32, limit: usize) -> BracketCounts
     let is_inside = |w: f32| (magnitude(w) > lo) & (magnitude(w) < hi);
     let mut counts = BracketCounts::default();
     let (mut above, mut at_hi, mut at_lo, mut nans) = (0u32, 0u32, 0u32, 0u32);
+    let mut filled = 0;
     for part in chunk.chunks(PART) {
         for &w in part {
             let m = magnitude(w);
@@ -305,24 +309,29 @@ fn bracket_chunk(chunk: &[f32], lo: u32, hi: u32, limit: usize) -> BracketCounts
         if counts.overflow {
             continue;
         }
-        // Branch-free compaction into room for a whole part: every lane of a block holding a
-        // magnitude inside is written, and the end advances only past those inside.
-        let mut n = counts.inside.len();
-        counts.inside.resize(n + part.len(), 0);
-        let room = &mut counts.inside[n..];
+        // Compaction into room for a whole part (grown by doubling, so clearing it costs about
+        // what it holds): a 16-lane mask per block, then one step per magnitude inside.
+        if counts.inside.len() < filled + PART {
+            let grown = (2 * counts.inside.len()).max(filled + PART);
+            counts.inside.resize(grown, 0);
+        }
+        let room = &mut counts.inside[filled..];
         let mut written = 0;
         for block in part.chunks(BLOCK) {
-            if block.iter().fold(false, |any, &w| any | is_inside(w)) {
-                for &w in block {
-                    room[written] = magnitude_bits(w);
-                    written += usize::from(is_inside(w));
-                }
+            let mut mask = block
+                .iter()
+                .enumerate()
+                .fold(0u32, |mask, (lane, &w)| mask | (u32::from(is_inside(w)) << lane));
+            while mask != 0 {
+                room[written] = magnitude_bits(block[mask.trailing_zeros() as usize]);
+                written += 1;
+                mask &= mask - 1;
             }
         }
-        n += written;
-        counts.inside.truncate(n);
-        counts.overflow = n > limit;
+        filled += written;
+        counts.overflow = filled > limit;
     }
+    counts.inside.truncate(filled);
     counts.above = above as usize;
     counts.at_hi = at_hi as usize;
     counts.at_lo = at_lo as usize;

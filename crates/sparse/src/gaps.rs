@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use crate::error::SparseError;
-use crate::scan::{for_each_kept, for_each_nonzero};
+use crate::scan::{for_each_kept, for_each_nonzero, rewrite_counting};
 
 /// Smallest accepted number of index bits.
 pub const MIN_INDEX_BITS: u8 = 1;
@@ -281,6 +281,10 @@ fn walk<S: Scan, K: EntrySink>(scan: S, index_bits: u8, sink: &mut K, whole: boo
     }
 }
 
+/// Up to this many values (256 KiB, cache-resident) [`encode_gaps_where`] zeroes the blob first and
+/// then encodes it into exactly pre-sized vectors; above, it does both in one pass.
+const PRESIZED_MAX_LEN: usize = 1 << 16;
+
 /// Blobs of at least this many values are encoded in parallel chunks on the rayon pool.
 const PARALLEL_MIN_LEN: usize = 1 << 21;
 /// Values per chunk of the parallel encoder (1 MiB of f32).
@@ -446,7 +450,8 @@ pub struct WhereCounts {
 }
 
 /// Sets every value of `flat` that `keep` rejects to `+0.0` (in place; accepted values are left
-/// as they are), and gap-encodes the result, in one pass over the blob.
+/// as they are), and gap-encodes the result, in one pass over the blob (blobs of up to 64 Ki values are
+/// zeroed first and encoded from cache, into vectors sized once).
 ///
 /// The output is exactly `encode_gaps(&flat_after, index_bits)`, and `flat` ends exactly as
 /// `for w in flat { if !keep(*w) { *w = 0.0 } }` leaves it; the pass just reads and writes each
@@ -471,32 +476,27 @@ pub fn encode_gaps_where<K>(flat: &mut [f32], index_bits: u8, keep: K) -> Result
 where
     K: Fn(f32) -> bool + Sync,
 {
-    encode_gaps_where_sized(flat, index_bits, 0, keep)
-}
-
-/// [`encode_gaps_where`] with the expected number of entries, when the caller knows it (for
-/// example the number of weights a pruning rule keeps): small blobs then allocate once.
-/// The hint only sizes allocations; the output does not depend on it.
-///
-/// # Errors
-/// As [`encode_gaps_where`].
-pub fn encode_gaps_where_sized<K>(
-    flat: &mut [f32],
-    index_bits: u8,
-    expected_entries: usize,
-    keep: K,
-) -> Result<(GapEncoded, WhereCounts), SparseError>
-where
-    K: Fn(f32) -> bool + Sync,
-{
     validate_index_bits(index_bits)?;
     let dense_len = flat.len();
+    if dense_len <= PRESIZED_MAX_LEN {
+        // A cache-resident blob: zero it first, then encode into vectors sized once from the kept
+        // count (entries <= kept + zeros >> B + 1: each filler stands for 2^B zeros).
+        let (nonzeros_before, nonzeros_after) = rewrite_counting(flat, &keep);
+        let capacity = nonzeros_after + (dense_len >> index_bits) + 1;
+        let (encoded, _) = encode_scans(vec![ReadOnly(flat)], index_bits, dense_len, capacity);
+        let counts = WhereCounts {
+            nonzeros_before,
+            nonzeros_after,
+        };
+        return Ok((encoded, counts));
+    }
     let scans: Vec<Where<'_, K>> = if dense_len >= PARALLEL_MIN_LEN {
         flat.chunks_mut(PARALLEL_CHUNK_LEN).map(|c| Where(c, &keep)).collect()
     } else {
         vec![Where(flat, &keep)]
     };
-    let capacity = expected_entries.min(dense_len);
+    // Entries are not known before the pass; a sixteenth of the values covers typical pruning.
+    let capacity = dense_len / 16;
     let (encoded, nonzeros_before) = encode_scans(scans, index_bits, dense_len, capacity);
     let nonzeros_after = encoded.nonzero_count();
     let counts = WhereCounts {

@@ -29,8 +29,8 @@ mod scan;
 pub use compressed::{CompressedMatrix, Csc, Csr};
 pub use error::{NpzError, SparseError};
 pub use gaps::{
-    decode_gaps, decode_gaps_into, encode_gaps, encode_gaps_where, encode_gaps_where_sized, gap_entry_count,
-    gap_width_bytes, GapEncoded, Gaps, GapsRef, WhereCounts, MAX_INDEX_BITS, MIN_INDEX_BITS,
+    decode_gaps, decode_gaps_into, encode_gaps, encode_gaps_where, gap_entry_count, gap_width_bytes, GapEncoded, Gaps,
+    GapsRef, WhereCounts, MAX_INDEX_BITS, MIN_INDEX_BITS,
 };
 pub use npy::{Array, ByteStrings, DType, NpyElement, NpyHeader, MAX_DIMS};
 pub use npz::{read_npy, write_npy, write_scipy_sparse, NpzReader, NpzWriter};

@@ -85,6 +85,25 @@ where
     nonzeros
 }
 
+/// Sets every value of `flat` that `keep` rejects to `+0.0`, branch-free; returns the nonzero
+/// counts before and after.
+pub(crate) fn rewrite_counting<K: Fn(f32) -> bool>(flat: &mut [f32], keep: &K) -> (usize, usize) {
+    let (mut before, mut after) = (0usize, 0usize);
+    for part in flat.chunks_mut(REWRITE_LEN) {
+        let (mut b, mut a) = (0u32, 0u32);
+        for value in part {
+            let v = *value;
+            let w = if keep(v) { v } else { 0.0 };
+            b += u32::from(is_nonzero(v));
+            a += u32::from(is_nonzero(w));
+            *value = w;
+        }
+        before += b as usize;
+        after += a as usize;
+    }
+    (before, after)
+}
+
 /// Sets the values `keep` rejects to `+0.0`; returns how many values were nonzero before.
 #[inline(always)]
 fn rewrite<K: Fn(f32) -> bool>(part: &mut [f32], keep: &K) -> u32 {
