@@ -11,9 +11,20 @@
 //! smallest weight is zeroed). Dropped weights become `+0.0`. With distinct magnitudes exactly
 //! `k` weights survive.
 //!
-//! The cut is found by selection, not sorting: below 32 Ki weights `select_nth_unstable` on a
-//! scratch copy of the magnitude bits; above, a two-level radix histogram over the magnitude bits
-//! (two read-only passes, no O(N) scratch). Blobs of 2 Mi weights and more use the rayon pool.
+//! The cut is found by selection, not sorting: up to 1 Ki weights `select_nth_unstable` on a stack
+//! copy of the magnitude bits; above, a deterministic sample brackets the answer and one read-only
+//! pass counts the weights above the bracket and collects the few inside it, which are then
+//! selected (about `N^(2/3)` of them). If the bracket misses (heavily tied or adversarial data),
+//! the exact fallbacks decide: selection on a scratch copy below 32 Ki weights, a two-level radix
+//! histogram (two read-only passes) above. Every path gives the same cut. Blobs of 2 Mi weights and
+//! more use the rayon pool.
+//!
+//! # Pruning and sparse export in one pass
+//! [`keep_fraction_cut`] / [`global_cut`] decide without touching the blob; a caller that also
+//! exports the blob can then zero and encode it in one pass with the `sparse` crate's
+//! `encode_gaps_where(weights, bits, move |w| w.abs() > cut)`, which leaves exactly what
+//! [`prune_in_place`] leaves (`|w| > cut` on `f32` is the magnitude-bits rule for every non-NaN
+//! weight, and NaN is refused by the cut).
 //!
 //! # Other rules
 //! - [`global_cut`] / [`prune_global_in_place`]: one cut over several blobs together.
