@@ -104,11 +104,8 @@ pub enum Error {
         /// Length of the data given.
         found: usize,
     },
-    /// Parameter sharing (`param { name: ... }` given by several layers) is not supported when training.
-    #[error(
-        "layer '{layer}': parameter {index} is shared by name '{name}' with layer '{other}'; shared parameters are \
-         not supported in the TRAIN phase"
-    )]
+    /// A parameter shared by name (`param { name: ... }`) does not fit its owner (Caffe's `Net::AppendParam` checks).
+    #[error("layer '{layer}': parameter {index} shares '{name}' with layer '{other}', but {what}")]
     SharedParam {
         /// The layer sharing a parameter.
         layer: String,
@@ -118,6 +115,8 @@ pub enum Error {
         name: String,
         /// The earlier layer owning that name.
         other: String,
+        /// What does not match.
+        what: String,
     },
     /// A layer gives more `param` specs than it has parameter blobs, or a `propagate_down` list whose length is not
     /// its number of bottoms.

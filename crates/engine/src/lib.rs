@@ -38,7 +38,8 @@
 //! a layer runs backward only if a bottom or a parameter (`lr_mult != 0`) needs it and one of its tops leads to a
 //! loss without being cut by `propagate_down: false`; in-place layers share one diff between top and bottom; Split
 //! layers sum their tops' diffs; BatchNorm's three statistics blobs get `lr_mult 0` (decay_mult keeps its default,
-//! as BVLC's `BatchNormLayer::LayerSetUp` leaves it). Parameters shared by `param { name }` are refused in TRAIN.
+//! as BVLC's `BatchNormLayer::LayerSetUp` leaves it). Parameters shared by `param { name }` act as one blob: the
+//! first layer naming it owns it, the others take its values at each forward and add their gradients to its diff.
 //! The gradients are checked against finite differences for every layer and against real Caffe's LeNet SGD steps.
 
 #![warn(missing_docs)]

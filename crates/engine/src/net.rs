@@ -103,8 +103,12 @@ struct Slot {
     tops: Vec<usize>,
     /// `None` for data sources, whose tops the caller feeds.
     compute: Option<Box<dyn Layer>>,
-    /// `(lr_mult, decay_mult)` of each parameter blob (Caffe's ParamSpec, defaults 1 and 1).
+    /// `(lr_mult, decay_mult)` of each parameter blob (Caffe's ParamSpec, defaults 1 and 1): the layer's own, which
+    /// decide its `param_propagate_down`.
     param_specs: Vec<(f32, f32)>,
+    /// The multipliers the solver uses (Caffe's `params_lr` / `params_weight_decay`): the own ones, except that a
+    /// sharer's explicit value fills in an owner's unset one.
+    learn_specs: Vec<(f32, f32)>,
     /// The layer's `propagate_down` list (empty: decided by the net).
     propagate_down: Vec<bool>,
     /// Caffe's `layer_need_backward_`.
@@ -113,6 +117,9 @@ struct Slot {
     bottom_need_backward: Vec<bool>,
     /// Gradients of the parameter blobs (allocated on first use).
     param_diffs: Vec<Tensor>,
+    /// For each parameter blob shared by name with an earlier one (Caffe's `param { name }`), the owner's (layer
+    /// slot, blob index); such blobs mirror the owner's values and pass their gradient on to it.
+    param_owners: Vec<Option<(usize, usize)>>,
 }
 
 /// One learnable parameter blob with its gradient, as a solver sees it (Caffe's `learnable_params()` entry).
@@ -281,9 +288,6 @@ impl Net {
             net.add_layer(layer, options.phase, &mut unconsumed)?;
         }
         net.outputs = unconsumed.iter().map(|name: &String| net.blob_index[name]).collect();
-        if options.phase == Phase::Train {
-            check_no_shared_params(&layers)?;
-        }
         net.plan_backward();
 
         let input_names: Vec<String> = net.inputs.iter().map(|i| i.blob.clone()).collect();
@@ -313,6 +317,8 @@ impl Net {
             let blobs: Vec<WeightBlob> = layer.blobs.iter().map(WeightBlob::from_proto).collect();
             copy_layer(slot, &blobs)?;
         }
+        net.resolve_shared_params(&layers)?;
+        net.sync_shared_params();
         Ok(net)
     }
 
@@ -452,13 +458,119 @@ impl Net {
             bottoms,
             tops,
             compute,
+            learn_specs: param_specs.clone(),
             param_specs,
             propagate_down: param.propagate_down.clone(),
             need_backward: false,
             bottom_need_backward: Vec::new(),
             param_diffs: Vec::new(),
+            param_owners: vec![None; n_params],
         });
         Ok(())
+    }
+
+    /// Caffe's `Net::AppendParam` for named parameters: the first blob of a name owns it, later ones share it. Shapes
+    /// must agree (or only the counts, with `share_mode: PERMISSIVE`); an explicit `lr_mult` / `decay_mult` of a
+    /// sharer sets the owner's when the owner left it unset, and must match it otherwise.
+    fn resolve_shared_params(&mut self, layers: &[LayerParameter]) -> Result<(), Error> {
+        use caffe_proto::param_spec::DimCheckMode;
+        // name -> (slot, blob, lr_mult given, decay_mult given)
+        let mut owners: HashMap<&str, (usize, usize, bool, bool)> = HashMap::new();
+        for (s, layer) in layers.iter().enumerate() {
+            for (index, spec) in layer.param.iter().enumerate() {
+                let name = spec.name();
+                if name.is_empty() {
+                    continue;
+                }
+                let Some(&(o, j, has_lr, has_decay)) = owners.get(name) else {
+                    owners.insert(name, (s, index, spec.lr_mult.is_some(), spec.decay_mult.is_some()));
+                    continue;
+                };
+                let owner_shape = self.slots[o].compute.as_ref().map_or(&[][..], |l| l.params())[j]
+                    .shape()
+                    .to_vec();
+                let shape = self.slots[s].compute.as_ref().map_or(&[][..], |l| l.params())[index]
+                    .shape()
+                    .to_vec();
+                let permissive = spec.share_mode() == DimCheckMode::Permissive;
+                let compatible = if permissive {
+                    shape.iter().product::<usize>() == owner_shape.iter().product::<usize>()
+                } else {
+                    shape == owner_shape
+                };
+                let owner_name = self.slots[o].info.name.clone();
+                let error = |what: String| Error::SharedParam {
+                    layer: layer.name().to_string(),
+                    index,
+                    name: name.to_string(),
+                    other: owner_name.clone(),
+                    what,
+                };
+                if !compatible {
+                    return Err(error(format!(
+                        "its shape {shape:?} does not match the owner's {owner_shape:?}{}",
+                        if permissive { " in count" } else { "" }
+                    )));
+                }
+                let (own_lr, own_decay) = self.slots[o].learn_specs[j];
+                let mut updated = (own_lr, own_decay, has_lr, has_decay);
+                if let Some(lr) = spec.lr_mult {
+                    if has_lr && lr != own_lr {
+                        return Err(error(format!("lr_mult {lr} differs from the owner's {own_lr}")));
+                    }
+                    (updated.0, updated.2) = (lr, true);
+                }
+                if let Some(decay) = spec.decay_mult {
+                    if has_decay && decay != own_decay {
+                        return Err(error(format!(
+                            "decay_mult {decay} differs from the owner's {own_decay}"
+                        )));
+                    }
+                    (updated.1, updated.3) = (decay, true);
+                }
+                self.slots[o].learn_specs[j] = (updated.0, updated.1);
+                owners.insert(name, (o, j, updated.2, updated.3));
+                self.slots[s].param_owners[index] = Some((o, j));
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies each shared parameter's owner values into the blobs that share it (in Caffe they are one blob).
+    fn sync_shared_params(&mut self) {
+        for s in 0..self.slots.len() {
+            for index in 0..self.slots[s].param_owners.len() {
+                let Some((o, j)) = self.slots[s].param_owners[index] else {
+                    continue;
+                };
+                let Some(owner) = self.slots[o].compute.as_ref() else {
+                    continue;
+                };
+                let values = owner.params()[j].data().to_vec();
+                if let Some(layer) = self.slots[s].compute.as_mut() {
+                    layer.params_mut()[index].data_mut().copy_from_slice(&values);
+                }
+            }
+        }
+    }
+
+    /// Adds the gradients of sharing blobs into their owners' diffs and clears them (Caffe's shared diff).
+    fn gather_shared_diffs(&mut self) {
+        for s in 0..self.slots.len() {
+            for index in 0..self.slots[s].param_owners.len() {
+                let Some((o, j)) = self.slots[s].param_owners[index] else {
+                    continue;
+                };
+                let Some(diff) = self.slots[s].param_diffs.get_mut(index) else {
+                    continue;
+                };
+                let values = diff.data().to_vec();
+                diff.data_mut().fill(0.0);
+                if let Some(owner) = self.slots[o].param_diffs.get_mut(j) {
+                    owner.data_mut().iter_mut().zip(&values).for_each(|(d, v)| *d += v);
+                }
+            }
+        }
     }
 
     /// Decides which layers and bottoms take part in backward, as Caffe's `Net::Init`: a layer needs backward when
@@ -648,6 +760,7 @@ impl Net {
     /// shape between calls.
     pub fn forward(&mut self) -> Result<f32, Error> {
         self.reshape()?;
+        self.sync_shared_params();
         let mut loss = 0.0f32;
         for slot in &mut self.slots {
             let Some(layer) = slot.compute.as_mut() else { continue };
@@ -758,6 +871,7 @@ impl Net {
                 source,
             })?;
         }
+        self.gather_shared_diffs();
         Ok(())
     }
 
@@ -779,20 +893,27 @@ impl Net {
     }
 
     /// The learnable parameters in Caffe's `learnable_params()` order (layers in order, then their blobs), with
-    /// their ParamSpec multipliers and gradients.
+    /// their ParamSpec multipliers and gradients. A blob shared by `param { name }` appears once, at its owner (the
+    /// first layer naming it), with the gradients of every layer using it; the sharers take the owner's values at the
+    /// next forward.
     pub fn learnable_params_mut(&mut self) -> Vec<LearnableParam<'_>> {
         self.ensure_diffs();
         let mut out = Vec::new();
         for slot in &mut self.slots {
             let Some(layer) = slot.compute.as_mut() else { continue };
             let name = slot.info.name.as_str();
-            for (index, ((data, diff), &(lr_mult, decay_mult))) in layer
+            for (index, (((data, diff), &(lr_mult, decay_mult)), owner)) in layer
                 .params_mut()
                 .iter_mut()
                 .zip(slot.param_diffs.iter_mut())
-                .zip(&slot.param_specs)
+                .zip(&slot.learn_specs)
+                .zip(&slot.param_owners)
                 .enumerate()
             {
+                if owner.is_some() {
+                    // A shared blob is learned through its owner (Caffe's learnable_params() lists owners only).
+                    continue;
+                }
                 out.push(LearnableParam {
                     layer: name,
                     index,
@@ -822,29 +943,6 @@ impl Net {
         let slot = &self.slots[*self.layer_index.get(layer)?];
         Some((slot.need_backward, &slot.bottom_need_backward))
     }
-}
-
-/// Refuses nets where several layers name the same parameter (`param { name: ... }`): the engine keeps each layer's
-/// parameters apart, so sharing cannot be trained.
-fn check_no_shared_params(layers: &[LayerParameter]) -> Result<(), Error> {
-    let mut owners: HashMap<&str, &str> = HashMap::new();
-    for layer in layers {
-        for (index, spec) in layer.param.iter().enumerate() {
-            let name = spec.name();
-            if name.is_empty() {
-                continue;
-            }
-            if let Some(other) = owners.insert(name, layer.name()) {
-                return Err(Error::SharedParam {
-                    layer: layer.name().to_string(),
-                    index,
-                    name: name.to_string(),
-                    other: other.to_string(),
-                });
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Runs one layer, moving its tops out of the blob list for the call; in-place tops go through

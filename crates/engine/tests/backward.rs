@@ -1,5 +1,5 @@
 //! The net's backward pass as a whole: Caffe's planning (which layers and bottoms run backward), in-place layers and
-//! splits checked against finite differences of the net's loss, accumulation of parameter gradients, ParamSpecs.
+//! splits checked against finite differences of the net's loss, accumulation of parameter gradients, ParamSpecs and shared parameters.
 
 use caffe_proto::NetParameter;
 use engine::{Error, Net, NetOptions};
@@ -271,23 +271,89 @@ fn force_backward_reaches_the_data_but_never_the_labels() {
     net.forward_backward().unwrap_err(); // Accuracy is forced too and has no gradient, as in Caffe.
 }
 
-#[test]
-fn shared_parameters_are_refused_for_training() {
-    let shared = r#"
+/// Two InnerProducts sharing weights and bias by name (a siamese pair), each with its own loss.
+const SHARED_NET: &str = r#"
 name: "shared"
-layer { name: "input" type: "Input" top: "data" input_param { shape { dim: 1 dim: 4 } } }
-layer { name: "a" type: "InnerProduct" bottom: "data" top: "a" param { name: "w" }
-        inner_product_param { num_output: 4 bias_term: false } }
-layer { name: "b" type: "InnerProduct" bottom: "a" top: "b" param { name: "w" }
-        inner_product_param { num_output: 4 bias_term: false } }
+layer { name: "input" type: "Input" top: "x1" top: "x2" top: "t1" top: "t2"
+        input_param { shape { dim: 2 dim: 3 } shape { dim: 2 dim: 3 } shape { dim: 2 dim: 4 } shape { dim: 2 dim: 4 } } }
+layer { name: "a" type: "InnerProduct" bottom: "x1" top: "a" param { name: "w" } param { name: "b" lr_mult: 2 }
+        inner_product_param { num_output: 4 weight_filler { type: "gaussian" std: 1 } bias_filler { type: "gaussian" std: 1 } } }
+layer { name: "b" type: "InnerProduct" bottom: "x2" top: "b" param { name: "w" lr_mult: 3 } param { name: "b" }
+        inner_product_param { num_output: 4 weight_filler { type: "gaussian" std: 5 } } }
+layer { name: "tanh" type: "TanH" bottom: "b" top: "b" }
+layer { name: "loss_a" type: "EuclideanLoss" bottom: "a" bottom: "t1" top: "loss_a" }
+layer { name: "loss_b" type: "EuclideanLoss" bottom: "b" bottom: "t2" top: "loss_b" }
 "#;
-    let param = net_param("shared", shared);
-    let err = Net::new(&param, &NetOptions::train()).unwrap_err();
+
+#[test]
+fn shared_parameters_are_one_blob_learned_through_their_owner() {
+    let mut net = Net::new(&net_param("shared", SHARED_NET), &NetOptions::train()).unwrap();
+    // The sharer takes the owner's values (its own filler is overridden).
+    assert_eq!(net.params("a").unwrap()[0].data(), net.params("b").unwrap()[0].data());
+    for (blob, seed) in [("x1", 10), ("x2", 11)] {
+        net.set_input(blob, &[2, 3], &values(6, seed)).unwrap();
+    }
+    for (blob, seed) in [("t1", 12), ("t2", 13)] {
+        net.set_input(blob, &[2, 4], &values(8, seed)).unwrap();
+    }
+    net.clear_param_diffs();
+    net.forward_backward().unwrap();
+    // Owners only, with the lr_mult a sharer gave where the owner left it unset ("w": 3), the owner's where set.
+    let listed: Vec<(String, usize, f32)> = net
+        .learnable_params_mut()
+        .iter()
+        .map(|p| (p.layer.to_string(), p.index, p.lr_mult))
+        .collect();
+    assert_eq!(listed, [("a".to_string(), 0, 3.0), ("a".to_string(), 1, 2.0)]);
+    let diffs: Vec<Vec<f32>> = net
+        .learnable_params_mut()
+        .iter()
+        .map(|p| p.diff.data().to_vec())
+        .collect();
+    assert!(net
+        .param_diffs("b")
+        .unwrap()
+        .iter()
+        .all(|d| d.data().iter().all(|&v| v == 0.0)));
+    // The owner's gradient is the derivative of the total loss through both layers.
+    for (index, diff) in diffs.iter().enumerate() {
+        for (i, &analytic) in diff.iter().enumerate() {
+            let original = net.params("a").unwrap()[index].data()[i];
+            check_value(&format!("a/{index}[{i}]"), analytic, original, |v| {
+                net.params_mut("a").unwrap()[index].data_mut()[i] = v;
+                net.forward().unwrap() as f64
+            });
+            net.params_mut("a").unwrap()[index].data_mut()[i] = original;
+        }
+    }
+    // A solver-style update of the owner reaches the sharer at the next forward.
+    for p in net.learnable_params_mut() {
+        p.data.data_mut().iter_mut().for_each(|v| *v += 0.5);
+    }
+    net.forward().unwrap();
+    assert_eq!(net.params("a").unwrap()[1].data(), net.params("b").unwrap()[1].data());
+}
+
+#[test]
+fn mismatched_shared_parameters_are_errors() {
+    let wider = SHARED_NET.replace(
+        "bottom: \"x2\" top: \"b\" param { name: \"w\" lr_mult: 3 } param { name: \"b\" }\n        inner_product_param { num_output: 4",
+        "bottom: \"x2\" top: \"b\" param { name: \"w\" lr_mult: 3 } param { name: \"b\" }\n        inner_product_param { num_output: 5",
+    );
+    assert_ne!(wider, SHARED_NET);
+    let wider = wider.replace("shape { dim: 2 dim: 4 } }", "shape { dim: 2 dim: 5 } }");
+    let err = Net::new(&net_param("wider", &wider), &NetOptions::train()).unwrap_err();
     assert!(
         matches!(&err, Error::SharedParam { layer, name, other, .. } if layer == "b" && name == "w" && other == "a")
     );
-    assert!(err.to_string().contains("shared parameters are not supported"), "{err}");
-    Net::new(&param, &NetOptions::test()).unwrap();
+    assert!(err.to_string().contains("does not match the owner's"), "{err}");
+    let lr = SHARED_NET.replace("param { name: \"b\" }\n", "param { name: \"b\" lr_mult: 1 }\n");
+    assert_ne!(lr, SHARED_NET);
+    let err = Net::new(&net_param("lr", &lr), &NetOptions::train()).unwrap_err();
+    assert!(
+        err.to_string().contains("lr_mult 1 differs from the owner's 2"),
+        "{err}"
+    );
 }
 
 #[test]
