@@ -1,5 +1,6 @@
 //! The net's backward pass as a whole: Caffe's planning (which layers and bottoms run backward), in-place layers and
-//! splits checked against finite differences of the net's loss, accumulation of parameter gradients, ParamSpecs and shared parameters.
+//! splits checked against finite differences of the net's loss, accumulation of parameter gradients, ParamSpecs and
+//! shared parameters.
 
 use caffe_proto::NetParameter;
 use engine::{Error, Net, NetOptions};
