@@ -276,11 +276,13 @@ fn force_backward_reaches_the_data_but_never_the_labels() {
 const SHARED_NET: &str = r#"
 name: "shared"
 layer { name: "input" type: "Input" top: "x1" top: "x2" top: "t1" top: "t2"
-        input_param { shape { dim: 2 dim: 3 } shape { dim: 2 dim: 3 } shape { dim: 2 dim: 4 } shape { dim: 2 dim: 4 } } }
+        input_param { shape { dim: 2 dim: 3 } shape { dim: 2 dim: 3 }
+                      shape { dim: 2 dim: 4 } shape { dim: 2 dim: 4 } } }
 layer { name: "a" type: "InnerProduct" bottom: "x1" top: "a" param { name: "w" } param { name: "b" lr_mult: 2 }
-        inner_product_param { num_output: 4 weight_filler { type: "gaussian" std: 1 } bias_filler { type: "gaussian" std: 1 } } }
+        inner_product_param { num_output: 4 weight_filler { type: "gaussian" std: 1 }
+                              bias_filler { type: "gaussian" std: 1 } } }
 layer { name: "b" type: "InnerProduct" bottom: "x2" top: "b" param { name: "w" lr_mult: 3 } param { name: "b" }
-        inner_product_param { num_output: 4 weight_filler { type: "gaussian" std: 5 } } }
+        inner_product_param { num_output: 4 weight_filler { type: "gaussian" std: 5 } } } # sharer
 layer { name: "tanh" type: "TanH" bottom: "b" top: "b" }
 layer { name: "loss_a" type: "EuclideanLoss" bottom: "a" bottom: "t1" top: "loss_a" }
 layer { name: "loss_b" type: "EuclideanLoss" bottom: "b" bottom: "t2" top: "loss_b" }
@@ -338,8 +340,8 @@ fn shared_parameters_are_one_blob_learned_through_their_owner() {
 #[test]
 fn mismatched_shared_parameters_are_errors() {
     let wider = SHARED_NET.replace(
-        "bottom: \"x2\" top: \"b\" param { name: \"w\" lr_mult: 3 } param { name: \"b\" }\n        inner_product_param { num_output: 4",
-        "bottom: \"x2\" top: \"b\" param { name: \"w\" lr_mult: 3 } param { name: \"b\" }\n        inner_product_param { num_output: 5",
+        "num_output: 4 weight_filler { type: \"gaussian\" std: 5 } } } # sharer",
+        "num_output: 5 }}",
     );
     assert_ne!(wider, SHARED_NET);
     let wider = wider.replace("shape { dim: 2 dim: 4 } }", "shape { dim: 2 dim: 5 } }");
