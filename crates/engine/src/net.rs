@@ -706,7 +706,8 @@ impl Net {
         Some(slot.compute.as_ref().map_or(&[], |l| l.params()))
     }
 
-    /// A layer's parameter blobs, writable (e.g. to prune them). Their shapes must not be changed.
+    /// A layer's parameter blobs, writable (e.g. to prune them). Their shapes must not be changed. A blob shared by
+    /// name with an earlier layer takes that owner's values again at the next forward: write the owner's.
     pub fn params_mut(&mut self, layer: &str) -> Option<&mut [Tensor]> {
         let index = *self.layer_index.get(layer)?;
         Some(self.slots[index].compute.as_mut().map_or(&mut [], |l| l.params_mut()))
