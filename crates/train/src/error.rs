@@ -49,8 +49,8 @@ pub enum Error {
     Engine {
         /// Which net ("train", "test #0", ...).
         net: String,
-        /// The engine's error.
-        source: engine::Error,
+        /// The engine's error (boxed: it is large).
+        source: Box<engine::Error>,
     },
     /// Reading or transforming data failed.
     #[error("data layer '{layer}': {source}")]
@@ -110,7 +110,7 @@ impl Error {
     pub(crate) fn engine(net: &str, source: engine::Error) -> Self {
         Error::Engine {
             net: net.to_string(),
-            source,
+            source: Box::new(source),
         }
     }
 
