@@ -126,10 +126,26 @@ pub(crate) fn par_sgemm(
     b: &[f32],
     c: &mut [f32],
 ) {
+    par_sgemm_acc(trans_a, trans_b, m, n, k, a, b, c, false)
+}
+
+/// [`par_sgemm`] with Caffe's beta: `C += op(A) * op(B)` with `accumulate` (parameter gradients).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn par_sgemm_acc(
+    trans_a: bool,
+    trans_b: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    accumulate: bool,
+) {
     let threads = rayon::current_num_threads();
     let block = n.div_ceil(threads).next_multiple_of(COLUMN_ALIGN);
     if threads == 1 || m * n * k < PARALLEL_GEMM_WORK || block >= n {
-        return sgemm(trans_a, trans_b, m, n, k, a, b, c, false);
+        return sgemm(trans_a, trans_b, m, n, k, a, b, c, accumulate);
     }
     assert!(
         a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
@@ -149,7 +165,7 @@ pub(crate) fn par_sgemm(
         };
         // SAFETY: columns start..start+width of C (row stride n) belong to this task alone; the asserts above bound
         // all three operands.
-        unsafe { gemm_raw(m, width, k, a_op.0, b_part, out.0.add(start), n as isize, false) };
+        unsafe { gemm_raw(m, width, k, a_op.0, b_part, out.0.add(start), n as isize, accumulate) };
     });
 }
 

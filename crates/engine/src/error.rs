@@ -104,6 +104,34 @@ pub enum Error {
         /// Length of the data given.
         found: usize,
     },
+    /// Parameter sharing (`param { name: ... }` given by several layers) is not supported when training.
+    #[error(
+        "layer '{layer}': parameter {index} is shared by name '{name}' with layer '{other}'; shared parameters are \
+         not supported in the TRAIN phase"
+    )]
+    SharedParam {
+        /// The layer sharing a parameter.
+        layer: String,
+        /// The parameter index within it.
+        index: usize,
+        /// The ParamSpec name.
+        name: String,
+        /// The earlier layer owning that name.
+        other: String,
+    },
+    /// A layer gives more `param` specs than it has parameter blobs, or a `propagate_down` list whose length is not
+    /// its number of bottoms.
+    #[error("layer '{layer}': {what}: {given} given for {expected}")]
+    SpecCount {
+        /// The layer.
+        layer: String,
+        /// What is counted (`param specs`, `propagate_down values`).
+        what: &'static str,
+        /// How many were given.
+        given: usize,
+        /// How many the layer has.
+        expected: usize,
+    },
     /// A source layer's number of blobs must equal the net layer's number of parameter blobs
     /// (Caffe's CopyTrainedLayersFrom).
     #[error("layer '{layer}': incompatible number of blobs: the net layer has {expected}, the source has {found}")]
@@ -169,6 +197,9 @@ pub enum LayerError {
     /// The data met during forward is invalid (e.g. a label outside [0, classes)).
     #[error("invalid data: {0}")]
     Data(String),
+    /// The layer cannot do what is asked (e.g. a backward pass it does not have, or into its label bottom).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
 }
 
 /// Formats a shape as `[a, b, c]`.

@@ -31,8 +31,9 @@
 //! # Ok::<(), engine::Error>(())
 //! ```
 //!
-//! Layers ([`Layer`]) implement `forward` now; stage 4 (retraining) adds `backward` and parameter gradients to the
-//! same trait.
+//! For training, [`Net::backward`] runs Caffe's backward pass (loss weights seed the loss tops' diffs, only the
+//! layers Caffe would run backward are run, parameter gradients accumulate until [`Net::clear_param_diffs`]) and
+//! [`Net::learnable_params_mut`] hands a solver the parameters with their `lr_mult` / `decay_mult` and gradients.
 
 #![warn(missing_docs)]
 
@@ -47,8 +48,8 @@ mod tensor;
 mod weights;
 
 pub use error::{Error, LayerError};
-pub use layers::Layer;
-pub use net::{ExternalInput, LayerInfo, Net, NetOptions};
+pub use layers::{Backward, Layer};
+pub use net::{ExternalInput, LayerInfo, LearnableParam, Net, NetOptions};
 pub use tensor::Tensor;
 pub use weights::{shape_equals, CopyReport, LayerWeights, WeightBlob};
 

@@ -103,6 +103,33 @@ struct Slot {
     tops: Vec<usize>,
     /// `None` for data sources, whose tops the caller feeds.
     compute: Option<Box<dyn Layer>>,
+    /// `(lr_mult, decay_mult)` of each parameter blob (Caffe's ParamSpec, defaults 1 and 1).
+    param_specs: Vec<(f32, f32)>,
+    /// The layer's `propagate_down` list (empty: decided by the net).
+    propagate_down: Vec<bool>,
+    /// Caffe's `layer_need_backward_`.
+    need_backward: bool,
+    /// Caffe's `bottom_need_backward_`.
+    bottom_need_backward: Vec<bool>,
+    /// Gradients of the parameter blobs (allocated on first use).
+    param_diffs: Vec<Tensor>,
+}
+
+/// One learnable parameter blob with its gradient, as a solver sees it (Caffe's `learnable_params()` entry).
+#[derive(Debug)]
+pub struct LearnableParam<'a> {
+    /// The layer name.
+    pub layer: &'a str,
+    /// The blob index within the layer (0 weights, 1 bias, ...).
+    pub index: usize,
+    /// The ParamSpec `lr_mult` (default 1; 0 for BatchNorm's statistics).
+    pub lr_mult: f32,
+    /// The ParamSpec `decay_mult` (default 1).
+    pub decay_mult: f32,
+    /// The values.
+    pub data: &'a mut Tensor,
+    /// The gradient, same shape as `data`.
+    pub diff: &'a mut Tensor,
 }
 
 /// A Caffe net built for one phase, with its blobs: set the inputs, run [`Net::forward`], read any blob by name.
@@ -117,6 +144,9 @@ pub struct Net {
     inputs: Vec<ExternalInput>,
     input_blobs: Vec<usize>,
     outputs: Vec<usize>,
+    /// Blob diffs, one per blob (empty until the first backward).
+    diffs: Vec<Tensor>,
+    force_backward: bool,
 }
 
 impl std::fmt::Debug for Net {
@@ -243,12 +273,18 @@ impl Net {
             inputs: Vec::new(),
             input_blobs: Vec::new(),
             outputs: Vec::new(),
+            diffs: Vec::new(),
+            force_backward: param.force_backward(),
         };
         let mut unconsumed = BTreeSet::new();
         for layer in &layers {
             net.add_layer(layer, options.phase, &mut unconsumed)?;
         }
         net.outputs = unconsumed.iter().map(|name: &String| net.blob_index[name]).collect();
+        if options.phase == Phase::Train {
+            check_no_shared_params(&layers)?;
+        }
+        net.plan_backward();
 
         let input_names: Vec<String> = net.inputs.iter().map(|i| i.blob.clone()).collect();
         if let Some(unknown) = options.input_shapes.keys().find(|k| !input_names.contains(k)) {
@@ -372,6 +408,37 @@ impl Net {
                 .map(|j| if is_loss && j == 0 { 1.0 } else { 0.0 })
                 .collect()
         };
+        let n_params = compute.as_ref().map_or(0, |l| l.params().len());
+        if param.param.len() > n_params {
+            return Err(Error::SpecCount {
+                layer: name,
+                what: "param specs",
+                given: param.param.len(),
+                expected: n_params,
+            });
+        }
+        if !param.propagate_down.is_empty() && param.propagate_down.len() != bottoms.len() {
+            return Err(Error::SpecCount {
+                layer: name,
+                what: "propagate_down values",
+                given: param.propagate_down.len(),
+                expected: bottoms.len(),
+            });
+        }
+        let is_batch_norm = layer_type == "BatchNorm";
+        let param_specs = (0..n_params)
+            .map(|i| match param.param.get(i) {
+                Some(spec) => (spec.lr_mult(), spec.decay_mult()),
+                // BatchNormLayer::LayerSetUp adds `param { lr_mult: 0 }` for each statistics blob.
+                None if is_batch_norm => (0.0, 1.0),
+                None => (1.0, 1.0),
+            })
+            .collect::<Vec<_>>();
+        if is_batch_norm && param_specs.iter().any(|&(lr, _)| lr != 0.0) {
+            return Err(layer_error(LayerError::Param(
+                "cannot configure batch normalization statistics as layer parameters (lr_mult must be 0)".into(),
+            )));
+        }
         // Caffe's name index keeps the last layer of a name; weight loading follows it.
         self.layer_index.insert(name.clone(), self.slots.len());
         self.slots.push(Slot {
@@ -385,8 +452,73 @@ impl Net {
             bottoms,
             tops,
             compute,
+            param_specs,
+            propagate_down: param.propagate_down.clone(),
+            need_backward: false,
+            bottom_need_backward: Vec::new(),
+            param_diffs: Vec::new(),
         });
         Ok(())
+    }
+
+    /// Decides which layers and bottoms take part in backward, as Caffe's `Net::Init`: a layer needs backward when
+    /// a bottom blob does or a parameter has `lr_mult != 0` (its tops then need backward); `propagate_down`
+    /// overrides per bottom; layers whose tops reach no loss, or whose tops all skip backpropagation, are dropped;
+    /// `force_backward` turns everything on where the layer allows it.
+    fn plan_backward(&mut self) {
+        let mut blob_need_backward = vec![false; self.blobs.len()];
+        for slot in &mut self.slots {
+            let mut need = false;
+            slot.bottom_need_backward.clear();
+            for (j, &b) in slot.bottoms.iter().enumerate() {
+                need |= blob_need_backward[b];
+                let bottom_need = slot.propagate_down.get(j).copied().unwrap_or(blob_need_backward[b]);
+                slot.bottom_need_backward.push(bottom_need);
+            }
+            need |= slot.param_specs.iter().any(|&(lr, _)| lr != 0.0);
+            slot.need_backward = need && slot.compute.is_some();
+            if slot.need_backward {
+                for &t in &slot.tops {
+                    blob_need_backward[t] = true;
+                }
+            }
+        }
+        let mut under_loss = vec![false; self.blobs.len()];
+        let mut skip_backprop = vec![false; self.blobs.len()];
+        for slot in self.slots.iter_mut().rev() {
+            let contributes = slot
+                .tops
+                .iter()
+                .zip(&slot.info.loss_weights)
+                .any(|(&t, &w)| w != 0.0 || under_loss[t]);
+            let skip_propagate = slot.tops.iter().all(|&t| skip_backprop[t]);
+            if slot.need_backward && skip_propagate {
+                slot.need_backward = false;
+                slot.bottom_need_backward.iter_mut().for_each(|b| *b = false);
+            }
+            if !contributes {
+                slot.need_backward = false;
+            }
+            for (j, &b) in slot.bottoms.iter().enumerate() {
+                if contributes {
+                    under_loss[b] = true;
+                } else {
+                    slot.bottom_need_backward[j] = false;
+                }
+                if !slot.bottom_need_backward[j] {
+                    skip_backprop[b] = true;
+                }
+            }
+        }
+        if self.force_backward {
+            for slot in &mut self.slots {
+                let Some(layer) = slot.compute.as_ref() else { continue };
+                slot.need_backward = true;
+                for (j, need) in slot.bottom_need_backward.iter_mut().enumerate() {
+                    *need = *need || layer.allow_force_backward(j);
+                }
+            }
+        }
     }
 
     /// Propagates shapes from the inputs through every layer, resizing the blobs.
@@ -533,6 +665,186 @@ impl Net {
         }
         Ok(loss)
     }
+
+    /// Sizes the blob and parameter diffs like their data; new or reshaped diffs start at zero (Caffe's blobs are
+    /// zero-filled when created).
+    fn ensure_diffs(&mut self) {
+        self.diffs.resize_with(self.blobs.len(), Tensor::default);
+        for (diff, blob) in self.diffs.iter_mut().zip(&self.blobs) {
+            if diff.shape() != blob.shape() || diff.len() != blob.len() {
+                *diff = Tensor::zeros(blob.shape());
+            }
+        }
+        for slot in &mut self.slots {
+            let Some(layer) = slot.compute.as_ref() else { continue };
+            let params = layer.params();
+            if slot.param_diffs.len() != params.len() {
+                slot.param_diffs = params.iter().map(|p| Tensor::zeros(p.shape())).collect();
+            }
+            for (diff, param) in slot.param_diffs.iter_mut().zip(params) {
+                if diff.shape() != param.shape() {
+                    *diff = Tensor::zeros(param.shape());
+                }
+            }
+        }
+    }
+
+    /// Caffe's `Net::Backward()` after a [`Net::forward`]: seeds each loss top's diff with its loss weight, then runs
+    /// the layers from the last to the first, only those that need it, into the bottoms that need it. Parameter
+    /// gradients are ADDED to the parameter diffs (clear them with [`Net::clear_param_diffs`]); blob diffs are
+    /// overwritten.
+    pub fn backward(&mut self) -> Result<(), Error> {
+        self.ensure_diffs();
+        for slot in &self.slots {
+            for (&top, &weight) in slot.tops.iter().zip(&slot.info.loss_weights) {
+                if weight != 0.0 {
+                    self.diffs[top].data_mut().fill(weight);
+                }
+            }
+        }
+        let force = self.force_backward;
+        for slot in self.slots.iter_mut().rev() {
+            if !slot.need_backward {
+                continue;
+            }
+            let Some(layer) = slot.compute.as_mut() else { continue };
+            let mut bottom_diffs: Vec<Tensor> = slot
+                .bottoms
+                .iter()
+                .zip(&slot.bottom_need_backward)
+                .map(|(&b, &need)| {
+                    if need {
+                        std::mem::take(&mut self.diffs[b])
+                    } else {
+                        Tensor::default()
+                    }
+                })
+                .collect();
+            // A top computed in place shares its diff with the bottom: the layer reads a copy and overwrites the blob.
+            let in_place_copies: Vec<Option<Tensor>> = slot
+                .tops
+                .iter()
+                .map(|t| {
+                    let j = slot.bottoms.iter().position(|b| b == t)?;
+                    slot.bottom_need_backward[j].then(|| bottom_diffs[j].clone())
+                })
+                .collect();
+            let top_diffs: Vec<&Tensor> = slot
+                .tops
+                .iter()
+                .zip(&in_place_copies)
+                .map(|(&t, copy)| copy.as_ref().unwrap_or(&self.diffs[t]))
+                .collect();
+            let tops: Vec<&Tensor> = slot.tops.iter().map(|&t| &self.blobs[t]).collect();
+            let bottoms: Vec<&Tensor> = slot.bottoms.iter().map(|&b| &self.blobs[b]).collect();
+            let param_propagate_down: Vec<bool> = slot.param_specs.iter().map(|&(lr, _)| force || lr != 0.0).collect();
+            let result = layer.backward(crate::layers::Backward {
+                tops: &tops,
+                top_diffs: &top_diffs,
+                bottoms: &bottoms,
+                propagate_down: &slot.bottom_need_backward,
+                bottom_diffs: &mut bottom_diffs,
+                param_propagate_down: &param_propagate_down,
+                param_diffs: &mut slot.param_diffs,
+            });
+            for ((&b, &need), diff) in slot.bottoms.iter().zip(&slot.bottom_need_backward).zip(bottom_diffs) {
+                if need {
+                    self.diffs[b] = diff;
+                }
+            }
+            result.map_err(|source| Error::Layer {
+                layer: slot.info.name.clone(),
+                layer_type: slot.info.layer_type.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// [`Net::forward`] then [`Net::backward`]; returns the loss (Caffe's `ForwardBackward`).
+    pub fn forward_backward(&mut self) -> Result<f32, Error> {
+        let loss = self.forward()?;
+        self.backward()?;
+        Ok(loss)
+    }
+
+    /// Zeroes every parameter diff (Caffe's `ClearParamDiffs`).
+    pub fn clear_param_diffs(&mut self) {
+        self.ensure_diffs();
+        for slot in &mut self.slots {
+            for diff in &mut slot.param_diffs {
+                diff.data_mut().fill(0.0);
+            }
+        }
+    }
+
+    /// The learnable parameters in Caffe's `learnable_params()` order (layers in order, then their blobs), with
+    /// their ParamSpec multipliers and gradients.
+    pub fn learnable_params_mut(&mut self) -> Vec<LearnableParam<'_>> {
+        self.ensure_diffs();
+        let mut out = Vec::new();
+        for slot in &mut self.slots {
+            let Some(layer) = slot.compute.as_mut() else { continue };
+            let name = slot.info.name.as_str();
+            for (index, ((data, diff), &(lr_mult, decay_mult))) in layer
+                .params_mut()
+                .iter_mut()
+                .zip(slot.param_diffs.iter_mut())
+                .zip(&slot.param_specs)
+                .enumerate()
+            {
+                out.push(LearnableParam {
+                    layer: name,
+                    index,
+                    lr_mult,
+                    decay_mult,
+                    data,
+                    diff,
+                });
+            }
+        }
+        out
+    }
+
+    /// A blob's diff after [`Net::backward`], by name (`None` for an unknown name or before the first backward).
+    pub fn blob_diff(&self, name: &str) -> Option<&Tensor> {
+        self.blob_index.get(name).and_then(|&i| self.diffs.get(i))
+    }
+
+    /// A layer's parameter diffs (`None` when the net has no layer of that name; empty before the first backward).
+    pub fn param_diffs(&self, layer: &str) -> Option<&[Tensor]> {
+        Some(&self.slots[*self.layer_index.get(layer)?].param_diffs)
+    }
+
+    /// Whether Caffe would run the backward pass of layer `layer` (its `layer_need_backward`), and for each bottom
+    /// whether its diff is computed (`bottom_need_backward`). `None` for an unknown layer name.
+    pub fn layer_needs_backward(&self, layer: &str) -> Option<(bool, &[bool])> {
+        let slot = &self.slots[*self.layer_index.get(layer)?];
+        Some((slot.need_backward, &slot.bottom_need_backward))
+    }
+}
+
+/// Refuses nets where several layers name the same parameter (`param { name: ... }`): the engine keeps each layer's
+/// parameters apart, so sharing cannot be trained.
+fn check_no_shared_params(layers: &[LayerParameter]) -> Result<(), Error> {
+    let mut owners: HashMap<&str, &str> = HashMap::new();
+    for layer in layers {
+        for (index, spec) in layer.param.iter().enumerate() {
+            let name = spec.name();
+            if name.is_empty() {
+                continue;
+            }
+            if let Some(other) = owners.insert(name, layer.name()) {
+                return Err(Error::SharedParam {
+                    layer: layer.name().to_string(),
+                    index,
+                    name: name.to_string(),
+                    other: other.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs one layer, moving its tops out of the blob list for the call; in-place tops go through

@@ -3,7 +3,7 @@
 use caffe_proto::{LayerParameter, Phase};
 use rayon::prelude::*;
 
-use super::{expect_bottoms, Layer};
+use super::{expect_bottoms, Backward, Layer};
 use crate::error::{LayerError, LayerResult};
 use crate::rng::SplitMix64;
 use crate::Tensor;
@@ -63,6 +63,33 @@ impl Layer for ReLU {
         map_in_place(data.data_mut(), self.apply());
         Ok(true)
     }
+    fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
+        if ctx.propagate_down[0] {
+            let slope = self.negative_slope;
+            // Caffe: top_diff * ((x > 0) + slope * (x <= 0)); in place, x is the output, of the same sign.
+            zip_map(
+                ctx.bottoms[0].data(),
+                ctx.top_diffs[0].data(),
+                ctx.bottom_diffs[0].data_mut(),
+                |x, dy| {
+                    if x > 0.0 {
+                        dy
+                    } else {
+                        dy * slope
+                    }
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `out[i] = f(a[i], b[i])`, in parallel chunks.
+fn zip_map(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32 + Sync) {
+    out.par_chunks_mut(ELEMENTS_PER_TASK)
+        .zip(a.par_chunks(ELEMENTS_PER_TASK))
+        .zip(b.par_chunks(ELEMENTS_PER_TASK))
+        .for_each(|((o, a), b)| o.iter_mut().zip(a).zip(b).for_each(|((o, &a), &b)| *o = f(a, b)));
 }
 
 /// `PReLU`: `max(x, 0) + a_c * min(x, 0)` with a learned slope per channel (axis 1), or one shared slope.

@@ -3,7 +3,7 @@
 use caffe_proto::{ConvolutionParameter, LayerParameter};
 use rayon::prelude::*;
 
-use super::{canonical_axis, ensure_param_shape, Layer};
+use super::{canonical_axis, ensure_param_shape, Backward, Layer};
 use crate::blas::{col2im, im2col, sgemm, Window};
 use crate::error::{LayerError, LayerResult};
 use crate::filler::fill;
@@ -319,6 +319,306 @@ impl Layer for Convolution {
             }
         }
         Ok(())
+    }
+
+    fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
+        let d = self.dims.expect("reshape runs before backward");
+        let weight_grad = ctx.param_propagate_down[0];
+        let bias_grad = self.bias_term && ctx.param_propagate_down.get(1).copied().unwrap_or(false);
+        let (weight_diff, bias_diff) = match ctx.param_diffs {
+            [w, b, ..] => (w, Some(b)),
+            [w] => (w, None),
+            [] => unreachable!("a convolution has a weight blob"),
+        };
+        let mut weight_diff = weight_grad.then(|| weight_diff.data_mut());
+        let mut bias_diff = bias_diff.filter(|_| bias_grad).map(|b| b.data_mut());
+        for (i, ((bottom, top_diff), bottom_diff)) in ctx
+            .bottoms
+            .iter()
+            .zip(ctx.top_diffs)
+            .zip(ctx.bottom_diffs.iter_mut())
+            .enumerate()
+        {
+            let bottom_diff = ctx.propagate_down[i].then(|| bottom_diff.data_mut());
+            let job = ConvBackward {
+                g: &self.geometry,
+                group: self.group,
+                num_output: self.num_output,
+                d: &d,
+                weights: self.params[0].data(),
+                input: bottom.data(),
+                top_diff: top_diff.data(),
+            };
+            if self.transposed {
+                job.deconv(bottom_diff, weight_diff.as_deref_mut(), bias_diff.as_deref_mut());
+            } else {
+                job.conv(bottom_diff, weight_diff.as_deref_mut(), bias_diff.as_deref_mut());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Image ranges whose parameter gradients are summed separately and then added in order. A fixed number (not the
+/// thread count) so results do not depend on the machine.
+const GRADIENT_PARTS: usize = 8;
+
+/// The inputs of one bottom's backward pass.
+struct ConvBackward<'a> {
+    g: &'a Geometry,
+    group: usize,
+    num_output: usize,
+    d: &'a ConvDims,
+    weights: &'a [f32],
+    input: &'a [f32],
+    top_diff: &'a [f32],
+}
+
+/// `parts` consecutive pieces of `len` values of `v` (fewer values: empty pieces at the end; empty `v`: all empty).
+fn split_parts(v: &mut [f32], len: usize, parts: usize) -> Vec<&mut [f32]> {
+    let mut pieces: Vec<&mut [f32]> = if v.is_empty() || len == 0 {
+        Vec::new()
+    } else {
+        v.chunks_mut(len).collect()
+    };
+    pieces.resize_with(parts, || &mut [][..]);
+    pieces
+}
+
+/// Adds `parts` (each `target.len()` long, laid end to end) into `target`, in order.
+fn add_parts(target: &mut [f32], parts: &[f32]) {
+    for part in parts.chunks(target.len()) {
+        target.iter_mut().zip(part).for_each(|(t, p)| *t += p);
+    }
+}
+
+/// Adds each channel's sum of `diff` (channels x spatial) to `bias_diff`.
+fn add_bias_grad(bias_diff: &mut [f32], diff: &[f32], spatial: usize) {
+    for (b, row) in bias_diff.iter_mut().zip(diff.chunks(spatial)) {
+        *b += row.iter().sum::<f32>();
+    }
+}
+
+impl ConvBackward<'_> {
+    /// Convolution: `dW[g] += top_diff[g] * col[g]^T`, `db += sum(top_diff)`, `bottom_diff = col2im(W^T top_diff)`,
+    /// images split into [`GRADIENT_PARTS`] ranges run in parallel (small outputs batched as in forward).
+    fn conv(&self, bottom_diff: Option<&mut [f32]>, weight_diff: Option<&mut [f32]>, bias_diff: Option<&mut [f32]>) {
+        let (g, d) = (self.g, self.d);
+        let window = g.window(d.channels, d.in_h, d.in_w);
+        let in_len = d.channels * d.in_h * d.in_w;
+        let spatial = d.out_h * d.out_w;
+        let out_len = self.num_output * spatial;
+        let kernel_dim = d.channels / self.group * g.kernel[0] * g.kernel[1];
+        let m = self.num_output / self.group;
+        if out_len == 0 || d.num == 0 || in_len == 0 {
+            return;
+        }
+        let need_w = weight_diff.is_some();
+        let need_b = bias_diff.is_some();
+        let w_len = self.weights.len();
+        let batch = TARGET_COLUMNS.div_ceil(spatial).min(d.num);
+        let parts = d.num.div_ceil(batch).min(GRADIENT_PARTS);
+        let per_part = d.num.div_ceil(parts);
+        let mut w_parts = vec![0.0f32; if need_w { w_len * parts } else { 0 }];
+        let mut b_parts = vec![0.0f32; if need_b { self.num_output * parts } else { 0 }];
+        let mut empty: Vec<f32> = Vec::new();
+        let bottom_diff: &mut [f32] = match bottom_diff {
+            Some(b) => b,
+            None => &mut empty,
+        };
+        let need_bottom = !bottom_diff.is_empty();
+        let bottom_chunks = split_parts(bottom_diff, per_part * in_len, parts);
+        let w_chunks = split_parts(&mut w_parts, w_len, parts);
+        let b_chunks = split_parts(&mut b_parts, self.num_output, parts);
+        w_chunks
+            .into_par_iter()
+            .zip(b_chunks)
+            .zip(bottom_chunks)
+            .enumerate()
+            .for_each(|(p, ((w_part, b_part), bottom_part))| {
+                let first = p * per_part;
+                let last = ((p + 1) * per_part).min(d.num);
+                if first >= last {
+                    return;
+                }
+                let width = batch * spatial;
+                let mut col = vec![0.0f32; window.col_rows() * width];
+                let mut gathered = vec![
+                    0.0f32;
+                    if batch > 1 && need_w {
+                        self.num_output * width
+                    } else {
+                        0
+                    }
+                ];
+                let mut col_diff = vec![0.0f32; if need_bottom { window.col_rows() * spatial } else { 0 }];
+                let mut start = first;
+                while start < last {
+                    let images = batch.min(last - start);
+                    let ld = images * spatial;
+                    let top = &self.top_diff[start * out_len..(start + images) * out_len];
+                    if need_b {
+                        for img in top.chunks(out_len) {
+                            add_bias_grad(b_part, img, spatial);
+                        }
+                    }
+                    if need_w {
+                        for (b, image) in self.input[start * in_len..(start + images) * in_len]
+                            .chunks(in_len)
+                            .enumerate()
+                        {
+                            im2col(image, &window, &mut col[b * spatial..], ld);
+                        }
+                        let td: &[f32] = if images == 1 {
+                            top
+                        } else {
+                            for (b, img) in top.chunks(out_len).enumerate() {
+                                for (o, row) in img.chunks(spatial).enumerate() {
+                                    gathered[o * ld + b * spatial..o * ld + (b + 1) * spatial].copy_from_slice(row);
+                                }
+                            }
+                            &gathered
+                        };
+                        for gi in 0..self.group {
+                            sgemm(
+                                false,
+                                true,
+                                m,
+                                kernel_dim,
+                                ld,
+                                &td[gi * m * ld..],
+                                &col[gi * kernel_dim * ld..],
+                                &mut w_part[gi * m * kernel_dim..],
+                                true,
+                            );
+                        }
+                    }
+                    if need_bottom {
+                        for (b, img) in top.chunks(out_len).enumerate() {
+                            for gi in 0..self.group {
+                                sgemm(
+                                    true,
+                                    false,
+                                    kernel_dim,
+                                    spatial,
+                                    m,
+                                    &self.weights[gi * m * kernel_dim..],
+                                    &img[gi * m * spatial..],
+                                    &mut col_diff[gi * kernel_dim * spatial..],
+                                    false,
+                                );
+                            }
+                            let offset = (start - first + b) * in_len;
+                            col2im(&col_diff, &window, &mut bottom_part[offset..offset + in_len]);
+                        }
+                    }
+                    start += images;
+                }
+            });
+        if let Some(weight_diff) = weight_diff {
+            add_parts(weight_diff, &w_parts);
+        }
+        if let Some(bias_diff) = bias_diff {
+            add_parts(bias_diff, &b_parts);
+        }
+    }
+
+    /// Deconvolution (Caffe's DeconvolutionLayer::Backward_cpu): `col = im2col(top_diff)` on the output grid,
+    /// `dW[g] += bottom[g] * col[g]^T`, `bottom_diff[g] = W[g] * col[g]`, `db += sum(top_diff)`.
+    fn deconv(&self, bottom_diff: Option<&mut [f32]>, weight_diff: Option<&mut [f32]>, bias_diff: Option<&mut [f32]>) {
+        let (g, d) = (self.g, self.d);
+        let window = g.window(self.num_output, d.out_h, d.out_w);
+        let in_spatial = d.in_h * d.in_w;
+        let in_len = d.channels * in_spatial;
+        let out_spatial = d.out_h * d.out_w;
+        let out_len = self.num_output * out_spatial;
+        let kernel_dim = self.num_output / self.group * g.kernel[0] * g.kernel[1];
+        let in_per_group = d.channels / self.group;
+        if out_len == 0 || d.num == 0 || in_len == 0 {
+            return;
+        }
+        let need_w = weight_diff.is_some();
+        let need_b = bias_diff.is_some();
+        let w_len = self.weights.len();
+        let parts = d.num.min(GRADIENT_PARTS);
+        let per_part = d.num.div_ceil(parts);
+        let mut w_parts = vec![0.0f32; if need_w { w_len * parts } else { 0 }];
+        let mut b_parts = vec![0.0f32; if need_b { self.num_output * parts } else { 0 }];
+        let mut empty: Vec<f32> = Vec::new();
+        let bottom_diff: &mut [f32] = match bottom_diff {
+            Some(b) => b,
+            None => &mut empty,
+        };
+        let need_bottom = !bottom_diff.is_empty();
+        let bottom_chunks = split_parts(bottom_diff, per_part * in_len, parts);
+        let w_chunks = split_parts(&mut w_parts, w_len, parts);
+        let b_chunks = split_parts(&mut b_parts, self.num_output, parts);
+        w_chunks
+            .into_par_iter()
+            .zip(b_chunks)
+            .zip(bottom_chunks)
+            .enumerate()
+            .for_each(|(p, ((w_part, b_part), bottom_part))| {
+                let first = p * per_part;
+                let last = ((p + 1) * per_part).min(d.num);
+                let mut col = vec![
+                    0.0f32;
+                    if need_w || need_bottom {
+                        window.col_rows() * in_spatial
+                    } else {
+                        0
+                    }
+                ];
+                for n in first..last {
+                    let top = &self.top_diff[n * out_len..(n + 1) * out_len];
+                    if need_b {
+                        add_bias_grad(b_part, top, out_spatial);
+                    }
+                    if !need_w && !need_bottom {
+                        continue;
+                    }
+                    im2col(top, &window, &mut col, in_spatial);
+                    if need_w {
+                        let image = &self.input[n * in_len..(n + 1) * in_len];
+                        for gi in 0..self.group {
+                            sgemm(
+                                false,
+                                true,
+                                in_per_group,
+                                kernel_dim,
+                                in_spatial,
+                                &image[gi * in_per_group * in_spatial..],
+                                &col[gi * kernel_dim * in_spatial..],
+                                &mut w_part[gi * in_per_group * kernel_dim..],
+                                true,
+                            );
+                        }
+                    }
+                    if need_bottom {
+                        let offset = (n - first) * in_len;
+                        let out = &mut bottom_part[offset..offset + in_len];
+                        for gi in 0..self.group {
+                            sgemm(
+                                false,
+                                false,
+                                in_per_group,
+                                in_spatial,
+                                kernel_dim,
+                                &self.weights[gi * in_per_group * kernel_dim..],
+                                &col[gi * kernel_dim * in_spatial..],
+                                &mut out[gi * in_per_group * in_spatial..],
+                                false,
+                            );
+                        }
+                    }
+                }
+            });
+        if let Some(weight_diff) = weight_diff {
+            add_parts(weight_diff, &w_parts);
+        }
+        if let Some(bias_diff) = bias_diff {
+            add_parts(bias_diff, &b_parts);
+        }
     }
 }
 

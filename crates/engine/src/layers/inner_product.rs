@@ -2,8 +2,8 @@
 
 use caffe_proto::LayerParameter;
 
-use super::{canonical_axis, ensure_param_shape, expect_bottoms, Layer};
-use crate::blas::par_sgemm;
+use super::{canonical_axis, ensure_param_shape, expect_bottoms, Backward, Layer};
+use crate::blas::{par_sgemm, par_sgemm_acc};
 use crate::error::{LayerError, LayerResult};
 use crate::filler::fill;
 use crate::Tensor;
@@ -123,6 +123,46 @@ impl Layer for InnerProduct {
             for row in output.chunks_mut(n) {
                 row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
             }
+        }
+        Ok(())
+    }
+
+    fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
+        let (m, k) = self.dims;
+        let n = self.num_output;
+        let top_diff = ctx.top_diffs[0].data();
+        let input = ctx.bottoms[0].data();
+        if m == 0 {
+            return Ok(());
+        }
+        if ctx.param_propagate_down[0] && k > 0 {
+            let weight_diff = ctx.param_diffs[0].data_mut();
+            if self.transpose {
+                // dW (K x N) += bottom^T (K x M) * top_diff (M x N).
+                par_sgemm_acc(true, false, k, n, m, input, top_diff, weight_diff, true);
+            } else {
+                // dW (N x K) += top_diff^T (N x M) * bottom (M x K).
+                par_sgemm_acc(true, false, n, k, m, top_diff, input, weight_diff, true);
+            }
+        }
+        if self.bias_term && ctx.param_propagate_down.get(1).copied().unwrap_or(false) {
+            let bias_diff = ctx.param_diffs[1].data_mut();
+            for row in top_diff.chunks(n) {
+                bias_diff.iter_mut().zip(row).for_each(|(d, t)| *d += t);
+            }
+        }
+        if ctx.propagate_down[0] && k > 0 {
+            // bottom_diff (M x K) = top_diff (M x N) * W (N x K), W stored K x N with transpose.
+            par_sgemm(
+                false,
+                self.transpose,
+                m,
+                k,
+                n,
+                top_diff,
+                self.params[0].data(),
+                ctx.bottom_diffs[0].data_mut(),
+            );
         }
         Ok(())
     }

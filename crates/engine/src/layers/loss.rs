@@ -3,7 +3,7 @@
 use caffe_proto::LayerParameter;
 
 use super::softmax::class_of;
-use super::{canonical_axis, count, expect_bottoms, Layer};
+use super::{canonical_axis, count, expect_bottoms, Backward, Layer};
 use crate::error::{LayerError, LayerResult};
 use crate::Tensor;
 
@@ -105,6 +105,12 @@ impl Layer for Accuracy {
         }
         Ok(())
     }
+    fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
+        if ctx.propagate_down.iter().any(|&d| d) {
+            return Err(LayerError::Unsupported("Accuracy has no gradient".into()));
+        }
+        Ok(())
+    }
 }
 
 /// `EuclideanLoss`: `sum((a - b)^2) / (2 N)` with `N` the first dimension.
@@ -142,6 +148,24 @@ impl Layer for EuclideanLoss {
             .map(|(a, b)| (a - b) * (a - b))
             .sum();
         tops[0].data_mut()[0] = dot / num / 2.0;
+        Ok(())
+    }
+    fn allow_force_backward(&self, _bottom: usize) -> bool {
+        true
+    }
+    fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
+        // d/da = (a - b) * loss_weight / N, d/db the negative.
+        let num = ctx.bottoms[0].shape()[0].max(1) as f32;
+        let weight = ctx.top_diffs[0].data()[0] / num;
+        let (a, b) = (ctx.bottoms[0].data(), ctx.bottoms[1].data());
+        for (i, sign) in [(0usize, 1.0f32), (1, -1.0)] {
+            if ctx.propagate_down[i] {
+                let alpha = sign * weight;
+                for ((d, x), y) in ctx.bottom_diffs[i].data_mut().iter_mut().zip(a).zip(b) {
+                    *d = alpha * (x - y);
+                }
+            }
+        }
         Ok(())
     }
 }

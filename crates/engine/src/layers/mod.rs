@@ -13,6 +13,8 @@ use crate::Tensor;
 mod activation;
 mod conv;
 mod eltwise;
+#[cfg(test)]
+mod gradcheck;
 mod inner_product;
 mod loss;
 mod lrn;
@@ -21,7 +23,7 @@ mod pooling;
 mod softmax;
 mod structure;
 
-/// One Caffe layer's forward computation (CPU, f32).
+/// One Caffe layer's computation (CPU, f32): forward, and backward for training.
 pub trait Layer: Send {
     /// The Caffe type name (`"Convolution"`, ...).
     fn type_name(&self) -> &'static str;
@@ -56,6 +58,41 @@ pub trait Layer: Send {
     fn is_loss(&self) -> bool {
         false
     }
+
+    /// Caffe's `Backward_cpu`: from the top diffs (and the data of the last forward) computes the diffs of the
+    /// bottoms whose `propagate_down` is set (overwriting them) and ADDS the parameter gradients to the parameter
+    /// diffs whose `param_propagate_down` is set. For a top computed in place, `bottoms` holds the top's data (as in
+    /// Caffe, where the two are one blob); layers that need their input keep it from forward themselves.
+    fn backward(&mut self, _ctx: Backward<'_>) -> LayerResult<()> {
+        Err(LayerError::Unsupported(format!(
+            "{} has no backward pass",
+            self.type_name()
+        )))
+    }
+
+    /// Caffe's `AllowForceBackward`: whether `force_backward` may ask for the diff of bottom `bottom` (false for the
+    /// labels of loss layers).
+    fn allow_force_backward(&self, _bottom: usize) -> bool {
+        true
+    }
+}
+
+/// What [`Layer::backward`] reads and writes. All slices are in the layer's bottom / top / parameter order.
+pub struct Backward<'a> {
+    /// Top data of the last forward.
+    pub tops: &'a [&'a Tensor],
+    /// Top diffs (the gradient of the loss with respect to each top).
+    pub top_diffs: &'a [&'a Tensor],
+    /// Bottom data of the last forward (for an in-place top, its output).
+    pub bottoms: &'a [&'a Tensor],
+    /// Which bottoms need their diff.
+    pub propagate_down: &'a [bool],
+    /// Bottom diffs, shaped as the bottoms, to overwrite where `propagate_down` is set (others may be empty).
+    pub bottom_diffs: &'a mut [Tensor],
+    /// Which parameter blobs need their gradient (Caffe's `param_propagate_down`: `lr_mult != 0`).
+    pub param_propagate_down: &'a [bool],
+    /// Parameter diffs, shaped as [`Layer::params`], to which the gradients are added.
+    pub param_diffs: &'a mut [Tensor],
 }
 
 /// Layer types whose tops are read from outside the net (files, memory): the net makes their tops inputs the caller

@@ -4,7 +4,7 @@ use caffe_proto::pooling_parameter::{PoolMethod, RoundMode};
 use caffe_proto::{LayerParameter, PoolingParameter};
 use rayon::prelude::*;
 
-use super::{expect_bottoms, Layer};
+use super::{expect_bottoms, Backward, Layer};
 use crate::error::{LayerError, LayerResult};
 use crate::Tensor;
 
@@ -201,6 +201,33 @@ impl Layer for Pooling {
         }
         Ok(())
     }
+
+    fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
+        if !ctx.propagate_down[0] {
+            return Ok(());
+        }
+        let d = self.dims.expect("reshape runs before backward");
+        let in_plane = d.height * d.width;
+        let out_plane = d.out_h * d.out_w;
+        let bottom_diff = ctx.bottom_diffs[0].data_mut();
+        bottom_diff.fill(0.0);
+        if out_plane == 0 || in_plane == 0 || d.planes == 0 {
+            return Ok(());
+        }
+        let input = ctx.bottoms[0].data();
+        let top_diff = ctx.top_diffs[0].data();
+        let planes_per_task = (1usize << 14).div_ceil(in_plane);
+        bottom_diff
+            .par_chunks_mut(in_plane)
+            .zip(input.par_chunks(in_plane))
+            .zip(top_diff.par_chunks(out_plane))
+            .with_min_len(planes_per_task)
+            .for_each(|((diff, plane), top)| match self.method {
+                PoolMethod::Max => self.max_plane_backward(&d, plane, top, diff),
+                _ => self.ave_plane_backward(&d, top, diff),
+            });
+        Ok(())
+    }
 }
 
 impl Pooling {
@@ -250,6 +277,53 @@ impl Pooling {
                         *o = best;
                         *m = best_index as f32;
                     }
+                }
+            }
+        }
+    }
+
+    /// MAX backward: each output's diff goes to the first strict maximum of its window (the argmax forward found;
+    /// recomputed from the unchanged bottom, as Caffe's mask would give it).
+    fn max_plane_backward(&self, d: &PoolDims, plane: &[f32], top: &[f32], diff: &mut [f32]) {
+        let rows = self.max_ranges(0, d.height, d.out_h, d.kernel[0]);
+        let cols = self.max_ranges(1, d.width, d.out_w, d.kernel[1]);
+        for (ph, &(h0, h1)) in rows.iter().enumerate() {
+            for (pw, &(w0, w1)) in cols.iter().enumerate() {
+                let mut best = -f32::MAX;
+                let mut best_index = usize::MAX;
+                for h in h0..h1 {
+                    for (w, &v) in plane[h * d.width + w0..h * d.width + w1].iter().enumerate() {
+                        if v > best {
+                            best = v;
+                            best_index = h * d.width + w0 + w;
+                        }
+                    }
+                }
+                if best_index != usize::MAX {
+                    diff[best_index] += top[ph * d.out_w + pw];
+                }
+            }
+        }
+    }
+
+    /// AVE backward: each output's diff, divided by its window's pool size, is added to every input it averaged.
+    fn ave_plane_backward(&self, d: &PoolDims, top: &[f32], diff: &mut [f32]) {
+        let (height, width) = (d.height as isize, d.width as isize);
+        let (pad_h, pad_w) = (self.pad[0] as isize, self.pad[1] as isize);
+        for ph in 0..d.out_h {
+            let hstart = (ph * self.stride[0]) as isize - pad_h;
+            let hend = (hstart + d.kernel[0] as isize).min(height + pad_h);
+            for pw in 0..d.out_w {
+                let wstart = (pw * self.stride[1]) as isize - pad_w;
+                let wend = (wstart + d.kernel[1] as isize).min(width + pad_w);
+                let pool_size = ((hend - hstart) * (wend - wstart)) as f32;
+                let (h0, h1) = (hstart.max(0) as usize, hend.min(height) as usize);
+                let (w0, w1) = (wstart.max(0) as usize, wend.min(width) as usize);
+                let g = top[ph * d.out_w + pw] / pool_size;
+                for h in h0..h1 {
+                    diff[h * d.width + w0..h * d.width + w1]
+                        .iter_mut()
+                        .for_each(|v| *v += g);
                 }
             }
         }

@@ -3,7 +3,7 @@
 use caffe_proto::loss_parameter::NormalizationMode;
 use caffe_proto::LayerParameter;
 
-use super::{canonical_axis, count, expect_bottoms, Layer};
+use super::{canonical_axis, count, expect_bottoms, Backward, Layer};
 use crate::error::{LayerError, LayerResult};
 use crate::Tensor;
 
@@ -63,6 +63,32 @@ impl Layer for Softmax {
     fn forward(&mut self, bottoms: &[&Tensor], tops: &mut [Tensor]) -> LayerResult<()> {
         let (_, channels, inner) = self.dims;
         softmax(bottoms[0].data(), tops[0].data_mut(), channels, inner);
+        Ok(())
+    }
+    fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
+        if !ctx.propagate_down[0] {
+            return Ok(());
+        }
+        // Caffe: bottom_diff = (top_diff - dot(top_diff, top) over the axis) * top.
+        let (_, channels, inner) = self.dims;
+        if channels == 0 || inner == 0 {
+            return Ok(());
+        }
+        let (top, top_diff) = (ctx.tops[0].data(), ctx.top_diffs[0].data());
+        let diff = ctx.bottom_diffs[0].data_mut();
+        let block = channels * inner;
+        for ((d, y), dy) in diff
+            .chunks_mut(block)
+            .zip(top.chunks(block))
+            .zip(top_diff.chunks(block))
+        {
+            for j in 0..inner {
+                let dot: f32 = (0..channels).map(|c| dy[c * inner + j] * y[c * inner + j]).sum();
+                for c in 0..channels {
+                    d[c * inner + j] = (dy[c * inner + j] - dot) * y[c * inner + j];
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -177,6 +203,41 @@ impl Layer for SoftmaxWithLoss {
         if let Some(top) = tops.get_mut(1) {
             top.data_mut().copy_from_slice(prob);
         }
+        Ok(())
+    }
+    fn allow_force_backward(&self, bottom: usize) -> bool {
+        bottom != 1
+    }
+    fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
+        if ctx.propagate_down.get(1).copied().unwrap_or(false) {
+            return Err(LayerError::Unsupported(
+                "SoftmaxWithLoss cannot backpropagate to its label input".into(),
+            ));
+        }
+        if !ctx.propagate_down[0] {
+            return Ok(());
+        }
+        let (outer, channels, inner) = self.dims;
+        let labels = ctx.bottoms[1].data();
+        let diff = ctx.bottom_diffs[0].data_mut();
+        diff.copy_from_slice(self.prob.data());
+        let mut valid = 0usize;
+        for i in 0..outer {
+            for j in 0..inner {
+                let label = labels[i * inner + j];
+                if self.ignore_label.is_some_and(|ignore| label as i32 == ignore) {
+                    for c in 0..channels {
+                        diff[(i * channels + c) * inner + j] = 0.0;
+                    }
+                    continue;
+                }
+                let class = class_of(label, channels, i * inner + j)?;
+                diff[(i * channels + class) * inner + j] -= 1.0;
+                valid += 1;
+            }
+        }
+        let scale = ctx.top_diffs[0].data()[0] / normalizer(self.normalization, outer, inner, valid);
+        diff.iter_mut().for_each(|v| *v *= scale);
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 
 use caffe_proto::LayerParameter;
 
-use super::{canonical_axis, count, expect_bottoms, Layer};
+use super::{canonical_axis, count, expect_bottoms, Backward, Layer};
 use crate::error::{LayerError, LayerResult};
 use crate::Tensor;
 
@@ -70,6 +70,24 @@ impl Layer for Concat {
             for n in 0..outer {
                 out[n * top_block + offset..n * top_block + offset + block]
                     .copy_from_slice(&bottom.data()[n * block..(n + 1) * block]);
+            }
+            offset += block;
+        }
+        Ok(())
+    }
+    fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
+        let (outer, inner, ref sizes) = self.layout;
+        let top_block: usize = sizes.iter().sum::<usize>() * inner;
+        let top_diff = ctx.top_diffs[0].data();
+        let mut offset = 0;
+        for ((diff, &size), &down) in ctx.bottom_diffs.iter_mut().zip(sizes).zip(ctx.propagate_down) {
+            let block = size * inner;
+            if down {
+                let diff = diff.data_mut();
+                for n in 0..outer {
+                    diff[n * block..(n + 1) * block]
+                        .copy_from_slice(&top_diff[n * top_block + offset..n * top_block + offset + block]);
+                }
             }
             offset += block;
         }
@@ -163,6 +181,25 @@ impl Layer for Slice {
         }
         Ok(())
     }
+    fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
+        if !ctx.propagate_down[0] {
+            return Ok(());
+        }
+        let (outer, inner, length, ref sizes) = self.layout;
+        let diff = ctx.bottom_diffs[0].data_mut();
+        let bottom_block = length * inner;
+        let mut offset = 0;
+        for (top, &size) in ctx.top_diffs.iter().zip(sizes) {
+            let block = size * inner;
+            let top = top.data();
+            for n in 0..outer {
+                diff[n * bottom_block + offset..n * bottom_block + offset + block]
+                    .copy_from_slice(&top[n * block..(n + 1) * block]);
+            }
+            offset += block;
+        }
+        Ok(())
+    }
 }
 
 /// `Split`: every top is a copy of the bottom (Caffe inserts these where a blob feeds several layers).
@@ -182,6 +219,19 @@ impl Layer for Split {
     fn forward(&mut self, bottoms: &[&Tensor], tops: &mut [Tensor]) -> LayerResult<()> {
         for top in tops {
             top.data_mut().copy_from_slice(bottoms[0].data());
+        }
+        Ok(())
+    }
+    fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
+        if !ctx.propagate_down[0] {
+            return Ok(());
+        }
+        // The sum of the top diffs, added in top order as Caffe's SplitLayer.
+        let diff = ctx.bottom_diffs[0].data_mut();
+        let (first, rest) = ctx.top_diffs.split_first().expect("a split has tops");
+        diff.copy_from_slice(first.data());
+        for top in rest {
+            diff.iter_mut().zip(top.data()).for_each(|(d, t)| *d += t);
         }
         Ok(())
     }
@@ -222,6 +272,12 @@ impl Layer for Flatten {
     }
     fn forward(&mut self, bottoms: &[&Tensor], tops: &mut [Tensor]) -> LayerResult<()> {
         tops[0].data_mut().copy_from_slice(bottoms[0].data());
+        Ok(())
+    }
+    fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
+        if ctx.propagate_down[0] {
+            ctx.bottom_diffs[0].data_mut().copy_from_slice(ctx.top_diffs[0].data());
+        }
         Ok(())
     }
 }
@@ -334,6 +390,12 @@ impl Layer for Reshape {
         tops[0].data_mut().copy_from_slice(bottoms[0].data());
         Ok(())
     }
+    fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
+        if ctx.propagate_down[0] {
+            ctx.bottom_diffs[0].data_mut().copy_from_slice(ctx.top_diffs[0].data());
+        }
+        Ok(())
+    }
 }
 
 /// `Silence`: consumes its bottoms and produces nothing (keeps them from being net outputs).
@@ -347,6 +409,14 @@ impl Layer for Silence {
         Ok(vec![])
     }
     fn forward(&mut self, _: &[&Tensor], _: &mut [Tensor]) -> LayerResult<()> {
+        Ok(())
+    }
+    fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
+        for (diff, &down) in ctx.bottom_diffs.iter_mut().zip(ctx.propagate_down) {
+            if down {
+                diff.data_mut().fill(0.0);
+            }
+        }
         Ok(())
     }
 }
