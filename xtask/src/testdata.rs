@@ -4,6 +4,10 @@ use anyhow::Result;
 use caffemodel::text::{self, Schema};
 use prost::Message;
 
+/// The fixtures' MNIST LMDBs (written by Caffe's convert_mnist_data), relative to testdata/.
+const TRAIN_LMDB: &str = "../../shared/fixtures/golden/data/mnist_train10k_lmdb";
+const TEST_LMDB: &str = "../../shared/fixtures/golden/data/mnist_test_lmdb";
+
 /// (file name, bytes) of everything in testdata/.
 pub fn files() -> Vec<(&'static str, Vec<u8>)> {
     let schema = Schema::builtin();
@@ -12,6 +16,24 @@ pub fn files() -> Vec<(&'static str, Vec<u8>)> {
         (
             "lenet.prototxt",
             text::to_text(&crate::gen::lenet(1701, false), &schema, "NetParameter").into_bytes(),
+        ),
+        (
+            "lenet_train_test.prototxt",
+            text::to_text(
+                &crate::gen::lenet_train_test(TRAIN_LMDB, TEST_LMDB),
+                &schema,
+                "NetParameter",
+            )
+            .into_bytes(),
+        ),
+        (
+            "lenet_solver.prototxt",
+            text::to_text(
+                &crate::gen::lenet_solver("lenet_train_test.prototxt", 10_000, "lenet"),
+                &schema,
+                "SolverParameter",
+            )
+            .into_bytes(),
         ),
     ]
 }

@@ -76,9 +76,14 @@ pub fn load(args: &NetArgs) -> Result<Loaded> {
     if caffemodel::upgrade::net_needs_upgrade(&param) {
         caffemodel::upgrade::upgrade_net(&mut param).with_context(|| format!("{}: upgrade", args.net.display()))?;
     }
-    let model = ModelFile::open(&args.weights)?;
+    let weights = weights_of(&ModelFile::open(&args.weights)?)?;
+    Ok(Loaded { param, weights })
+}
+
+/// The weights of every layer with blobs, as the engine takes them (any file generation).
+pub fn weights_of(model: &ModelFile) -> Result<Vec<engine::LayerWeights>> {
     let net = model.net()?;
-    let weights = net
+    Ok(net
         .layers()
         .iter()
         .filter(|l| !l.blobs().is_empty())
@@ -97,8 +102,7 @@ pub fn load(args: &NetArgs) -> Result<Loaded> {
                 })
                 .collect(),
         })
-        .collect();
-    Ok(Loaded { param, weights })
+        .collect())
 }
 
 /// What `eval` measured.

@@ -8,6 +8,7 @@ mod eval;
 mod plan;
 mod plot;
 mod sweep;
+mod train;
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
@@ -38,6 +39,10 @@ enum Command {
     /// Prune one layer at a time over a grid of keep fractions and measure each setting's accuracy: a table, CSV,
     /// SVG plot, and with --budget a suggested --keep.
     Sweep(sweep::SweepArgs),
+    /// Train a net from a solver prototxt, as `caffe train`: progress bar, tests, snapshots Caffe can resume.
+    Train(train::TrainArgs),
+    /// Prune a trained model, then retrain it with the pruned weights held at exactly zero; accuracy per round.
+    Retrain(train::RetrainArgs),
 }
 
 /// Pruning arguments (the command without a subcommand).
@@ -126,6 +131,24 @@ fn dispatch(cli: &Cli) -> Result<()> {
         Some(Command::Sweep(args)) => {
             let report = sweep::sweep(args)?;
             if args.eval.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(())
+        }
+        Some(Command::Train(args)) => {
+            let report = train::train(args)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(())
+        }
+        Some(Command::Retrain(args)) => {
+            let report = train::retrain(args)?;
+            if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", report.to_text());
