@@ -101,6 +101,8 @@ pub(crate) struct PReLU {
     initialized: bool,
     /// (channels, values per channel and image) from the last reshape.
     dims: (usize, usize),
+    /// The input of the last forward when it ran in place (backward needs it, as Caffe's `bottom_memory_`).
+    saved_input: Option<Tensor>,
 }
 
 impl PReLU {
@@ -124,6 +126,7 @@ impl PReLU {
             params: vec![Tensor::default()],
             initialized: false,
             dims: (0, 0),
+            saved_input: None,
         })
     }
 
@@ -187,12 +190,61 @@ impl Layer for PReLU {
         Ok(vec![b.to_vec()])
     }
     fn forward(&mut self, bottoms: &[&Tensor], tops: &mut [Tensor]) -> LayerResult<()> {
+        self.saved_input = None;
         self.run(tops[0].data_mut(), Some(bottoms[0].data()));
         Ok(())
     }
     fn forward_in_place(&mut self, data: &mut Tensor, _: &[&Tensor]) -> LayerResult<bool> {
+        match &mut self.saved_input {
+            Some(saved) => saved.copy_from(data),
+            None => self.saved_input = Some(data.clone()),
+        }
         self.run(data.data_mut(), None);
         Ok(true)
+    }
+    fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
+        let (channels, dim) = self.dims;
+        if channels == 0 || dim == 0 {
+            return Ok(());
+        }
+        let input = self.saved_input.as_ref().unwrap_or(ctx.bottoms[0]).data();
+        let top_diff = ctx.top_diffs[0].data();
+        let image = channels * dim;
+        let slope_of = |c: usize| if self.channel_shared { 0 } else { c };
+        if ctx.param_propagate_down[0] {
+            // Caffe: slope_diff[c] += sum of top_diff * x over x <= 0.
+            let slope_diff = ctx.param_diffs[0].data_mut();
+            for (img, dy) in input.chunks(image).zip(top_diff.chunks(image)) {
+                for c in 0..channels {
+                    let sum: f32 = img[c * dim..(c + 1) * dim]
+                        .iter()
+                        .zip(&dy[c * dim..(c + 1) * dim])
+                        .map(|(&x, &g)| if x <= 0.0 { g * x } else { 0.0 })
+                        .sum();
+                    slope_diff[slope_of(c)] += sum;
+                }
+            }
+        }
+        if ctx.propagate_down[0] {
+            let slopes = self.params[0].data();
+            let diff = ctx.bottom_diffs[0].data_mut();
+            diff.par_chunks_mut(image)
+                .zip(input.par_chunks(image))
+                .zip(top_diff.par_chunks(image))
+                .for_each(|((d, x), dy)| {
+                    for c in 0..channels {
+                        let a = slopes[slope_of(c)];
+                        for ((d, &x), &g) in d[c * dim..(c + 1) * dim]
+                            .iter_mut()
+                            .zip(&x[c * dim..(c + 1) * dim])
+                            .zip(&dy[c * dim..(c + 1) * dim])
+                        {
+                            *d = if x > 0.0 { g } else { a * g };
+                        }
+                    }
+                });
+        }
+        Ok(())
     }
 }
 
@@ -218,6 +270,17 @@ impl Layer for Sigmoid {
         map_in_place(data.data_mut(), sigmoid);
         Ok(true)
     }
+    fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
+        if ctx.propagate_down[0] {
+            zip_map(
+                ctx.tops[0].data(),
+                ctx.top_diffs[0].data(),
+                ctx.bottom_diffs[0].data_mut(),
+                |y, dy| dy * y * (1.0 - y),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// `TanH`.
@@ -237,6 +300,17 @@ impl Layer for TanH {
     fn forward_in_place(&mut self, data: &mut Tensor, _: &[&Tensor]) -> LayerResult<bool> {
         map_in_place(data.data_mut(), f32::tanh);
         Ok(true)
+    }
+    fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
+        if ctx.propagate_down[0] {
+            zip_map(
+                ctx.tops[0].data(),
+                ctx.top_diffs[0].data(),
+                ctx.bottom_diffs[0].data_mut(),
+                |y, dy| dy * (1.0 - y * y),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -283,6 +357,22 @@ impl Layer for Dropout {
     fn forward(&mut self, bottoms: &[&Tensor], tops: &mut [Tensor]) -> LayerResult<()> {
         tops[0].data_mut().copy_from_slice(bottoms[0].data());
         self.forward_in_place(&mut tops[0], &[])?;
+        Ok(())
+    }
+    fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
+        if !ctx.propagate_down[0] {
+            return Ok(());
+        }
+        let (top_diff, diff) = (ctx.top_diffs[0].data(), ctx.bottom_diffs[0].data_mut());
+        if self.train {
+            // The mask and scale of the last forward (Caffe: top_diff * mask * scale).
+            let scale = 1.0 / (1.0 - self.ratio);
+            for ((d, &dy), &keep) in diff.iter_mut().zip(top_diff).zip(&self.mask) {
+                *d = if keep { dy * scale } else { 0.0 };
+            }
+        } else {
+            diff.copy_from_slice(top_diff);
+        }
         Ok(())
     }
     fn forward_in_place(&mut self, data: &mut Tensor, _: &[&Tensor]) -> LayerResult<bool> {

@@ -3,7 +3,7 @@
 use caffe_proto::eltwise_parameter::EltwiseOp;
 use caffe_proto::LayerParameter;
 
-use super::Layer;
+use super::{Backward, Layer};
 use crate::error::{LayerError, LayerResult};
 use crate::Tensor;
 
@@ -11,6 +11,10 @@ use crate::Tensor;
 pub(crate) struct Eltwise {
     op: EltwiseOp,
     coeffs: Vec<f32>,
+    /// PROD: the gradient as the product of the other bottoms (Caffe's default) rather than top / bottom.
+    stable_prod_grad: bool,
+    /// MAX: which bottom gave each output in the last forward (Caffe's `max_idx_`).
+    max_index: Vec<u32>,
 }
 
 impl Eltwise {
@@ -33,7 +37,12 @@ impl Eltwise {
         } else {
             p.coeff.clone()
         };
-        Ok(Eltwise { op, coeffs })
+        Ok(Eltwise {
+            op,
+            coeffs,
+            stable_prod_grad: p.stable_prod_grad(),
+            max_index: Vec::new(),
+        })
     }
 
     fn combine(&self, out: &mut [f32], rest: &[&Tensor]) {
@@ -69,6 +78,7 @@ impl Layer for Eltwise {
         Ok(vec![bottoms[0].to_vec()])
     }
     fn forward(&mut self, bottoms: &[&Tensor], tops: &mut [Tensor]) -> LayerResult<()> {
+        self.record_max_index(bottoms);
         let out = tops[0].data_mut();
         let first = bottoms[0].data();
         match self.op {
@@ -83,8 +93,73 @@ impl Layer for Eltwise {
             let c = self.coeffs[0];
             data.data_mut().iter_mut().for_each(|v| *v *= c);
         }
+        if self.op == EltwiseOp::Max {
+            let mut all: Vec<&Tensor> = vec![data];
+            all.extend_from_slice(other_bottoms);
+            self.record_max_index(&all);
+        }
         self.combine(data.data_mut(), other_bottoms);
         Ok(true)
+    }
+    fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
+        let top_diff = ctx.top_diffs[0].data();
+        let top = ctx.tops[0].data();
+        for i in 0..ctx.bottom_diffs.len() {
+            if !ctx.propagate_down[i] {
+                continue;
+            }
+            let diff = ctx.bottom_diffs[i].data_mut();
+            match self.op {
+                EltwiseOp::Sum => {
+                    let c = self.coeffs[i];
+                    diff.iter_mut().zip(top_diff).for_each(|(d, g)| *d = c * g);
+                }
+                EltwiseOp::Prod if self.stable_prod_grad => {
+                    diff.fill(1.0);
+                    for (j, other) in ctx.bottoms.iter().enumerate() {
+                        if j != i {
+                            diff.iter_mut().zip(other.data()).for_each(|(d, x)| *d *= x);
+                        }
+                    }
+                    diff.iter_mut().zip(top_diff).for_each(|(d, g)| *d *= g);
+                }
+                EltwiseOp::Prod => {
+                    let x = ctx.bottoms[i].data();
+                    for (((d, &g), &y), &x) in diff.iter_mut().zip(top_diff).zip(top).zip(x) {
+                        *d = g * y / x;
+                    }
+                }
+                EltwiseOp::Max => {
+                    for ((d, &g), &k) in diff.iter_mut().zip(top_diff).zip(&self.max_index) {
+                        *d = if k as usize == i { g } else { 0.0 };
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Eltwise {
+    /// MAX: which bottom is the maximum at each position, by Caffe's rule (bottom 1 wins a tie with bottom 0; later
+    /// bottoms must be strictly larger).
+    fn record_max_index(&mut self, bottoms: &[&Tensor]) {
+        if self.op != EltwiseOp::Max {
+            return;
+        }
+        let (a, b) = (bottoms[0].data(), bottoms[1].data());
+        self.max_index.clear();
+        self.max_index
+            .extend(a.iter().zip(b).map(|(x, y)| if x > y { 0 } else { 1 }));
+        let mut best: Vec<f32> = a.iter().zip(b).map(|(&x, &y)| if x > y { x } else { y }).collect();
+        for (k, bottom) in bottoms.iter().enumerate().skip(2) {
+            for ((m, v), &x) in self.max_index.iter_mut().zip(best.iter_mut()).zip(bottom.data()) {
+                if x > *v {
+                    *v = x;
+                    *m = k as u32;
+                }
+            }
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use caffe_proto::lrn_parameter::NormRegion;
 use caffe_proto::LayerParameter;
 use rayon::prelude::*;
 
-use super::{expect_bottoms, Layer};
+use super::{expect_bottoms, Backward, Layer};
 use crate::error::{LayerError, LayerResult};
 use crate::Tensor;
 
@@ -144,6 +144,139 @@ impl Layer for Lrn {
                 .for_each(|(out, inp)| self.within_channel(inp, out)),
         }
         Ok(())
+    }
+    fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
+        if !ctx.propagate_down[0] {
+            return Ok(());
+        }
+        let [_, channels, height, width] = self.dims;
+        let image = channels * height * width;
+        if image == 0 {
+            return Ok(());
+        }
+        let (input, top, top_diff) = (ctx.bottoms[0].data(), ctx.tops[0].data(), ctx.top_diffs[0].data());
+        let diff = ctx.bottom_diffs[0].data_mut();
+        let plane = height * width;
+        match self.region {
+            NormRegion::AcrossChannels => diff
+                .par_chunks_mut(image)
+                .zip(input.par_chunks(image))
+                .zip(top.par_chunks(image).zip(top_diff.par_chunks(image)))
+                .for_each_init(
+                    || {
+                        (
+                            vec![0.0f32; image],
+                            vec![0.0f32; image],
+                            vec![0.0f32; (channels + self.size - 1) * plane],
+                        )
+                    },
+                    |(scale, scratch, padded), ((d, x), (y, dy))| {
+                        // The scale of the forward pass, recomputed from the unchanged bottom.
+                        self.across_channels(x, scratch, scale, padded);
+                        self.across_channels_backward(x, y, dy, scale, padded, d);
+                    },
+                ),
+            NormRegion::WithinChannel => diff
+                .par_chunks_mut(image)
+                .zip(input.par_chunks(image))
+                .zip(top_diff.par_chunks(image))
+                .for_each(|((d, x), dy)| self.within_channel_backward(x, dy, d)),
+        }
+        Ok(())
+    }
+}
+
+impl Lrn {
+    /// Caffe's `CrossChannelBackward_cpu` for one image: `dx = dy * scale^-beta - (2 alpha beta / n) * x * (sum over
+    /// the channel window of dy * y / scale)`.
+    fn across_channels_backward(
+        &self,
+        x: &[f32],
+        y: &[f32],
+        dy: &[f32],
+        scale: &[f32],
+        padded_ratio: &mut [f32],
+        diff: &mut [f32],
+    ) {
+        let [_, channels, height, width] = self.dims;
+        let plane = height * width;
+        let pre_pad = self.size - self.size.div_ceil(2);
+        let cache_ratio = 2.0 * self.alpha * self.beta / self.size as f32;
+        for ((d, &g), &s) in diff.iter_mut().zip(dy).zip(scale) {
+            *d = s.powf(-self.beta) * g;
+        }
+        padded_ratio.fill(0.0);
+        for (i, r) in padded_ratio[pre_pad * plane..(pre_pad + channels) * plane]
+            .iter_mut()
+            .enumerate()
+        {
+            *r = dy[i] * y[i] / scale[i];
+        }
+        let mut accum = vec![0.0f32; plane];
+        for c in 0..self.size - 1 {
+            accum
+                .iter_mut()
+                .zip(&padded_ratio[c * plane..(c + 1) * plane])
+                .for_each(|(a, r)| *a += r);
+        }
+        for c in 0..channels {
+            let head = &padded_ratio[(c + self.size - 1) * plane..(c + self.size) * plane];
+            accum.iter_mut().zip(head).for_each(|(a, r)| *a += r);
+            let range = c * plane..(c + 1) * plane;
+            for ((d, &xv), &a) in diff[range.clone()].iter_mut().zip(&x[range]).zip(&accum) {
+                *d -= cache_ratio * a * xv;
+            }
+            let tail = &padded_ratio[c * plane..(c + 1) * plane];
+            accum.iter_mut().zip(tail).for_each(|(a, r)| *a -= r);
+        }
+    }
+
+    /// WITHIN_CHANNEL for one image. With `s = 1 + alpha * mean(x^2 over the window)` and `y = x * s^-beta`:
+    /// `dx_i = dy_i * s_i^-beta + 2 x_i * sum over windows j containing i of (-alpha beta dy_j x_j s_j^(-beta-1)) /
+    /// pool_size_j` (what Caffe's split / power / AVE pooling / product composition computes).
+    fn within_channel_backward(&self, x: &[f32], dy: &[f32], diff: &mut [f32]) {
+        let [_, channels, height, width] = self.dims;
+        let plane = height * width;
+        let pad = (self.size - 1) / 2;
+        let (h_i, w_i, pad_i, size_i) = (height as isize, width as isize, pad as isize, self.size as isize);
+        let window = |p: usize, extent: isize| {
+            let start = p as isize - pad_i;
+            let end = (start + size_i).min(extent + pad_i);
+            (start, end)
+        };
+        let mut spread = vec![0.0f32; plane];
+        for c in 0..channels {
+            let x = &x[c * plane..(c + 1) * plane];
+            let dy = &dy[c * plane..(c + 1) * plane];
+            let d = &mut diff[c * plane..(c + 1) * plane];
+            spread.fill(0.0);
+            for h in 0..height {
+                let (hstart, hend) = window(h, h_i);
+                for w in 0..width {
+                    let (wstart, wend) = window(w, w_i);
+                    let pool_size = ((hend - hstart) * (wend - wstart)) as f32;
+                    let mut sum = 0.0f32;
+                    for hh in hstart.max(0)..hend.min(h_i) {
+                        for ww in wstart.max(0)..wend.min(w_i) {
+                            let v = x[hh as usize * width + ww as usize];
+                            sum += v * v;
+                        }
+                    }
+                    let s = 1.0 + self.alpha * (sum / pool_size);
+                    let i = h * width + w;
+                    d[i] = dy[i] * s.powf(-self.beta);
+                    let t = -self.alpha * self.beta * dy[i] * x[i] * s.powf(-self.beta - 1.0) / pool_size;
+                    for hh in hstart.max(0)..hend.min(h_i) {
+                        for ww in wstart.max(0)..wend.min(w_i) {
+                            spread[hh as usize * width + ww as usize] += t;
+                        }
+                    }
+                }
+            }
+            for ((d, &xv), &t) in d.iter_mut().zip(x).zip(&spread) {
+                *d += 2.0 * xv * t;
+            }
+        }
     }
 }
 

@@ -156,7 +156,10 @@ pub(crate) fn create(
         "EuclideanLoss" => (Box::new(loss::EuclideanLoss), arity((2, 2), (1, 1))),
         "LRN" => (Box::new(lrn::Lrn::new(param)?), arity((1, 1), (1, 1))),
         "BatchNorm" => (Box::new(norm::BatchNorm::new(param, phase)?), arity((1, 1), (1, 1))),
-        "Scale" => (Box::new(norm::Scale::new(param, n_bottoms)), arity((1, 2), (1, 1))),
+        "Scale" => (
+            Box::new(norm::Scale::new(param, n_bottoms, phase)),
+            arity((1, 2), (1, 1)),
+        ),
         "Bias" => (Box::new(norm::Bias::new(param, n_bottoms)), arity((1, 2), (1, 1))),
         "Eltwise" => (
             Box::new(eltwise::Eltwise::new(param, n_bottoms)?),

@@ -3,7 +3,7 @@
 use caffe_proto::{FillerParameter, LayerParameter, Phase};
 use rayon::prelude::*;
 
-use super::{canonical_axis, ensure_param_shape, expect_bottoms, Layer};
+use super::{canonical_axis, ensure_param_shape, expect_bottoms, Backward, Layer};
 use crate::error::{LayerError, LayerResult};
 use crate::filler::fill;
 use crate::Tensor;
@@ -22,6 +22,9 @@ pub(crate) struct BatchNorm {
     /// Per-channel mean and variance used by the last forward (backward needs the variance).
     mean: Vec<f32>,
     variance: Vec<f32>,
+    /// The normalized output of the last forward with batch statistics (backward needs it; a later in-place layer
+    /// may overwrite the top, as Caffe's `x_norm_` guards against).
+    x_norm: Vec<f32>,
 }
 
 impl BatchNorm {
@@ -40,6 +43,7 @@ impl BatchNorm {
             dims: (0, 0, 0),
             mean: Vec::new(),
             variance: Vec::new(),
+            x_norm: Vec::new(),
         })
     }
 
@@ -135,12 +139,75 @@ impl Layer for BatchNorm {
     fn forward(&mut self, bottoms: &[&Tensor], tops: &mut [Tensor]) -> LayerResult<()> {
         self.statistics(bottoms[0].data());
         self.normalize(tops[0].data_mut(), Some(bottoms[0].data()));
+        self.keep_x_norm(tops[0].data());
         Ok(())
     }
     fn forward_in_place(&mut self, data: &mut Tensor, _: &[&Tensor]) -> LayerResult<bool> {
         self.statistics(data.data());
         self.normalize(data.data_mut(), None);
+        self.keep_x_norm(data.data());
         Ok(true)
+    }
+    fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
+        if !ctx.propagate_down[0] {
+            return Ok(());
+        }
+        let (num, channels, spatial) = self.dims;
+        let top_diff = ctx.top_diffs[0].data();
+        let diff = ctx.bottom_diffs[0].data_mut();
+        if channels == 0 || spatial == 0 || num == 0 {
+            return Ok(());
+        }
+        let std_dev: Vec<f32> = self.variance.iter().map(|v| (v + self.eps).sqrt()).collect();
+        let image = channels * spatial;
+        if self.use_global_stats {
+            diff.par_chunks_mut(image)
+                .zip(top_diff.par_chunks(image))
+                .for_each(|(d, dy)| {
+                    for (c, (d, dy)) in d.chunks_mut(spatial).zip(dy.chunks(spatial)).enumerate() {
+                        d.iter_mut().zip(dy).for_each(|(d, g)| *d = g / std_dev[c]);
+                    }
+                });
+            return Ok(());
+        }
+        // Caffe: dx = (dy - mean(dy) - mean(dy * y) * y) / sqrt(var + eps), means over all but the channel axis.
+        let y = &self.x_norm;
+        let mut sum_dy = vec![0.0f32; channels];
+        let mut sum_dy_y = vec![0.0f32; channels];
+        for (img_y, img_dy) in y.chunks(image).zip(top_diff.chunks(image)) {
+            for c in 0..channels {
+                let (ys, dys) = (
+                    &img_y[c * spatial..(c + 1) * spatial],
+                    &img_dy[c * spatial..(c + 1) * spatial],
+                );
+                sum_dy[c] += dys.iter().sum::<f32>();
+                sum_dy_y[c] += ys.iter().zip(dys).map(|(a, b)| a * b).sum::<f32>();
+            }
+        }
+        let inv_m = 1.0 / (num * spatial) as f32;
+        diff.par_chunks_mut(image)
+            .zip(top_diff.par_chunks(image))
+            .zip(y.par_chunks(image))
+            .for_each(|((d, dy), y)| {
+                for c in 0..channels {
+                    let range = c * spatial..(c + 1) * spatial;
+                    let (a, b, s) = (sum_dy_y[c] * inv_m, sum_dy[c] * inv_m, std_dev[c]);
+                    for ((d, &g), &y) in d[range.clone()].iter_mut().zip(&dy[range.clone()]).zip(&y[range]) {
+                        *d = (g - b - a * y) / s;
+                    }
+                }
+            });
+        Ok(())
+    }
+}
+
+impl BatchNorm {
+    /// Keeps the normalized values for backward when they came from batch statistics.
+    fn keep_x_norm(&mut self, top: &[f32]) {
+        if !self.use_global_stats {
+            self.x_norm.clear();
+            self.x_norm.extend_from_slice(top);
+        }
     }
 }
 
@@ -225,6 +292,33 @@ fn apply(b: Broadcast, data: &mut [f32], input: Option<&[f32]>, scale: Option<&[
     }
 }
 
+/// `sum over blocks and inner positions of f(i)` for each operand index `d` (`i` the flat index into bottom 0).
+fn reduce(b: Broadcast, len: usize, f: impl Fn(usize) -> f32) -> Vec<f32> {
+    let mut sums = vec![0.0f32; b.dim];
+    if b.inner == 0 || b.dim == 0 {
+        return sums;
+    }
+    let block = b.dim * b.inner;
+    for start in (0..len).step_by(block) {
+        for (d, sum) in sums.iter_mut().enumerate() {
+            let base = start + d * b.inner;
+            *sum += (base..base + b.inner).map(&f).sum::<f32>();
+        }
+    }
+    sums
+}
+
+/// Writes `sums` into an operand diff: added for a parameter (Caffe accumulates), overwritten for a bottom.
+fn store(diff: &mut [f32], sums: &[f32], accumulate: bool) {
+    for (d, s) in diff.iter_mut().zip(sums) {
+        if accumulate {
+            *d += s;
+        } else {
+            *d = *s;
+        }
+    }
+}
+
 fn constant(value: f32) -> FillerParameter {
     FillerParameter {
         r#type: Some("constant".into()),
@@ -246,10 +340,15 @@ pub(crate) struct Scale {
     params: Vec<Tensor>,
     initialized: bool,
     layout: Broadcast,
+    /// TRAIN phase: an in-place forward keeps its input (Caffe's `temp_`) for the scale gradient.
+    train: bool,
+    /// Whether the last forward ran in place, and its input when kept.
+    in_place: bool,
+    saved_input: Vec<f32>,
 }
 
 impl Scale {
-    pub(crate) fn new(param: &LayerParameter, n_bottoms: usize) -> Self {
+    pub(crate) fn new(param: &LayerParameter, n_bottoms: usize, phase: Phase) -> Self {
         let p = param.scale_param.clone().unwrap_or_default();
         let two_bottoms = n_bottoms > 1;
         let blobs = usize::from(!two_bottoms) + usize::from(p.bias_term());
@@ -265,6 +364,9 @@ impl Scale {
             params: vec![Tensor::default(); blobs],
             initialized: false,
             layout: Broadcast::default(),
+            train: phase == Phase::Train,
+            in_place: false,
+            saved_input: Vec::new(),
         }
     }
 
@@ -323,6 +425,7 @@ impl Layer for Scale {
             Some(scale),
             bias,
         );
+        self.in_place = false;
         Ok(())
     }
     fn forward_in_place(&mut self, data: &mut Tensor, other_bottoms: &[&Tensor]) -> LayerResult<bool> {
@@ -331,9 +434,57 @@ impl Layer for Scale {
         } else {
             self.params[0].data()
         };
+        self.in_place = true;
+        self.saved_input.clear();
+        if self.train {
+            self.saved_input.extend_from_slice(data.data());
+        }
         let bias = self.bias_term.then(|| self.params[self.bias_index()].data());
         apply(self.layout, data.data_mut(), None, Some(scale), bias);
         Ok(true)
+    }
+    fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
+        let b = self.layout;
+        let top_diff = ctx.top_diffs[0].data();
+        let len = top_diff.len();
+        let bias_index = self.bias_index();
+        if self.bias_term && ctx.param_propagate_down[bias_index] {
+            let sums = reduce(b, len, |i| top_diff[i]);
+            store(ctx.param_diffs[bias_index].data_mut(), &sums, true);
+        }
+        let scale_grad = if self.two_bottoms {
+            ctx.propagate_down[1]
+        } else {
+            ctx.param_propagate_down[0]
+        };
+        if scale_grad {
+            let input: &[f32] = if !self.in_place {
+                ctx.bottoms[0].data()
+            } else if self.saved_input.len() == len {
+                &self.saved_input
+            } else {
+                return Err(LayerError::Unsupported(
+                    "the scale gradient of an in-place Scale needs its input, kept only in the TRAIN phase".into(),
+                ));
+            };
+            let sums = reduce(b, len, |i| top_diff[i] * input[i]);
+            if self.two_bottoms {
+                store(ctx.bottom_diffs[1].data_mut(), &sums, false);
+            } else {
+                store(ctx.param_diffs[0].data_mut(), &sums, true);
+            }
+        }
+        if ctx.propagate_down[0] {
+            let scale = if self.two_bottoms {
+                ctx.bottoms[1].data()
+            } else {
+                self.params[0].data()
+            };
+            let diff = ctx.bottom_diffs[0].data_mut();
+            diff.copy_from_slice(top_diff);
+            apply(b, diff, None, Some(scale), None);
+        }
+        Ok(())
     }
 }
 
@@ -416,6 +567,27 @@ impl Layer for Bias {
         apply(self.layout, data.data_mut(), None, None, Some(bias));
         Ok(true)
     }
+    fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
+        let top_diff = ctx.top_diffs[0].data();
+        if ctx.propagate_down[0] {
+            ctx.bottom_diffs[0].data_mut().copy_from_slice(top_diff);
+        }
+        let (wanted, accumulate) = if self.two_bottoms {
+            (ctx.propagate_down[1], false)
+        } else {
+            (ctx.param_propagate_down[0], true)
+        };
+        if wanted {
+            let sums = reduce(self.layout, top_diff.len(), |i| top_diff[i]);
+            let diff = if self.two_bottoms {
+                ctx.bottom_diffs[1].data_mut()
+            } else {
+                ctx.param_diffs[0].data_mut()
+            };
+            store(diff, &sums, accumulate);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -479,7 +651,7 @@ mod tests {
                 ..Default::default()
             })
         });
-        let mut scale = Scale::new(&p, 1);
+        let mut scale = Scale::new(&p, 1, Phase::Test);
         scale.reshape(&[&[2, 2, 2]]).unwrap();
         assert_eq!(scale.params()[0].data(), &[1.0, 1.0], "default filler is 1");
         assert_eq!(scale.params()[1].data(), &[0.0, 0.0], "default bias filler is 0");
@@ -495,7 +667,7 @@ mod tests {
                 ..Default::default()
             })
         });
-        let mut all = Scale::new(&p, 1);
+        let mut all = Scale::new(&p, 1, Phase::Test);
         all.reshape(&[&[3, 2, 2]]).unwrap();
         assert_eq!(all.params()[0].shape(), &[2, 2]);
         let p = param("Scale", |l| {
@@ -504,7 +676,7 @@ mod tests {
                 ..Default::default()
             })
         });
-        let mut scalar = Scale::new(&p, 1);
+        let mut scalar = Scale::new(&p, 1, Phase::Test);
         scalar.reshape(&[&[3, 2]]).unwrap();
         assert_eq!(scalar.params()[0].shape(), &[] as &[usize]);
         assert_eq!(scalar.params()[0].len(), 1);
@@ -512,7 +684,7 @@ mod tests {
 
     #[test]
     fn scale_and_bias_from_a_second_bottom() {
-        let mut scale = Scale::new(&param("Scale", |_| {}), 2);
+        let mut scale = Scale::new(&param("Scale", |_| {}), 2, Phase::Test);
         let x = Tensor::new(&[1, 2, 2], vec![1.0, 2.0, 3.0, 4.0]);
         let s = Tensor::new(&[2], vec![10.0, -1.0]);
         let out = run(&mut scale, &[x.clone(), s.clone()]).unwrap();
@@ -522,7 +694,7 @@ mod tests {
         let out = run(&mut bias, &[x.clone(), s.clone()]).unwrap();
         assert_close(out[0].data(), &[11.0, 12.0, 2.0, 3.0], 0.0);
         // The operand must match bottom 0 from the axis.
-        let mut bad = Scale::new(&param("Scale", |_| {}), 2);
+        let mut bad = Scale::new(&param("Scale", |_| {}), 2, Phase::Test);
         assert!(matches!(bad.reshape(&[&[1, 2, 2], &[3]]), Err(LayerError::Shape(_))));
         // A learned bias over axis 2.
         let mut learned = Bias::new(

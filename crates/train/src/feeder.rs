@@ -1,0 +1,271 @@
+//! Feeding a net's data-layer tops before each forward pass: Caffe's `Data` layer over an LMDB or an MNIST IDX
+//! pair ([`DataFeeder`]), or anything the caller computes ([`FnFeeder`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use caffe_proto::{BlobProto, NetParameter, NetState};
+use datasets::{Batch, Batcher, Dataset, IdxDataset, LmdbDataset, Transformer};
+use engine::{Net, NetOptions};
+
+use crate::Error;
+
+/// Sets a net's external inputs before each forward pass (Caffe's data layers, outside the net).
+pub trait Feeder: Send {
+    /// The shapes of the inputs this feeder sets, known before the net is built (they go into
+    /// [`NetOptions::input_shapes`]).
+    fn input_shapes(&self) -> Vec<(String, Vec<usize>)>;
+
+    /// Sets the inputs for the next forward pass.
+    fn feed(&mut self, net: &mut Net) -> Result<(), Error>;
+}
+
+/// A [`Feeder`] from a closure, for inputs the caller computes (e.g. `Input` layers in tests).
+pub struct FnFeeder<F> {
+    shapes: Vec<(String, Vec<usize>)>,
+    feed: F,
+}
+
+impl<F: FnMut(&mut Net) -> Result<(), engine::Error> + Send> FnFeeder<F> {
+    /// A feeder declaring `shapes` (may be empty when the net's layers fix every input shape) and calling `feed`
+    /// (typically [`Net::set_input`]) before each forward pass.
+    pub fn new(shapes: Vec<(String, Vec<usize>)>, feed: F) -> Self {
+        FnFeeder { shapes, feed }
+    }
+}
+
+impl<F: FnMut(&mut Net) -> Result<(), engine::Error> + Send> Feeder for FnFeeder<F> {
+    fn input_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        self.shapes.clone()
+    }
+
+    fn feed(&mut self, net: &mut Net) -> Result<(), Error> {
+        (self.feed)(net).map_err(|e| Error::engine("feeder", e))
+    }
+}
+
+/// Where a `Data` layer reads its records, overriding its `data_param.source`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A Caffe LMDB folder of `Datum` records (read in key order).
+    Lmdb(PathBuf),
+    /// An MNIST-style IDX images file and its labels file (gzipped or not).
+    Idx {
+        /// The images file.
+        images: PathBuf,
+        /// The labels file.
+        labels: PathBuf,
+    },
+}
+
+/// How [`DataFeeder`] finds its data. The crate reads no mean file itself: decode the `.binaryproto` files the
+/// nets name and pass them in `mean_files`.
+#[derive(Clone, Debug, Default)]
+pub struct DataOptions {
+    /// The folder relative `source` paths are resolved against (Caffe resolves them against its working
+    /// directory). Absolute sources are used as they are.
+    pub base_dir: PathBuf,
+    /// Sources by `Data` layer name, replacing `data_param.source` (e.g. an IDX pair).
+    pub sources: BTreeMap<String, Source>,
+    /// Decoded mean blobs by the `transform_param.mean_file` value exactly as the net writes it.
+    pub mean_files: BTreeMap<String, BlobProto>,
+    /// Seed of the transformers' MT19937 (mirror, random crop); `None` keeps boost's default seed. Caffe derives
+    /// its transformer seeds from its global RNG, which this crate does not reproduce.
+    pub seed: Option<u32>,
+}
+
+impl DataOptions {
+    /// Options resolving sources against `base_dir`, with no overrides, mean files or seed.
+    pub fn new(base_dir: impl Into<PathBuf>) -> Self {
+        DataOptions {
+            base_dir: base_dir.into(),
+            ..Default::default()
+        }
+    }
+}
+
+struct LayerFeed {
+    layer: String,
+    data_top: String,
+    label_top: Option<String>,
+    shape: [usize; 4],
+    batcher: Batcher,
+    batch: Batch,
+}
+
+/// Caffe's `Data` layers for one net: each forward pass gets the next `batch_size` records of every `Data` layer,
+/// transformed by its `transform_param` for the net's phase, in key (file) order from the first record, wrapping to
+/// the first after the last. `Input` layers are left to the caller; other data-reading layer types are refused.
+///
+/// As in Caffe, `data_param.rand_skip` and multi-solver sharding are not applied (`rand_skip` draws from Caffe's
+/// global RNG).
+pub struct DataFeeder {
+    layers: Vec<LayerFeed>,
+}
+
+/// The state Caffe filters a net's layers with, as `engine::Net::new` forms it from the options.
+pub(crate) fn net_state(param: &NetParameter, options: &NetOptions) -> NetState {
+    let mut state = param.state.clone().unwrap_or_default();
+    state.phase = Some(options.phase as i32);
+    state.level = Some(options.level);
+    state.stage.extend(options.stages.iter().cloned());
+    state
+}
+
+fn resolve(base: &Path, path: &str) -> PathBuf {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+impl DataFeeder {
+    /// The feeder for the `Data` layers of `param` as built with `options` (phase, level, stages select the
+    /// layers). Opens every source and reads its first record to learn the batch shape.
+    pub fn new(param: &NetParameter, options: &NetOptions, data: &DataOptions) -> Result<Self, Error> {
+        let state = net_state(param, options);
+        let layers = engine::graph::filter_layers(param, &state).map_err(|e| Error::engine("data", e))?;
+        let mut feeds = Vec::new();
+        for (index, layer) in layers.iter().enumerate() {
+            let name = layer.name().to_string();
+            let layer_type = layer.r#type();
+            let refuse = |message: String| Error::DataLayer {
+                layer: name.clone(),
+                layer_type: layer_type.to_string(),
+                message,
+            };
+            match layer_type {
+                "Data" => {}
+                "Input" => continue,
+                t if engine::DATA_LAYER_TYPES.contains(&t) => {
+                    return Err(refuse(
+                        "only Data layers are read by DataFeeder; feed this one yourself".into(),
+                    ))
+                }
+                _ => continue,
+            }
+            let data_param = layer.data_param.clone().unwrap_or_default();
+            let batch_size = data_param.batch_size() as usize;
+            if batch_size == 0 {
+                return Err(refuse("batch_size must be > 0".into()));
+            }
+            let (data_top, label_top) = match layer.top.as_slice() {
+                [data] => (data.clone(), None),
+                [data, label] => (data.clone(), Some(label.clone())),
+                tops => return Err(refuse(format!("has {} tops; a Data layer has 1 or 2", tops.len()))),
+            };
+            let data_err = |source: datasets::Error| Error::Data {
+                layer: name.clone(),
+                source,
+            };
+            let dataset: Box<dyn Dataset> = match data.sources.get(&name) {
+                Some(Source::Lmdb(path)) => Box::new(LmdbDataset::open_unlocked(path).map_err(data_err)?),
+                Some(Source::Idx { images, labels }) => Box::new(IdxDataset::open(images, labels).map_err(data_err)?),
+                None => {
+                    let Some(source) = data_param.source.as_deref() else {
+                        return Err(refuse("data_param.source is not set".into()));
+                    };
+                    let path = resolve(&data.base_dir, source);
+                    if !path.exists() {
+                        return Err(Error::MissingSource { layer: name, path });
+                    }
+                    Box::new(LmdbDataset::open_unlocked(&path).map_err(data_err)?)
+                }
+            };
+            if dataset.is_empty() {
+                return Err(refuse(format!(
+                    "source '{}' holds no record",
+                    dataset.source().display()
+                )));
+            }
+            let transform = layer.transform_param.clone().unwrap_or_default();
+            let mean = match &transform.mean_file {
+                Some(file) => Some(data.mean_files.get(file).ok_or_else(|| {
+                    refuse(format!(
+                        "mean_file '{file}' was not supplied in DataOptions::mean_files"
+                    ))
+                })?),
+                None => None,
+            };
+            let mut transformer = Transformer::new(&transform, options.phase, mean).map_err(data_err)?;
+            if let Some(seed) = data.seed {
+                transformer = transformer.with_seed(seed.wrapping_add(index as u32));
+            }
+            let mut peek = dataset.reader().map_err(data_err)?;
+            let first = peek.next().map_err(data_err)?;
+            let item = transformer.output_shape(&first).map_err(data_err)?;
+            let shape = [batch_size, item.channels(), item.height(), item.width()];
+            let batcher =
+                Batcher::new(dataset.reader().map_err(data_err)?, batch_size, transformer).map_err(data_err)?;
+            feeds.push(LayerFeed {
+                layer: name,
+                data_top,
+                label_top,
+                shape,
+                batcher,
+                batch: Batch::default(),
+            });
+        }
+        Ok(DataFeeder { layers: feeds })
+    }
+
+    /// The `Data` layers fed, in net order.
+    pub fn layers(&self) -> Vec<&str> {
+        self.layers.iter().map(|l| l.layer.as_str()).collect()
+    }
+
+    /// Position (0-based, file order) of the record each layer's next batch starts with.
+    pub fn positions(&self) -> Vec<usize> {
+        self.layers.iter().map(|l| l.batcher.position()).collect()
+    }
+
+    /// Reads and drops `batches` batches of every layer (e.g. to continue a resumed run where the data stopped;
+    /// Caffe itself restarts at the first record on resume).
+    pub fn skip_batches(&mut self, batches: usize) -> Result<(), Error> {
+        for feed in &mut self.layers {
+            for _ in 0..batches {
+                feed.batcher.next_batch(&mut feed.batch).map_err(|source| Error::Data {
+                    layer: feed.layer.clone(),
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Feeder for DataFeeder {
+    fn input_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let mut shapes = Vec::new();
+        for feed in &self.layers {
+            shapes.push((feed.data_top.clone(), feed.shape.to_vec()));
+            if let Some(label) = &feed.label_top {
+                shapes.push((label.clone(), vec![feed.shape[0]]));
+            }
+        }
+        shapes
+    }
+
+    fn feed(&mut self, net: &mut Net) -> Result<(), Error> {
+        for feed in &mut self.layers {
+            feed.batcher.next_batch(&mut feed.batch).map_err(|source| Error::Data {
+                layer: feed.layer.clone(),
+                source,
+            })?;
+            let phase = if net.phase() == caffe_proto::Phase::Train {
+                "train"
+            } else {
+                "test"
+            };
+            net.set_input(&feed.data_top, &feed.batch.shape, &feed.batch.data)
+                .map_err(|e| Error::engine(phase, e))?;
+            if let Some(label) = &feed.label_top {
+                net.set_input(label, &[feed.batch.shape[0]], &feed.batch.labels)
+                    .map_err(|e| Error::engine(phase, e))?;
+            }
+        }
+        Ok(())
+    }
+}

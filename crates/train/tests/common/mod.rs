@@ -1,0 +1,66 @@
+//! Shared helpers of the train crate's integration tests: fixtures, prototxt and caffemodel reading.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use caffe_proto::{NetParameter, SolverParameter};
+use engine::{LayerWeights, WeightBlob};
+
+/// `../shared/fixtures`, or `None` (skip) outside CI.
+pub fn fixtures() -> Option<PathBuf> {
+    testkit::fixtures()
+}
+
+/// Every layer's blobs of a caffemodel (any generation), as plain data.
+pub fn weights(path: &Path) -> Vec<LayerWeights> {
+    let model = caffemodel::ModelFile::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let net = model.net().unwrap();
+    net.layers()
+        .iter()
+        .map(|layer| LayerWeights {
+            name: layer.name().to_string(),
+            blobs: layer
+                .blobs()
+                .iter()
+                .map(|blob| {
+                    let shape = blob.shape();
+                    WeightBlob {
+                        shape: shape.dims.clone(),
+                        legacy: shape.legacy,
+                        data: blob.data().to_vec_f32(),
+                    }
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// A prototxt as an upgraded (modern-layout) NetParameter.
+pub fn read_net(path: &Path) -> NetParameter {
+    let mut net = caffemodel::text::read_net(path, &caffemodel::text::Schema::builtin())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    caffemodel::upgrade::upgrade_net(&mut net).unwrap();
+    net
+}
+
+/// A solver prototxt.
+pub fn read_solver(path: &Path) -> SolverParameter {
+    caffemodel::text::read_solver(path, &caffemodel::text::Schema::builtin())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// max |a - b| / max |b|.
+pub fn relative_error(found: &[f32], golden: &[f32]) -> f64 {
+    assert_eq!(found.len(), golden.len());
+    let max_diff = found
+        .iter()
+        .zip(golden)
+        .map(|(a, b)| (f64::from(*a) - f64::from(*b)).abs())
+        .fold(0.0, f64::max);
+    let scale = golden
+        .iter()
+        .map(|b| f64::from(*b).abs())
+        .fold(0.0, f64::max)
+        .max(1e-30);
+    max_diff / scale
+}
