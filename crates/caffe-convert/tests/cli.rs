@@ -71,7 +71,7 @@ fn never_overwrites_its_input_without_force() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m.caffemodel");
     std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet.caffemodel"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet_random.caffemodel"),
         &model,
     )
     .unwrap();
@@ -93,7 +93,7 @@ fn never_overwrites_its_input_without_force() {
 #[test]
 fn npz_roundtrip_and_bad_npz_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet.caffemodel");
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet_random.caffemodel");
     for layout in ["sparse", "dense"] {
         let npz = dir.path().join(format!("{layout}.npz"));
         assert!(convert(&[&model, &"-o", &npz, &"--layout", &layout]).status.success());

@@ -211,3 +211,41 @@ fn retrain_refuses_bad_arguments_in_one_line() {
     );
     assert!(!out_path.exists());
 }
+
+#[test]
+fn a_schedule_prunes_gradually_down_to_the_final_fractions() {
+    let Some(fx) = testkit::fixtures() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let input = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
+    let output = tmp.path().join("gradual.caffemodel");
+    let solver = repo_root().join("testdata/lenet_solver.prototxt");
+    let out = run(&[
+        &"retrain",
+        &"--solver",
+        &solver,
+        &"--weights",
+        &input,
+        &"--keep",
+        &"conv1=0.3,conv2=0.1,ip1=0.01,ip2=0.2",
+        &"--schedule",
+        &"0.5,0.2",
+        &"--rounds",
+        &"3",
+        &"--steps",
+        &"5",
+        &"-o",
+        &output,
+        &"--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kept: Vec<u64> = report["rounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kept_weights"].as_u64().unwrap())
+        .collect();
+    // floor((N-1) t) per layer, t = max(schedule, final): 0.5 everywhere (249 + 12499 + 199999 + 2499), then
+    // 0.3 / 0.2 / 0.2 / 0.2 (149 + 4999 + 79999 + 999), then the final 149 + 2499 + 3999 + 999.
+    assert_eq!(kept, [215_246, 215_246, 86_146, 7_646]);
+}
