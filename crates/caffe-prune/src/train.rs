@@ -274,6 +274,15 @@ impl Progress {
     }
 }
 
+/// A line above the progress bar, or on stderr as it is when the bar is hidden (stderr not a terminal, e.g. a log).
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
 fn describe_outputs(outputs: &[train::Output]) -> String {
     outputs
         .iter()
@@ -294,12 +303,15 @@ impl Observer for Progress {
     }
 
     fn on_test(&mut self, report: &TestReport) -> Control {
-        self.bar.println(format!(
-            "iteration {} test net #{}: {}",
-            report.iter,
-            report.net,
-            describe_outputs(&report.outputs)
-        ));
+        say(
+            &self.bar,
+            format!(
+                "iteration {} test net #{}: {}",
+                report.iter,
+                report.net,
+                describe_outputs(&report.outputs)
+            ),
+        );
         self.tests.push(report.clone());
         Control::Continue
     }
@@ -316,7 +328,7 @@ impl Observer for Progress {
         };
         let model = write(&snapshot.model_filename, snapshot.model.encode_to_vec())?;
         let state = write(&snapshot.state_filename, snapshot.state.encode_to_vec())?;
-        self.bar.println(format!("snapshot: {model}, {state}"));
+        say(&self.bar, format!("snapshot: {model}, {state}"));
         self.written.extend([model, state]);
         Ok(())
     }
@@ -634,10 +646,13 @@ pub fn retrain(args: &RetrainArgs) -> Result<RetrainReport> {
             rounds.push(row(round, &mut solver, &round_keep, iterations)?);
         }
         if let Some(r) = rounds.last() {
-            progress.bar.println(format!(
-                "round {round}: accuracy {:.4}, {} weights kept",
-                r.accuracy, r.kept_weights
-            ));
+            say(
+                &progress.bar,
+                format!(
+                    "round {round}: accuracy {:.4}, {} weights kept",
+                    r.accuracy, r.kept_weights
+                ),
+            );
         }
     }
     progress.bar.finish_and_clear();
