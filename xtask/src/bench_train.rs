@@ -25,31 +25,6 @@ fn caffe_train_speed(fixtures: &Path) -> Result<f64> {
         .context("caffe_speed.json: no train figure")
 }
 
-/// The weights of a caffemodel as the engine takes them.
-fn weights_of(path: &Path) -> Result<Vec<engine::LayerWeights>> {
-    let model = caffemodel::ModelFile::open(path)?;
-    let net = model.net()?;
-    Ok(net
-        .layers()
-        .iter()
-        .map(|l| engine::LayerWeights {
-            name: l.name().to_string(),
-            blobs: l
-                .blobs()
-                .iter()
-                .map(|b| {
-                    let shape = b.shape();
-                    engine::WeightBlob {
-                        shape: shape.dims,
-                        legacy: shape.legacy,
-                        data: b.data().to_vec_f32(),
-                    }
-                })
-                .collect(),
-        })
-        .collect())
-}
-
 /// Runs the benchmark and prints medians and ratios.
 pub fn run() -> Result<()> {
     let fixtures = crate::repo_root().join("../shared/fixtures");
@@ -63,8 +38,8 @@ pub fn run() -> Result<()> {
     param.net_param = Some(net);
     let nets = train::SolverNets::resolve(&param, |_| Err::<NetParameter, _>("no net files"))?;
     let mut solver = train::Solver::new(&param, nets, &train::DataOptions::new(fixtures.join("golden")))?;
-    let weights = weights_of(&fixtures.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel"))?;
-    solver.load_weights(&weights)?;
+    let start = std::fs::read(fixtures.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel"))?;
+    solver.load_net_param(&prost::Message::decode(start.as_slice())?)?;
     solver.step(20, &mut ())?;
     let mut runs = Vec::new();
     for _ in 0..3 {
