@@ -15,7 +15,9 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use train::{Control, DataOptions, IterationReport, Observer, ParamMask, Snapshot, Solver, SolverNets, TestReport};
+use train::{
+    Control, DataFeeder, DataOptions, IterationReport, Observer, ParamMask, Snapshot, Solver, SolverNets, TestReport,
+};
 
 /// Where the solver's nets read their data.
 #[derive(clap::Args, Debug, Clone)]
@@ -122,7 +124,10 @@ fn read_net(path: &Path, schema: &Schema) -> Result<NetParameter> {
 struct Setup {
     param: SolverParameter,
     nets: SolverNets,
-    data: DataOptions,
+    /// Data for the TRAIN net and for the TEST nets: their Data layers usually share a name (BVLC's examples call
+    /// both "mnist"), so source overrides by layer name must be kept apart per phase.
+    train_data: DataOptions,
+    test_data: DataOptions,
 }
 
 /// Data layers (name, source, phase-is-train) of the nets as they will be built.
@@ -199,15 +204,29 @@ impl Setup {
         .with_context(|| solver.display().to_string())?;
         let layers = data_layers(&nets)?;
         let mut options = DataOptions::default();
+        if param.random_seed() >= 0 {
+            options.seed = Some(param.random_seed() as u32);
+        }
+        let (mut train_sources, mut test_sources) = (BTreeMap::new(), BTreeMap::new());
         for (name, _, train, _) in &layers {
-            let given = if *train { &data.train_data } else { &data.test_data };
+            let (given, sources) = if *train {
+                (&data.train_data, &mut train_sources)
+            } else {
+                (&data.test_data, &mut test_sources)
+            };
             if let Some(path) = given {
-                options.sources.insert(name.clone(), source_of(path)?);
+                sources.insert(name.clone(), source_of(path)?);
             }
         }
         let needed: Vec<&str> = layers
             .iter()
-            .filter(|(name, _, _, _)| !options.sources.contains_key(name))
+            .filter(|(_, _, train, _)| {
+                if *train {
+                    data.train_data.is_none()
+                } else {
+                    data.test_data.is_none()
+                }
+            })
             .filter_map(|(_, source, _, _)| source.as_deref())
             .collect();
         options.base_dir = match &data.data_root {
@@ -229,15 +248,41 @@ impl Setup {
             let blob = caffe_proto::BlobProto::decode(file.bytes()).with_context(|| path.display().to_string())?;
             options.mean_files.insert(mean.clone(), blob);
         }
+        let mut train_data = options.clone();
+        train_data.sources = train_sources;
+        let mut test_data = options;
+        test_data.sources = test_sources;
         Ok(Setup {
             param,
             nets,
-            data: options,
+            train_data,
+            test_data,
         })
     }
 
     fn solver(&self) -> Result<Solver> {
-        Ok(Solver::new(&self.param, self.nets.clone(), &self.data)?)
+        let nets = self.nets.clone();
+        let train = DataFeeder::new(&nets.train, &net_options(&nets.train_state), &self.train_data)?;
+        let mut tests: Vec<Box<dyn train::Feeder>> = Vec::with_capacity(nets.tests.len());
+        for test in &nets.tests {
+            tests.push(Box::new(DataFeeder::new(
+                &test.param,
+                &net_options(&test.state),
+                &self.test_data,
+            )?));
+        }
+        Ok(Solver::with_feeders(&self.param, nets, Box::new(train), tests)?)
+    }
+}
+
+/// The engine options for a net built in `state` (stages the net's own `state` already has are repeated, which
+/// changes nothing: rules test membership).
+fn net_options(state: &caffe_proto::NetState) -> engine::NetOptions {
+    engine::NetOptions {
+        phase: state.phase(),
+        level: state.level(),
+        stages: state.stage.clone(),
+        input_shapes: Default::default(),
     }
 }
 

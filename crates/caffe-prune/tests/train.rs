@@ -249,3 +249,45 @@ fn a_schedule_prunes_gradually_down_to_the_final_fractions() {
     // 0.3 / 0.2 / 0.2 / 0.2 (149 + 4999 + 79999 + 999), then the final 149 + 2499 + 3999 + 999.
     assert_eq!(kept, [215_246, 215_246, 86_146, 7_646]);
 }
+
+#[test]
+fn train_and_test_data_overrides_reach_their_own_phase() {
+    // BVLC's nets call the TRAIN and the TEST Data layer both "mnist". --train-data and --test-data give the IDX
+    // files those LMDBs were made from, so a correct run reads the same records in the same order and writes the
+    // same bytes as a run on the prototxt's own sources; a mixed-up one trains on the test images.
+    let Some(fx) = testkit::fixtures() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let input = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
+    let solver = repo_root().join("testdata/lenet_solver.prototxt");
+    let retrain = |out: &Path, extra: &[&dyn AsRef<std::ffi::OsStr>]| -> serde_json::Value {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+            &"retrain",
+            &"--solver",
+            &solver,
+            &"--weights",
+            &input,
+            &"--keep",
+            &"ip1=0.05",
+            &"--rounds",
+            &"1",
+            &"--steps",
+            &"3",
+            &"--json",
+            &"-o",
+            &out,
+        ];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let (lmdb, idx) = (tmp.path().join("lmdb.caffemodel"), tmp.path().join("idx.caffemodel"));
+    let a = retrain(&lmdb, &[]);
+    let (train_idx, test_idx) = (
+        fx.join("mnist/train-10k-images-idx3-ubyte.gz"),
+        fx.join("mnist/t10k-images-idx3-ubyte.gz"),
+    );
+    let b = retrain(&idx, &[&"--train-data", &train_idx, &"--test-data", &test_idx]);
+    assert!(std::fs::read(&lmdb).unwrap() == std::fs::read(&idx).unwrap());
+    assert_eq!(a["rounds"], b["rounds"]);
+}
