@@ -20,8 +20,17 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
-/// Runs the benchmark and prints medians and ratios.
-pub fn run() -> Result<()> {
+/// The numpy baseline's JSON: measured now, or (for quick iterations, said so in the output) read from the file named
+/// by `BENCH_PRUNE_NUMPY_JSON`.
+fn numpy_baseline(dir: &std::path::Path) -> Result<(serde_json::Value, bool)> {
+    if let Some(saved) = std::env::var_os("BENCH_PRUNE_NUMPY_JSON") {
+        let text = std::fs::read(&saved).with_context(|| format!("reading {}", saved.to_string_lossy()))?;
+        eprintln!(
+            "numpy baseline read from {} (not measured in this run)",
+            saved.to_string_lossy()
+        );
+        return Ok((serde_json::from_slice(&text)?, true));
+    }
     let script = crate::repo_root().join("xtask/baselines/prune_numpy.py");
     eprintln!(
         "running the numpy baseline ({}; the 100 M blob takes a minute)...",
@@ -34,24 +43,92 @@ pub fn run() -> Result<()> {
     if !out.status.success() {
         bail!("numpy baseline failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let numpy: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    std::fs::write(dir.join("prune_numpy.json"), &out.stdout)?;
+    Ok((serde_json::from_slice(&out.stdout)?, false))
+}
+
+/// Prune + export as a program does it: the keep-fraction cut (one read pass), then one pass that zeroes the dropped
+/// weights in place and gap-encodes the blob.
+fn prune_and_encode(weights: &mut [f32], t: f64, bits: u8) -> Result<sparse::GapEncoded> {
+    Ok(match prune::keep_fraction_cut(weights, t)? {
+        Some(cut) => sparse::encode_gaps_where(weights, bits, move |w| w.abs() > cut)?.0,
+        None => sparse::encode_gaps(weights, bits)?,
+    })
+}
+
+/// The same in two separate steps (prune in place, then encode): the path before the fused pass, timed for comparison
+/// and used to check the fused one.
+fn prune_then_encode(weights: &mut [f32], t: f64, bits: u8) -> Result<sparse::GapEncoded> {
+    prune::prune_in_place(weights, prune::Rule::KeepFraction(t))?;
+    Ok(sparse::encode_gaps(weights, bits)?)
+}
+
+/// Runs the benchmark and prints medians and ratios.
+pub fn run() -> Result<()> {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| crate::repo_root().join("target"))
+        .join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let (numpy, numpy_reused) = numpy_baseline(&dir)?;
     let mut rows = Vec::new();
+    // BENCH_PRUNE_ONLY=conv1,ip1: just those blobs (for profiling).
+    let only = std::env::var("BENCH_PRUNE_ONLY").ok();
     for (i, &(name, len, t, bits, seed)) in BLOBS.iter().enumerate() {
+        if only.as_deref().is_some_and(|only| !only.split(',').any(|n| n == name)) {
+            continue;
+        }
         let original = prune::synthetic::weights(len, seed);
-        let repeats = if len > 1_000_000 { 5 } else { 51 };
+        let repeats = if len > 1_000_000 { 7 } else { 201 };
         let mut scratch = original.clone();
-        let (mut copy_s, mut total_s) = (Vec::new(), Vec::new());
-        let mut kept = 0;
+
+        // Untimed check: the fused pass leaves the same weights and the same encoding as the two steps.
+        let mut two_step = original.clone();
+        let expected = prune_then_encode(&mut two_step, t, bits)?;
+        let encoded = prune_and_encode(&mut scratch, t, bits)?;
+        if encoded != expected
+            || scratch
+                .iter()
+                .map(|w| w.to_bits())
+                .ne(two_step.iter().map(|w| w.to_bits()))
+        {
+            bail!("{name}: the fused prune + encode differs from prune_in_place + encode_gaps");
+        }
+        let kept = encoded.nonzero_count();
+        drop((two_step, expected, encoded));
+
+        let (mut copy_s, mut total_s, mut two_step_s) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..repeats {
             let t0 = Instant::now();
             scratch.copy_from_slice(&original);
             copy_s.push(t0.elapsed().as_secs_f64());
-            // Timed: prune the blob in place, then encode it (the copy above restores it between runs).
+            // Timed: prune the blob in place and encode it (the copy above restores it between runs).
             let t0 = Instant::now();
-            prune::prune_in_place(&mut scratch, prune::Rule::KeepFraction(t))?;
-            let encoded = sparse::encode_gaps(&scratch, bits)?;
+            let encoded = prune_and_encode(&mut scratch, t, bits)?;
             total_s.push(t0.elapsed().as_secs_f64());
-            kept = encoded.values.iter().filter(|v| **v != 0.0).count();
+            drop(std::hint::black_box(encoded));
+
+            scratch.copy_from_slice(&original);
+            let t0 = Instant::now();
+            let encoded = prune_then_encode(&mut scratch, t, bits)?;
+            two_step_s.push(t0.elapsed().as_secs_f64());
+            drop(std::hint::black_box(encoded));
+            scratch.copy_from_slice(&original);
+        }
+        // Where the time goes: the cut alone, and the fused pass alone with the cut known.
+        let (mut cut_s, mut pass_s) = (Vec::new(), Vec::new());
+        let cut = prune::keep_fraction_cut(&original, t)?;
+        for _ in 0..repeats.min(21) {
+            let t0 = Instant::now();
+            std::hint::black_box(prune::keep_fraction_cut(&original, t)?);
+            cut_s.push(t0.elapsed().as_secs_f64());
+            if let Some(cut) = cut {
+                let t0 = Instant::now();
+                let encoded = sparse::encode_gaps_where(&mut scratch, bits, move |w| w.abs() > cut)?;
+                pass_s.push(t0.elapsed().as_secs_f64());
+                drop(std::hint::black_box(encoded));
+                scratch.copy_from_slice(&original);
+            }
         }
         let np = &numpy["results"][i];
         if np["kept"].as_u64() != Some(kept as u64) {
@@ -62,30 +139,35 @@ pub fn run() -> Result<()> {
             .or(np["encode_median_s_extrapolated"].as_f64())
             .unwrap_or(0.0);
         let np_total = np["prune_median_s"].as_f64().unwrap_or(0.0) + np_encode;
-        let (copy, total) = (median(copy_s), median(total_s));
+        let (copy, total, two_step) = (median(copy_s), median(total_s), median(two_step_s));
         rows.push(serde_json::json!({
-            "blob": name, "weights": len, "keep": t, "index_bits": bits, "kept": kept,
+            "blob": name, "weights": len, "keep": t, "index_bits": bits, "kept": kept, "repeats": repeats,
             "rust_prune_encode_median_s": total, "memcpy_median_s": copy,
+            "rust_two_step_median_s": two_step,
+            "rust_cut_median_s": median(cut_s.clone()), "rust_fused_pass_median_s": if pass_s.is_empty() { 0.0 } else { median(pass_s.clone()) },
             "numpy_prune_encode_median_s": np_total,
             "numpy_encode_extrapolated": np["encode_median_s"].is_null(),
             "speedup_vs_numpy": np_total / total, "ratio_to_memcpy": total / copy,
         }));
         println!(
-            "{name:>5} {len:>11} weights: ours {:>10.6} s, numpy {:>10.6} s{} -> {:>7.1}x faster; {:.2}x one memcpy ({:.6} s)",
-            total,
-            np_total,
+            "{name:>5} {len:>11} weights: ours {:>11.1} us, numpy {:>13.1} us{} -> {:>6.1}x faster; {:>6.2}x one memcpy \
+             ({:.1} us); two steps {:.1} us ({:.1}x numpy)",
+            total * 1e6,
+            np_total * 1e6,
             if np["encode_median_s"].is_null() { " (encode extrapolated from 1 M)" } else { "" },
             np_total / total,
             total / copy,
-            copy
+            copy * 1e6,
+            two_step * 1e6,
+            np_total / two_step,
+        );
+        println!(
+            "      of which: cut {:.1} us, fused zero + encode pass {:.1} us",
+            median(cut_s) * 1e6,
+            if pass_s.is_empty() { 0.0 } else { median(pass_s) * 1e6 }
         );
     }
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| crate::repo_root().join("target"))
-        .join("bench");
-    std::fs::create_dir_all(&dir)?;
-    let report = serde_json::json!({"rows": rows, "numpy": numpy, "targets": {"speedup_at_least": 50, "memcpy_ratio_at_most": 3}});
+    let report = serde_json::json!({"rows": rows, "numpy": numpy, "numpy_reused": numpy_reused, "targets": {"speedup_at_least": 50, "memcpy_ratio_at_most": 3}});
     std::fs::write(dir.join("prune.json"), serde_json::to_string_pretty(&report)? + "\n")?;
     println!("written to {}", dir.join("prune.json").display());
     Ok(())

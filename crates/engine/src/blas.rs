@@ -266,6 +266,12 @@ pub(crate) fn im2col(image: &[f32], w: &Window, col: &mut [f32], row_stride: usi
 /// Caffe's `col2im_cpu`: the adjoint of [`im2col`], summing every column entry back into its image position.
 /// `image` is overwritten.
 pub(crate) fn col2im(col: &[f32], w: &Window, image: &mut [f32]) {
+    col2im_strided(col, w, image, w.output_h() * w.output_w());
+}
+
+/// [`col2im`] reading row `r` of the column matrix from `col[r * row_stride..]` (images laid side by side, as
+/// [`im2col`] writes them).
+pub(crate) fn col2im_strided(col: &[f32], w: &Window, image: &mut [f32], row_stride: usize) {
     let (out_h, out_w) = (w.output_h(), w.output_w());
     let plane = w.height * w.width;
     image[..w.channels * plane].fill(0.0);
@@ -274,19 +280,45 @@ pub(crate) fn col2im(col: &[f32], w: &Window, image: &mut [f32]) {
         let channel = &mut image[c * plane..(c + 1) * plane];
         for kh in 0..w.kernel_h {
             for kw in 0..w.kernel_w {
-                let src = &col[row * out_h * out_w..(row + 1) * out_h * out_w];
+                let src = &col[row * row_stride..row * row_stride + out_h * out_w];
                 row += 1;
                 let col_offset = (kw * w.dilation_w) as isize - w.pad_w as isize;
+                // Output columns whose input column lies inside the image: ow0 <= ow < ow1.
+                let first_inside = |offset: isize| -> usize {
+                    if offset >= 0 {
+                        0
+                    } else {
+                        ((-offset) as usize).div_ceil(w.stride_w)
+                    }
+                };
+                let ow0 = first_inside(col_offset).min(out_w);
+                let ow1 = if (w.width as isize) <= col_offset {
+                    0
+                } else {
+                    ((w.width as isize - col_offset) as usize)
+                        .div_ceil(w.stride_w)
+                        .min(out_w)
+                };
+                if ow0 >= ow1 {
+                    continue;
+                }
                 for oh in 0..out_h {
                     let ih = (oh * w.stride_h + kh * w.dilation_h) as isize - w.pad_h as isize;
                     if ih < 0 || ih >= w.height as isize {
                         continue;
                     }
                     let dst = &mut channel[ih as usize * w.width..(ih as usize + 1) * w.width];
-                    for ow in 0..out_w {
-                        let iw = (ow * w.stride_w) as isize + col_offset;
-                        if iw >= 0 && iw < w.width as isize {
-                            dst[iw as usize] += src[oh * out_w + ow];
+                    let src_row = &src[oh * out_w + ow0..oh * out_w + ow1];
+                    let iw0 = (ow0 * w.stride_w) as isize + col_offset;
+                    if w.stride_w == 1 {
+                        let start = iw0 as usize;
+                        dst[start..start + src_row.len()]
+                            .iter_mut()
+                            .zip(src_row)
+                            .for_each(|(d, s)| *d += s);
+                    } else {
+                        for (i, s) in src_row.iter().enumerate() {
+                            dst[iw0 as usize + i * w.stride_w] += s;
                         }
                     }
                 }
@@ -330,6 +362,18 @@ mod tests {
                 .unwrap()
                 .install(|| par_sgemm(false, trans_b, m, n, k, &a, &b, &mut parallel));
             assert_eq!(single, parallel);
+            // Accumulating into C (parameter gradients): C + A*B, the same bits split or not.
+            let start: Vec<f32> = (0..m * n).map(|i| (i % 7) as f32 - 3.0).collect();
+            let mut single_acc = start.clone();
+            sgemm(false, trans_b, m, n, k, &a, &b, &mut single_acc, true);
+            let mut parallel_acc = start.clone();
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(3)
+                .build()
+                .unwrap()
+                .install(|| par_sgemm_acc(false, trans_b, m, n, k, &a, &b, &mut parallel_acc, true));
+            assert_eq!(single_acc, parallel_acc);
+            assert!((single_acc[7] - start[7] - single[7]).abs() < 1e-3);
             // And a direct check of one element.
             let (i, j) = (5, 200);
             let direct: f64 = (0..k)
@@ -366,6 +410,45 @@ mod tests {
         let mut image = [f32::NAN; 4];
         col2im(&col, &w, &mut image);
         assert_eq!(image, [4.0, 8.0, 12.0, 16.0]);
+    }
+
+    #[test]
+    fn col2im_is_the_adjoint_of_im2col() {
+        // <im2col(x), y> == <x, col2im(y)> for padded, strided, dilated windows, with side-by-side column rows.
+        for (stride, pad, dilation) in [(1, 0, 1), (2, 1, 1), (1, 2, 2), (3, 1, 2)] {
+            let w = Window {
+                channels: 2,
+                height: 5,
+                width: 7,
+                kernel_h: 3,
+                kernel_w: 2,
+                pad_h: pad,
+                pad_w: pad,
+                stride_h: stride,
+                stride_w: stride,
+                dilation_h: dilation,
+                dilation_w: dilation,
+            };
+            let spatial = w.output_h() * w.output_w();
+            let stride_cols = spatial + 3;
+            let x: Vec<f32> = (0..2 * 5 * 7).map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0).collect();
+            let y: Vec<f32> = (0..w.col_rows() * stride_cols)
+                .map(|i| ((i * 17 % 29) as f32 - 14.0) / 9.0)
+                .collect();
+            let mut col = vec![0.0; w.col_rows() * stride_cols];
+            im2col(&x, &w, &mut col, stride_cols);
+            let lhs: f64 = (0..w.col_rows())
+                .flat_map(|r| (0..spatial).map(move |j| r * stride_cols + j))
+                .map(|i| col[i] as f64 * y[i] as f64)
+                .sum();
+            let mut back = vec![f32::NAN; x.len()];
+            col2im_strided(&y, &w, &mut back, stride_cols);
+            let rhs: f64 = x.iter().zip(&back).map(|(&a, &b)| a as f64 * b as f64).sum();
+            assert!(
+                (lhs - rhs).abs() < 1e-4,
+                "stride {stride} pad {pad} dilation {dilation}: {lhs} vs {rhs}"
+            );
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Caffe's forward pass in pure Rust (CPU, f32), stage 3 of the Deep Compression workflow.
+//! Caffe's forward and backward passes in pure Rust (CPU, f32), stages 3 and 4 of the Deep Compression workflow.
 //!
 //! A [`Net`] is built from a modern `caffe_proto::NetParameter` as Caffe builds it for a phase: layers are chosen
 //! by their include/exclude rules ([`graph::filter_layers`]), Split layers are inserted where a blob has several
@@ -34,6 +34,12 @@
 //! For training, [`Net::backward`] runs Caffe's backward pass (loss weights seed the loss tops' diffs, only the
 //! layers Caffe would run backward are run, parameter gradients accumulate until [`Net::clear_param_diffs`]) and
 //! [`Net::learnable_params_mut`] hands a solver the parameters with their `lr_mult` / `decay_mult` and gradients.
+//! Caffe's rules carry over: no diff goes into data-layer tops unless `force_backward` asks (never into loss labels);
+//! a layer runs backward only if a bottom or a parameter (`lr_mult != 0`) needs it and one of its tops leads to a
+//! loss without being cut by `propagate_down: false`; in-place layers share one diff between top and bottom; Split
+//! layers sum their tops' diffs; BatchNorm's three statistics blobs get `lr_mult 0` (decay_mult keeps its default,
+//! as BVLC's `BatchNormLayer::LayerSetUp` leaves it). Parameters shared by `param { name }` are refused in TRAIN.
+//! The gradients are checked against finite differences for every layer and against real Caffe's LeNet SGD steps.
 
 #![warn(missing_docs)]
 

@@ -27,7 +27,8 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
 }
 
 /// conv -> BatchNorm, Scale, ReLU all in place on the conv blob -> two pooling branches (a split) -> concat ->
-/// InnerProduct -> Sigmoid in place -> EuclideanLoss against a target; force_backward sends a diff into the data.
+/// InnerProduct -> PReLU and Sigmoid in place -> EuclideanLoss against a target; force_backward sends a diff into
+/// the data.
 const IN_PLACE_NET: &str = r#"
 name: "inplace"
 force_backward: true
@@ -48,6 +49,7 @@ layer { name: "cat" type: "Concat" bottom: "flat_ave" bottom: "flat" top: "cat" 
 layer { name: "ip" type: "InnerProduct" bottom: "cat" top: "ip"
         inner_product_param { num_output: 5 weight_filler { type: "gaussian" std: 0.3 }
                               bias_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "prelu" type: "PReLU" bottom: "ip" top: "ip" prelu_param { filler { type: "gaussian" std: 0.5 } } }
 layer { name: "sig" type: "Sigmoid" bottom: "ip" top: "ip" }
 layer { name: "loss" type: "EuclideanLoss" bottom: "ip" bottom: "target" top: "loss" loss_weight: 3 }
 "#;
@@ -115,7 +117,7 @@ fn in_place_layers_and_splits_match_finite_differences_of_the_loss() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 54 + 3 + 3 + 3 + 195 + 5);
+    assert_eq!(checked, 54 + 3 + 3 + 3 + 195 + 5 + 5);
 }
 
 #[test]
@@ -175,6 +177,7 @@ fn learnable_params_come_in_caffe_order_with_their_param_specs() {
         ("scale", 1, 1.0, 1.0, vec![3]),
         ("ip", 0, 1.0, 1.0, vec![5, 39]),
         ("ip", 1, 1.0, 1.0, vec![5]),
+        ("prelu", 0, 1.0, 1.0, vec![5]),
     ];
     assert_eq!(listed.len(), expected.len());
     for (found, (layer, index, lr, decay, shape)) in listed.iter().zip(expected) {
@@ -328,4 +331,61 @@ layer { name: "bn" type: "BatchNorm" bottom: "data" top: "data" param { lr_mult:
 "#;
     let err = Net::new(&net_param("bn", bn_lr), &NetOptions::train()).unwrap_err();
     assert!(err.to_string().contains("batch normalization statistics"), "{err}");
+}
+
+#[test]
+fn accuracy_and_silence_have_no_gradient_to_give() {
+    let text = r#"
+name: "silent"
+force_backward: true
+layer { name: "input" type: "Input" top: "x" top: "label"
+        input_param { shape { dim: 3 dim: 4 } shape { dim: 3 } } }
+layer { name: "split" type: "Split" bottom: "x" top: "a" top: "b" top: "c" }
+layer { name: "loss" type: "EuclideanLoss" bottom: "a" bottom: "b" top: "loss" }
+layer { name: "silence" type: "Silence" bottom: "c" }
+"#;
+    let mut net = Net::new(&net_param("silent", text), &NetOptions::train()).unwrap();
+    net.set_input("x", &[3, 4], &values(12, 7)).unwrap();
+    net.set_input("label", &[3], &[0.0, 1.0, 2.0]).unwrap();
+    net.forward_backward().unwrap();
+    // Silence writes a zero diff (Caffe's SilenceLayer), so x's diff is the two loss inputs' diffs, which cancel.
+    assert!(net.blob_diff("c").unwrap().data().iter().all(|&v| v == 0.0));
+    assert!(net.blob_diff("x").unwrap().data().iter().all(|&v| v.abs() < 1e-7));
+    let with_accuracy = text.replace(
+        r#"layer { name: "silence" type: "Silence" bottom: "c" }"#,
+        r#"layer { name: "acc" type: "Accuracy" bottom: "c" bottom: "label" top: "acc" }"#,
+    );
+    let mut net = Net::new(&net_param("accuracy", &with_accuracy), &NetOptions::train()).unwrap();
+    net.set_input("x", &[3, 4], &values(12, 7)).unwrap();
+    net.set_input("label", &[3], &[0.0, 1.0, 2.0]).unwrap();
+    let err = net.forward_backward().unwrap_err();
+    assert!(err.to_string().contains("Accuracy has no gradient"), "{err}");
+}
+
+#[test]
+fn in_place_dropout_sends_the_gradient_through_the_kept_units_scaled() {
+    let text = r#"
+name: "dropout"
+layer { name: "input" type: "Input" top: "x" top: "target"
+        input_param { shape { dim: 4 dim: 6 } shape { dim: 4 dim: 50 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "x" top: "ip"
+        inner_product_param { num_output: 50 weight_filler { type: "gaussian" std: 1 } } }
+layer { name: "drop" type: "Dropout" bottom: "ip" top: "ip" dropout_param { dropout_ratio: 0.4 } }
+layer { name: "loss" type: "EuclideanLoss" bottom: "ip" bottom: "target" top: "loss" }
+"#;
+    let mut net = Net::new(&net_param("dropout", text), &NetOptions::train()).unwrap();
+    net.set_input("x", &[4, 6], &values(24, 8)).unwrap();
+    let target = values(200, 9);
+    net.set_input("target", &[4, 50], &target).unwrap();
+    net.forward_backward().unwrap();
+    let output = net.blob("ip").unwrap().data().to_vec();
+    let diff = net.blob_diff("ip").unwrap().data().to_vec();
+    let scale = 1.0 / (1.0 - 0.4);
+    let dropped = output.iter().filter(|&&v| v == 0.0).count();
+    assert!((40..=120).contains(&dropped), "{dropped} of 200 dropped at ratio 0.4");
+    for ((&y, &t), &d) in output.iter().zip(&target).zip(&diff) {
+        // The loss's diff (y - t) / N, through the mask and scale; zero where the unit was dropped.
+        let expected = if y == 0.0 { 0.0 } else { scale * (y - t) / 4.0 };
+        assert!((d - expected).abs() <= 1e-6, "{d} vs {expected}");
+    }
 }

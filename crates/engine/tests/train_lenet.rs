@@ -19,8 +19,8 @@ const BATCH: usize = 64;
 const BASE_LR: f32 = 0.01;
 const WEIGHT_DECAY: f32 = 0.0005;
 
-/// The TRAIN net with the weights of `start` and the first batch of the training LMDB fed in.
-fn train_net(dir: &Path, start: &Path) -> Net {
+/// The TRAIN net with the weights of `start`, and the training LMDB's batches in Caffe's order.
+fn train_net_and_data(dir: &Path, start: &Path) -> (Net, Batcher) {
     let param = read_prototxt(&dir.join("golden/train/lenet_train_b64.prototxt"));
     let data_layer = param.layer.iter().find(|l| l.r#type() == "Data").unwrap();
     let options = NetOptions::train()
@@ -31,12 +31,23 @@ fn train_net(dir: &Path, start: &Path) -> Net {
     let dataset = LmdbDataset::open_unlocked(dir.join("golden/data/mnist_train10k_lmdb")).unwrap();
     let transform = data_layer.transform_param.clone().unwrap_or_default();
     let transformer = Transformer::new(&transform, caffe_proto::Phase::Train, None).unwrap();
-    let mut batcher = Batcher::new(dataset.reader().unwrap(), BATCH, transformer).unwrap();
+    let batcher = Batcher::new(dataset.reader().unwrap(), BATCH, transformer).unwrap();
+    (net, batcher)
+}
+
+/// Feeds the next batch into the net's data and label blobs (Caffe's Data layer).
+fn feed(net: &mut Net, batcher: &mut Batcher) {
     let mut batch = Batch::default();
     batcher.next_batch(&mut batch).unwrap();
     assert_eq!(batch.shape, [BATCH, 1, 28, 28]);
     net.set_input("data", &batch.shape, &batch.data).unwrap();
     net.set_input("label", &[BATCH], &batch.labels).unwrap();
+}
+
+/// The TRAIN net with the weights of `start` and the first batch of the training LMDB fed in.
+fn train_net(dir: &Path, start: &Path) -> Net {
+    let (mut net, mut batcher) = train_net_and_data(dir, start);
+    feed(&mut net, &mut batcher);
     net
 }
 
@@ -103,4 +114,70 @@ fn lenet_gradients_from_trained_weights_match_caffe() {
 #[test]
 fn lenet_gradients_from_pruned_weights_match_caffe() {
     check_first_step("from_pruned", Path::new("golden/train/round_start.caffemodel"), 1e-3);
+}
+
+/// Ten steps of Caffe's SGD (momentum 0.9, L2 weight decay 0.0005, `inv` learning rate) written out here on top of
+/// the engine's gradients: each iteration's loss and the weights after ten steps must match real Caffe's. This runs
+/// backward on ten different batches in a row, so stale state between iterations would show.
+fn check_ten_steps(case: &str, start: &Path) {
+    let Some(dir) = testkit::fixtures() else { return };
+    let golden_dir = dir.join("golden/train").join(case);
+    let (mut net, mut batcher) = train_net_and_data(&dir, &dir.join(start));
+    let golden_losses = sparse::read_npy::<f32>(golden_dir.join("sgd_loss.npy")).unwrap().data;
+    let start_weights: Vec<Vec<f32>> = net
+        .learnable_params_mut()
+        .iter()
+        .map(|p| p.data.data().to_vec())
+        .collect();
+    let mut history: Vec<Vec<f32>> = start_weights.iter().map(|w| vec![0.0; w.len()]).collect();
+    for (iteration, &golden) in golden_losses[..10].iter().enumerate() {
+        feed(&mut net, &mut batcher);
+        net.clear_param_diffs();
+        let loss = net.forward_backward().unwrap();
+        assert!(
+            ((loss - golden) / golden).abs() <= 1e-3,
+            "{case}: iteration {}: loss {loss} vs Caffe {golden}",
+            iteration + 1
+        );
+        let rate = BASE_LR * (1.0 + 1e-4 * iteration as f32).powf(-0.75);
+        for (p, h) in net.learnable_params_mut().into_iter().zip(&mut history) {
+            let (local_rate, local_decay) = (rate * p.lr_mult, WEIGHT_DECAY * p.decay_mult);
+            for ((w, g), h) in p.data.data_mut().iter_mut().zip(p.diff.data_mut()).zip(h.iter_mut()) {
+                *g += local_decay * *w;
+                *h = local_rate * *g + 0.9 * *h;
+                *w -= *h;
+            }
+        }
+    }
+    let mut after = sparse::NpzReader::open(golden_dir.join("sgd_iter10.npz")).unwrap();
+    for (p, w0) in net.learnable_params_mut().iter().zip(&start_weights) {
+        let key = format!("{}_{}", p.layer, p.index);
+        let golden = after.read::<f32>(&key).unwrap().data;
+        let change = golden.iter().zip(w0).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        let worst = p
+            .data
+            .data()
+            .iter()
+            .zip(&golden)
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        eprintln!("{case}: {key}: largest change {change:.3e}, worst difference after 10 steps {worst:.3e}");
+        assert!(change > 0.0);
+        assert!(
+            worst <= 1e-3 * change + 1e-7,
+            "{case}: {key}: {worst} off after 10 steps (largest change {change})"
+        );
+    }
+}
+
+#[test]
+fn ten_sgd_steps_from_trained_weights_match_caffe() {
+    check_ten_steps(
+        "from_trained",
+        Path::new("models/lenet_mnist_v2/lenet_iter_10000.caffemodel"),
+    );
+}
+
+#[test]
+fn ten_sgd_steps_from_pruned_weights_match_caffe() {
+    check_ten_steps("from_pruned", Path::new("golden/train/round_start.caffemodel"));
 }

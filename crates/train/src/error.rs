@@ -57,8 +57,8 @@ pub enum Error {
     Data {
         /// The Data layer.
         layer: String,
-        /// The datasets crate's error.
-        source: datasets::Error,
+        /// The datasets crate's error (boxed: it is large).
+        source: Box<datasets::Error>,
     },
     /// A data layer cannot be fed by [`DataFeeder`](crate::DataFeeder).
     #[error("data layer '{layer}' ({layer_type}): {message}")]

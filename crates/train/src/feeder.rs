@@ -65,8 +65,10 @@ pub struct DataOptions {
     /// The folder relative `source` paths are resolved against (Caffe resolves them against its working
     /// directory). Absolute sources are used as they are.
     pub base_dir: PathBuf,
-    /// Sources by `Data` layer name, replacing `data_param.source` (e.g. an IDX pair).
+    /// Sources by `Data` layer name for nets in the TRAIN phase, replacing `data_param.source` (e.g. an IDX pair).
     pub sources: BTreeMap<String, Source>,
+    /// The same for nets in the TEST phase (a train and a test Data layer often share a name).
+    pub test_sources: BTreeMap<String, Source>,
     /// Decoded mean blobs by the `transform_param.mean_file` value exactly as the net writes it.
     pub mean_files: BTreeMap<String, BlobProto>,
     /// Seed of the transformers' MT19937 (mirror, random crop); `None` keeps boost's default seed. Caffe derives
@@ -122,11 +124,12 @@ fn resolve(base: &Path, path: &str) -> PathBuf {
 }
 
 impl DataFeeder {
-    /// The feeder for the `Data` layers of `param` as built with `options` (phase, level, stages select the
-    /// layers). Opens every source and reads its first record to learn the batch shape.
-    pub fn new(param: &NetParameter, options: &NetOptions, data: &DataOptions) -> Result<Self, Error> {
-        let state = net_state(param, options);
-        let layers = engine::graph::filter_layers(param, &state).map_err(|e| Error::engine("data", e))?;
+    /// The feeder for the `Data` layers of `param` built in `state` (phase, level and stages select the layers and
+    /// the phase the transforms work in; [`SolverNets`](crate::SolverNets) holds each net's state). Opens every
+    /// source and reads its first record to learn the batch shape.
+    pub fn new(param: &NetParameter, state: &NetState, data: &DataOptions) -> Result<Self, Error> {
+        let phase = state.phase();
+        let layers = engine::graph::filter_layers(param, state).map_err(|e| Error::engine("data", e))?;
         let mut feeds = Vec::new();
         for (index, layer) in layers.iter().enumerate() {
             let name = layer.name().to_string();
@@ -158,9 +161,14 @@ impl DataFeeder {
             };
             let data_err = |source: datasets::Error| Error::Data {
                 layer: name.clone(),
-                source,
+                source: Box::new(source),
             };
-            let dataset: Box<dyn Dataset> = match data.sources.get(&name) {
+            let overrides = if phase == caffe_proto::Phase::Test {
+                &data.test_sources
+            } else {
+                &data.sources
+            };
+            let dataset: Box<dyn Dataset> = match overrides.get(&name) {
                 Some(Source::Lmdb(path)) => Box::new(LmdbDataset::open_unlocked(path).map_err(data_err)?),
                 Some(Source::Idx { images, labels }) => Box::new(IdxDataset::open(images, labels).map_err(data_err)?),
                 None => {
@@ -189,7 +197,7 @@ impl DataFeeder {
                 })?),
                 None => None,
             };
-            let mut transformer = Transformer::new(&transform, options.phase, mean).map_err(data_err)?;
+            let mut transformer = Transformer::new(&transform, phase, mean).map_err(data_err)?;
             if let Some(seed) = data.seed {
                 transformer = transformer.with_seed(seed.wrapping_add(index as u32));
             }
@@ -228,7 +236,7 @@ impl DataFeeder {
             for _ in 0..batches {
                 feed.batcher.next_batch(&mut feed.batch).map_err(|source| Error::Data {
                     layer: feed.layer.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
             }
         }
@@ -252,7 +260,7 @@ impl Feeder for DataFeeder {
         for feed in &mut self.layers {
             feed.batcher.next_batch(&mut feed.batch).map_err(|source| Error::Data {
                 layer: feed.layer.clone(),
-                source,
+                source: Box::new(source),
             })?;
             let phase = if net.phase() == caffe_proto::Phase::Train {
                 "train"

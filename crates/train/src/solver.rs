@@ -150,6 +150,22 @@ impl SolverNets {
     }
 }
 
+impl SolverNets {
+    /// The `transform_param.mean_file` names the `Data` layers of every net use (train and test, every phase),
+    /// sorted: decode these `.binaryproto` files into [`DataOptions::mean_files`].
+    pub fn mean_files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::iter::once(&self.train)
+            .chain(self.tests.iter().map(|t| &t.param))
+            .flat_map(|net| &net.layer)
+            .filter(|l| l.r#type() == "Data")
+            .filter_map(|l| l.transform_param.as_ref()?.mean_file.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
 /// The options the engine builds a net in `state` with (the net's own stages are already in `param.state`).
 fn options_for(param: &NetParameter, state: &NetState) -> NetOptions {
     let own = param.state.as_ref().map_or(0, |s| s.stage.len());
@@ -289,6 +305,20 @@ struct TestNet {
 }
 
 /// A Caffe solver over a train net and its test nets.
+///
+/// Typical use: [`SolverNets::resolve`] the nets, [`Solver::new`] (or [`Solver::with_feeders`]), then
+/// [`Solver::load_weights`], [`Solver::set_masks`] for retraining a pruned net, optionally [`Solver::restore`], and
+/// [`Solver::solve`] with an [`Observer`] that draws progress and writes the [`Snapshot`]s.
+///
+/// # Randomness
+/// `random_seed` (when >= 0) seeds the data transformers' MT19937 (mirror, random crop). Parameters not loaded
+/// from weights are filled by the engine's fillers, which are deterministic per layer name and take no seed; Caffe's
+/// own random draws (fillers, transformer seeds, Dropout masks) are not reproduced number for number, so bit-level
+/// equality with Caffe holds from given weights on data without random transforms (as in the golden LeNet runs).
+///
+/// # Resuming
+/// Caffe restarts its data readers at the first record when it resumes from a solver state; [`DataFeeder`] does the
+/// same unless told to [`DataFeeder::skip_batches`].
 pub struct Solver {
     param: SolverParameter,
     kind: SolverKind,
@@ -302,6 +332,8 @@ pub struct Solver {
     tests: Vec<TestNet>,
     /// Caffe's `history_`: one blob per learnable parameter, twice for AdaDelta and Adam.
     history: Vec<Vec<f32>>,
+    /// Shapes of the learnable parameters, in order.
+    param_shapes: Vec<Vec<usize>>,
     scratch: Vec<f32>,
     masks: Vec<Option<Vec<bool>>>,
     iter: i32,
@@ -398,12 +430,10 @@ impl Solver {
         if data.seed.is_none() && param.random_seed() >= 0 {
             data.seed = Some(param.random_seed() as u32);
         }
-        let train_options = options_for(&nets.train, &nets.train_state);
-        let train: Box<dyn Feeder> = Box::new(DataFeeder::new(&nets.train, &train_options, &data)?);
+        let train: Box<dyn Feeder> = Box::new(DataFeeder::new(&nets.train, &nets.train_state, &data)?);
         let mut tests: Vec<Box<dyn Feeder>> = Vec::new();
         for spec in &nets.tests {
-            let options = options_for(&spec.param, &spec.state);
-            tests.push(Box::new(DataFeeder::new(&spec.param, &options, &data)?));
+            tests.push(Box::new(DataFeeder::new(&spec.param, &spec.state, &data)?));
         }
         Self::with_feeders(param, nets, train, tests)
     }
@@ -461,7 +491,12 @@ impl Solver {
                 iters: spec.iters,
             });
         }
-        let sizes: Vec<usize> = net.learnable_params_mut().iter().map(|p| p.data.len()).collect();
+        let param_shapes: Vec<Vec<usize>> = net
+            .learnable_params_mut()
+            .iter()
+            .map(|p| p.data.shape().to_vec())
+            .collect();
+        let sizes: Vec<usize> = param_shapes.iter().map(|s| s.iter().product()).collect();
         let history = (0..kind.history_sets())
             .flat_map(|_| sizes.iter().map(|&n| vec![0.0; n]))
             .collect();
@@ -478,6 +513,7 @@ impl Solver {
             feeder,
             tests,
             history,
+            param_shapes,
             scratch,
             iter: 0,
             current_step: 0,
@@ -863,8 +899,9 @@ impl Solver {
     }
 
     /// The train net as Caffe's `Net::ToProto` writes it (without diffs): the net name and every layer of the train
-    /// net as built (phase set, inserted splits included; BatchNorm's implicit `lr_mult: 0` specs added), each with
-    /// its current parameter blobs (`shape` and `data`).
+    /// net as built (phase set, inserted splits included, and what Caffe's layer setup adds to its parameters:
+    /// `loss_weight: 1` on loss layers that set none, BatchNorm's `lr_mult: 0` specs), each with its current
+    /// parameter blobs (`shape` and `data`).
     pub fn to_proto(&self) -> NetParameter {
         let layer = self
             .train_layers
@@ -873,6 +910,10 @@ impl Solver {
                 let mut l = l.clone();
                 if l.phase.is_none() {
                     l.phase = Some(self.net.phase() as i32);
+                }
+                // LossLayer::LayerSetUp gives a loss layer without loss_weight a weight of 1.
+                if l.r#type().ends_with("Loss") && l.loss_weight.is_empty() {
+                    l.loss_weight.push(1.0);
                 }
                 let params = self.net.params(l.name()).unwrap_or(&[]);
                 if l.r#type() == "BatchNorm" {
@@ -904,13 +945,7 @@ impl Solver {
 
     /// The current solver state (`SnapshotSolverStateToBinaryProto`), naming `learned_net`.
     pub fn state(&self, learned_net: &str) -> SolverState {
-        let shapes: Vec<Vec<usize>> = {
-            let names: Vec<String> = self.net.layers().map(|l| l.name.clone()).collect();
-            names
-                .iter()
-                .flat_map(|n| self.net.params(n).unwrap_or(&[]).iter().map(|t| t.shape().to_vec()))
-                .collect()
-        };
+        let shapes = &self.param_shapes;
         let n = shapes.len().max(1);
         SolverState {
             iter: Some(self.iter),
@@ -950,12 +985,7 @@ impl Solver {
                 self.history.len()
             )));
         }
-        let shapes: Vec<Vec<usize>> = self
-            .net
-            .learnable_params_mut()
-            .iter()
-            .map(|p| p.data.shape().to_vec())
-            .collect();
+        let shapes = &self.param_shapes;
         let n = shapes.len().max(1);
         let mut history = Vec::with_capacity(self.history.len());
         for (i, blob) in state.history.iter().enumerate() {

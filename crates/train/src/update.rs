@@ -167,7 +167,7 @@ pub(crate) fn compute_update(
         SolverKind::AdaGrad => {
             for (d, h) in diff.iter_mut().zip(history.iter_mut()) {
                 let square = *d * *d;
-                *h = square + *h;
+                *h += square; // caffe_add(update, history): square + h, commutative
                 let mut update = h.sqrt();
                 update += hyper.delta;
                 update = *d / update;

@@ -105,3 +105,68 @@ fn sgd_from_trained_equals_caffe() {
 fn sgd_from_pruned_equals_caffe() {
     check_run("from_pruned", "golden/train/round_start.caffemodel");
 }
+
+/// MNIST test accuracy of the train net's current weights, with golden/lenet/lenet_mnist_v2/lenet_test.prototxt
+/// (TEST Data layer over golden/data/mnist_test_lmdb, batch 100, 100 iterations), as `caffe test` computes it.
+fn test_accuracy(fx: &Path, solver: &Solver) -> f32 {
+    use train::Feeder as _;
+    let param = read_net(&fx.join("golden/lenet/lenet_mnist_v2/lenet_test.prototxt"));
+    let state = caffe_proto::NetState {
+        phase: Some(caffe_proto::Phase::Test as i32),
+        ..Default::default()
+    };
+    let mut feeder = train::DataFeeder::new(&param, &state, &DataOptions::new(fx.join("golden"))).unwrap();
+    let mut options = engine::NetOptions::test();
+    for (blob, shape) in feeder.input_shapes() {
+        options = options.with_input_shape(&blob, &shape);
+    }
+    let mut net = engine::Net::new(&param, &options).unwrap();
+    let model = solver.to_proto();
+    let weights: Vec<engine::LayerWeights> = model
+        .layer
+        .iter()
+        .map(|l| engine::LayerWeights {
+            name: l.name().to_string(),
+            blobs: l.blobs.iter().map(engine::WeightBlob::from_proto).collect(),
+        })
+        .collect();
+    net.copy_from(&weights).unwrap();
+    let mut sum = 0.0f32;
+    for _ in 0..100 {
+        feeder.feed(&mut net).unwrap();
+        net.forward().unwrap();
+        sum += net.blob("accuracy").unwrap().data()[0];
+    }
+    sum / 100.0
+}
+
+/// train_golden.json `tutorial_round`: real Caffe's 500 dense SGD steps from the pruned start regrow the pruned
+/// weights (exact nonzero counts) and bring MNIST test accuracy from 0.5685 to 0.9801.
+#[test]
+fn dense_tutorial_round_regrows_as_in_caffe() {
+    let Some(fx) = fixtures() else { return };
+    let dir = fx.join("golden/train");
+    let param = read_solver(&dir.join("lenet_solver_sgd.prototxt"));
+    let nets = SolverNets::resolve(&param, |p| Ok::<_, String>(read_net(&dir.join(p)))).unwrap();
+    let mut solver = Solver::new(&param, nets, &DataOptions::new(fx.join("golden"))).unwrap();
+    solver
+        .load_weights(&weights(&dir.join("round_start.caffemodel")))
+        .unwrap();
+    let before = test_accuracy(&fx, &solver);
+    assert!(
+        (f64::from(before) - 0.568499998152256).abs() < 1e-6,
+        "accuracy before {before}"
+    );
+    solver.step(500, &mut ()).unwrap();
+    let now = params(&solver);
+    for (layer, nonzero) in [("conv1", 500), ("conv2", 25000), ("ip1", 342400), ("ip2", 4294)] {
+        let found = now[&format!("{layer}_0")].iter().filter(|v| **v != 0.0).count();
+        assert_eq!(found, nonzero, "{layer}: nonzero weights after 500 dense steps");
+    }
+    let after = test_accuracy(&fx, &solver);
+    eprintln!("accuracy {before} -> {after} (Caffe: 0.5685 -> 0.9801)");
+    assert!(
+        (f64::from(after) - 0.9801000064611435).abs() <= 0.002,
+        "accuracy after {after}"
+    );
+}

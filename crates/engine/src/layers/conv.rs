@@ -4,7 +4,7 @@ use caffe_proto::{ConvolutionParameter, LayerParameter};
 use rayon::prelude::*;
 
 use super::{canonical_axis, ensure_param_shape, Backward, Layer};
-use crate::blas::{col2im, im2col, sgemm, Window};
+use crate::blas::{col2im, col2im_strided, im2col, par_sgemm_acc, sgemm, Window};
 use crate::error::{LayerError, LayerResult};
 use crate::filler::fill;
 use crate::Tensor;
@@ -131,6 +131,28 @@ pub(crate) struct Convolution {
     initialized: bool,
     /// Set by reshape: (outer count, input channels, input h, w, output h, w).
     dims: Option<ConvDims>,
+    /// Buffers of the backward pass, kept between calls.
+    scratch: Scratch,
+}
+
+/// Backward buffers: the per-partition parameter gradient sums, and each partition's column / gather matrices.
+#[derive(Default)]
+struct Scratch {
+    sums: Vec<f32>,
+    work: Vec<Vec<f32>>,
+}
+
+impl Scratch {
+    /// `sums` zeroed at `sums_len` values, and `parts` work buffers of `work_len` values (contents unspecified).
+    fn prepare(&mut self, sums_len: usize, parts: usize, work_len: usize) -> (&mut [f32], &mut [Vec<f32>]) {
+        self.sums.clear();
+        self.sums.resize(sums_len, 0.0);
+        self.work.resize_with(parts, Vec::new);
+        for w in &mut self.work[..parts] {
+            w.resize(work_len, 0.0);
+        }
+        (&mut self.sums, &mut self.work[..parts])
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -179,6 +201,7 @@ impl Convolution {
             params,
             initialized: false,
             dims: None,
+            scratch: Scratch::default(),
         })
     }
 }
@@ -349,10 +372,11 @@ impl Layer for Convolution {
                 input: bottom.data(),
                 top_diff: top_diff.data(),
             };
+            let diffs = (bottom_diff, weight_diff.as_deref_mut(), bias_diff.as_deref_mut());
             if self.transposed {
-                job.deconv(bottom_diff, weight_diff.as_deref_mut(), bias_diff.as_deref_mut());
+                job.deconv(diffs, &mut self.scratch);
             } else {
-                job.conv(bottom_diff, weight_diff.as_deref_mut(), bias_diff.as_deref_mut());
+                job.conv(diffs, &mut self.scratch);
             }
         }
         Ok(())
@@ -363,6 +387,9 @@ impl Layer for Convolution {
 /// thread count) so results do not depend on the machine.
 const GRADIENT_PARTS: usize = 8;
 
+/// The bottom, weight and bias diffs one backward call writes (`None`: not wanted).
+type Diffs<'a> = (Option<&'a mut [f32]>, Option<&'a mut [f32]>, Option<&'a mut [f32]>);
+
 /// The inputs of one bottom's backward pass.
 struct ConvBackward<'a> {
     g: &'a Geometry,
@@ -372,6 +399,19 @@ struct ConvBackward<'a> {
     weights: &'a [f32],
     input: &'a [f32],
     top_diff: &'a [f32],
+}
+
+/// [`sgemm`]'s signature.
+type Gemm = fn(bool, bool, usize, usize, usize, &[f32], &[f32], &mut [f32], bool);
+
+/// The product used inside the image partitions: with fewer partitions than threads (small batches), each product
+/// is itself split across the threads.
+fn backward_gemm(parts: usize) -> Gemm {
+    if parts < rayon::current_num_threads() {
+        par_sgemm_acc
+    } else {
+        sgemm
+    }
 }
 
 /// `parts` consecutive pieces of `len` values of `v` (fewer values: empty pieces at the end; empty `v`: all empty).
@@ -402,7 +442,7 @@ fn add_bias_grad(bias_diff: &mut [f32], diff: &[f32], spatial: usize) {
 impl ConvBackward<'_> {
     /// Convolution: `dW[g] += top_diff[g] * col[g]^T`, `db += sum(top_diff)`, `bottom_diff = col2im(W^T top_diff)`,
     /// images split into [`GRADIENT_PARTS`] ranges run in parallel (small outputs batched as in forward).
-    fn conv(&self, bottom_diff: Option<&mut [f32]>, weight_diff: Option<&mut [f32]>, bias_diff: Option<&mut [f32]>) {
+    fn conv(&self, (bottom_diff, weight_diff, bias_diff): Diffs<'_>, scratch: &mut Scratch) {
         let (g, d) = (self.g, self.d);
         let window = g.window(d.channels, d.in_h, d.in_w);
         let in_len = d.channels * d.in_h * d.in_w;
@@ -419,39 +459,36 @@ impl ConvBackward<'_> {
         let batch = TARGET_COLUMNS.div_ceil(spatial).min(d.num);
         let parts = d.num.div_ceil(batch).min(GRADIENT_PARTS);
         let per_part = d.num.div_ceil(parts);
-        let mut w_parts = vec![0.0f32; if need_w { w_len * parts } else { 0 }];
-        let mut b_parts = vec![0.0f32; if need_b { self.num_output * parts } else { 0 }];
+        let gemm = backward_gemm(parts);
         let mut empty: Vec<f32> = Vec::new();
         let bottom_diff: &mut [f32] = match bottom_diff {
             Some(b) => b,
             None => &mut empty,
         };
         let need_bottom = !bottom_diff.is_empty();
+        let width = batch * spatial;
+        let col_len = window.col_rows() * width;
+        let work_len = col_len + if batch > 1 { self.num_output * width } else { 0 };
+        let w_total = if need_w { w_len * parts } else { 0 };
+        let b_total = if need_b { self.num_output * parts } else { 0 };
+        let (sums, work) = scratch.prepare(w_total + b_total, parts, work_len);
+        let (w_parts, b_parts) = sums.split_at_mut(w_total);
         let bottom_chunks = split_parts(bottom_diff, per_part * in_len, parts);
-        let w_chunks = split_parts(&mut w_parts, w_len, parts);
-        let b_chunks = split_parts(&mut b_parts, self.num_output, parts);
+        let w_chunks = split_parts(w_parts, w_len, parts);
+        let b_chunks = split_parts(b_parts, self.num_output, parts);
         w_chunks
             .into_par_iter()
             .zip(b_chunks)
             .zip(bottom_chunks)
+            .zip(work)
             .enumerate()
-            .for_each(|(p, ((w_part, b_part), bottom_part))| {
+            .for_each(|(p, (((w_part, b_part), bottom_part), buffer))| {
                 let first = p * per_part;
                 let last = ((p + 1) * per_part).min(d.num);
                 if first >= last {
                     return;
                 }
-                let width = batch * spatial;
-                let mut col = vec![0.0f32; window.col_rows() * width];
-                let mut gathered = vec![
-                    0.0f32;
-                    if batch > 1 && need_w {
-                        self.num_output * width
-                    } else {
-                        0
-                    }
-                ];
-                let mut col_diff = vec![0.0f32; if need_bottom { window.col_rows() * spatial } else { 0 }];
+                let (col, gathered) = buffer.split_at_mut(col_len);
                 let mut start = first;
                 while start < last {
                     let images = batch.min(last - start);
@@ -462,6 +499,21 @@ impl ConvBackward<'_> {
                             add_bias_grad(b_part, img, spatial);
                         }
                     }
+                    if !need_w && !need_bottom {
+                        start += images;
+                        continue;
+                    }
+                    // The top diffs of these images as one (out x images*spatial) matrix, like the forward product.
+                    let td: &[f32] = if images == 1 {
+                        top
+                    } else {
+                        for (b, img) in top.chunks(out_len).enumerate() {
+                            for (o, row) in img.chunks(spatial).enumerate() {
+                                gathered[o * ld + b * spatial..o * ld + (b + 1) * spatial].copy_from_slice(row);
+                            }
+                        }
+                        &*gathered
+                    };
                     if need_w {
                         for (b, image) in self.input[start * in_len..(start + images) * in_len]
                             .chunks(in_len)
@@ -469,18 +521,8 @@ impl ConvBackward<'_> {
                         {
                             im2col(image, &window, &mut col[b * spatial..], ld);
                         }
-                        let td: &[f32] = if images == 1 {
-                            top
-                        } else {
-                            for (b, img) in top.chunks(out_len).enumerate() {
-                                for (o, row) in img.chunks(spatial).enumerate() {
-                                    gathered[o * ld + b * spatial..o * ld + (b + 1) * spatial].copy_from_slice(row);
-                                }
-                            }
-                            &gathered
-                        };
                         for gi in 0..self.group {
-                            sgemm(
+                            gemm(
                                 false,
                                 true,
                                 m,
@@ -494,38 +536,45 @@ impl ConvBackward<'_> {
                         }
                     }
                     if need_bottom {
-                        for (b, img) in top.chunks(out_len).enumerate() {
-                            for gi in 0..self.group {
-                                sgemm(
-                                    true,
-                                    false,
-                                    kernel_dim,
-                                    spatial,
-                                    m,
-                                    &self.weights[gi * m * kernel_dim..],
-                                    &img[gi * m * spatial..],
-                                    &mut col_diff[gi * kernel_dim * spatial..],
-                                    false,
-                                );
-                            }
+                        // Column diffs of all these images at once, W^T * top_diff, then col2im image by image.
+                        for gi in 0..self.group {
+                            gemm(
+                                true,
+                                false,
+                                kernel_dim,
+                                ld,
+                                m,
+                                &self.weights[gi * m * kernel_dim..],
+                                &td[gi * m * ld..],
+                                &mut col[gi * kernel_dim * ld..],
+                                false,
+                            );
+                        }
+                        for b in 0..images {
                             let offset = (start - first + b) * in_len;
-                            col2im(&col_diff, &window, &mut bottom_part[offset..offset + in_len]);
+                            col2im_strided(
+                                &col[b * spatial..],
+                                &window,
+                                &mut bottom_part[offset..offset + in_len],
+                                ld,
+                            );
                         }
                     }
                     start += images;
                 }
             });
+        let (w_parts, b_parts) = scratch.sums.split_at(w_total);
         if let Some(weight_diff) = weight_diff {
-            add_parts(weight_diff, &w_parts);
+            add_parts(weight_diff, w_parts);
         }
         if let Some(bias_diff) = bias_diff {
-            add_parts(bias_diff, &b_parts);
+            add_parts(bias_diff, b_parts);
         }
     }
 
     /// Deconvolution (Caffe's DeconvolutionLayer::Backward_cpu): `col = im2col(top_diff)` on the output grid,
     /// `dW[g] += bottom[g] * col[g]^T`, `bottom_diff[g] = W[g] * col[g]`, `db += sum(top_diff)`.
-    fn deconv(&self, bottom_diff: Option<&mut [f32]>, weight_diff: Option<&mut [f32]>, bias_diff: Option<&mut [f32]>) {
+    fn deconv(&self, (bottom_diff, weight_diff, bias_diff): Diffs<'_>, scratch: &mut Scratch) {
         let (g, d) = (self.g, self.d);
         let window = g.window(self.num_output, d.out_h, d.out_w);
         let in_spatial = d.in_h * d.in_w;
@@ -542,33 +591,35 @@ impl ConvBackward<'_> {
         let w_len = self.weights.len();
         let parts = d.num.min(GRADIENT_PARTS);
         let per_part = d.num.div_ceil(parts);
-        let mut w_parts = vec![0.0f32; if need_w { w_len * parts } else { 0 }];
-        let mut b_parts = vec![0.0f32; if need_b { self.num_output * parts } else { 0 }];
+        let gemm = backward_gemm(parts);
         let mut empty: Vec<f32> = Vec::new();
         let bottom_diff: &mut [f32] = match bottom_diff {
             Some(b) => b,
             None => &mut empty,
         };
         let need_bottom = !bottom_diff.is_empty();
+        let work_len = if need_w || need_bottom {
+            window.col_rows() * in_spatial
+        } else {
+            0
+        };
+        let w_total = if need_w { w_len * parts } else { 0 };
+        let b_total = if need_b { self.num_output * parts } else { 0 };
+        let (sums, work) = scratch.prepare(w_total + b_total, parts, work_len);
+        let (w_parts, b_parts) = sums.split_at_mut(w_total);
         let bottom_chunks = split_parts(bottom_diff, per_part * in_len, parts);
-        let w_chunks = split_parts(&mut w_parts, w_len, parts);
-        let b_chunks = split_parts(&mut b_parts, self.num_output, parts);
+        let w_chunks = split_parts(w_parts, w_len, parts);
+        let b_chunks = split_parts(b_parts, self.num_output, parts);
         w_chunks
             .into_par_iter()
             .zip(b_chunks)
             .zip(bottom_chunks)
+            .zip(work)
             .enumerate()
-            .for_each(|(p, ((w_part, b_part), bottom_part))| {
+            .for_each(|(p, (((w_part, b_part), bottom_part), col))| {
                 let first = p * per_part;
                 let last = ((p + 1) * per_part).min(d.num);
-                let mut col = vec![
-                    0.0f32;
-                    if need_w || need_bottom {
-                        window.col_rows() * in_spatial
-                    } else {
-                        0
-                    }
-                ];
+
                 for n in first..last {
                     let top = &self.top_diff[n * out_len..(n + 1) * out_len];
                     if need_b {
@@ -577,11 +628,11 @@ impl ConvBackward<'_> {
                     if !need_w && !need_bottom {
                         continue;
                     }
-                    im2col(top, &window, &mut col, in_spatial);
+                    im2col(top, &window, col, in_spatial);
                     if need_w {
                         let image = &self.input[n * in_len..(n + 1) * in_len];
                         for gi in 0..self.group {
-                            sgemm(
+                            gemm(
                                 false,
                                 true,
                                 in_per_group,
@@ -598,7 +649,7 @@ impl ConvBackward<'_> {
                         let offset = (n - first) * in_len;
                         let out = &mut bottom_part[offset..offset + in_len];
                         for gi in 0..self.group {
-                            sgemm(
+                            gemm(
                                 false,
                                 false,
                                 in_per_group,
@@ -613,11 +664,12 @@ impl ConvBackward<'_> {
                     }
                 }
             });
+        let (w_parts, b_parts) = scratch.sums.split_at(w_total);
         if let Some(weight_diff) = weight_diff {
-            add_parts(weight_diff, &w_parts);
+            add_parts(weight_diff, w_parts);
         }
         if let Some(bias_diff) = bias_diff {
-            add_parts(bias_diff, &b_parts);
+            add_parts(bias_diff, b_parts);
         }
     }
 }

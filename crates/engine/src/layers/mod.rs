@@ -1,9 +1,11 @@
 //! The layers: one type per Caffe layer type, built from its `LayerParameter`.
 //!
 //! A layer is told its bottom shapes ([`Layer::reshape`], which validates them, sizes its parameter blobs on the
-//! first call and returns the top shapes), then computes its tops ([`Layer::forward`]). Stage 4 (training) adds
-//! `backward` (top diffs to bottom diffs and parameter gradients) to the same trait; layers keep what backward needs
-//! (e.g. max-pooling argmax, batch-norm statistics) as fields, so the forward code does not change shape then.
+//! first call and returns the top shapes), then computes its tops ([`Layer::forward`]) and, when training, the
+//! gradients ([`Layer::backward`]: top diffs to bottom diffs, parameter gradients added to the parameter diffs the
+//! net owns). Layers keep what backward needs from forward as fields (dropout mask, batch-norm normalized values,
+//! eltwise argmax, the input of an in-place Scale / PReLU); max pooling recomputes its argmax from the unchanged
+//! bottom, so the forward pass stays as fast as before.
 
 use caffe_proto::{LayerParameter, Phase};
 
