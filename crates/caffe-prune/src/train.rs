@@ -15,9 +15,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use train::{
-    Control, DataFeeder, DataOptions, IterationReport, Observer, ParamMask, Snapshot, Solver, SolverNets, TestReport,
-};
+use train::{Control, DataOptions, IterationReport, Observer, ParamMask, Snapshot, Solver, SolverNets, TestReport};
 
 /// Where the solver's nets read their data.
 #[derive(clap::Args, Debug, Clone)]
@@ -124,21 +122,17 @@ fn read_net(path: &Path, schema: &Schema) -> Result<NetParameter> {
 struct Setup {
     param: SolverParameter,
     nets: SolverNets,
-    /// Data for the TRAIN net and for the TEST nets: their Data layers usually share a name (BVLC's examples call
-    /// both "mnist"), so source overrides by layer name must be kept apart per phase.
-    train_data: DataOptions,
-    test_data: DataOptions,
+    data: DataOptions,
 }
 
 /// Data layers (name, source, phase-is-train) of the nets as they will be built.
-fn data_layers(nets: &SolverNets) -> Result<Vec<(String, Option<String>, bool, Option<String>)>> {
+fn data_layers(nets: &SolverNets) -> Result<Vec<(String, Option<String>, bool)>> {
     let mut out = Vec::new();
     let mut add = |param: &NetParameter, state: &caffe_proto::NetState, train: bool| -> Result<()> {
         for layer in engine::graph::filter_layers(param, state)? {
             if layer.r#type() == "Data" {
                 let source = layer.data_param.as_ref().and_then(|p| p.source.clone());
-                let mean = layer.transform_param.as_ref().and_then(|t| t.mean_file.clone());
-                out.push((layer.name().to_string(), source, train, mean));
+                out.push((layer.name().to_string(), source, train));
             }
         }
         Ok(())
@@ -204,15 +198,12 @@ impl Setup {
         .with_context(|| solver.display().to_string())?;
         let layers = data_layers(&nets)?;
         let mut options = DataOptions::default();
-        if param.random_seed() >= 0 {
-            options.seed = Some(param.random_seed() as u32);
-        }
-        let (mut train_sources, mut test_sources) = (BTreeMap::new(), BTreeMap::new());
-        for (name, _, train, _) in &layers {
+        for (name, _, train) in &layers {
+            // TRAIN and TEST Data layers often share a name (BVLC's examples call both "mnist").
             let (given, sources) = if *train {
-                (&data.train_data, &mut train_sources)
+                (&data.train_data, &mut options.sources)
             } else {
-                (&data.test_data, &mut test_sources)
+                (&data.test_data, &mut options.test_sources)
             };
             if let Some(path) = given {
                 sources.insert(name.clone(), source_of(path)?);
@@ -220,14 +211,14 @@ impl Setup {
         }
         let needed: Vec<&str> = layers
             .iter()
-            .filter(|(_, _, train, _)| {
+            .filter(|(_, _, train)| {
                 if *train {
                     data.train_data.is_none()
                 } else {
                     data.test_data.is_none()
                 }
             })
-            .filter_map(|(_, source, _, _)| source.as_deref())
+            .filter_map(|(_, source, _)| source.as_deref())
             .collect();
         options.base_dir = match &data.data_root {
             Some(root) => root.clone(),
@@ -240,49 +231,22 @@ impl Setup {
                     .unwrap_or_else(|| PathBuf::from("."))
             }
         };
-        for (_, _, _, mean) in &layers {
-            let Some(mean) = mean else { continue };
-            let path = beside(mean, &options.base_dir);
+        for mean in nets.mean_files() {
+            let path = beside(&mean, &options.base_dir);
             let file = ModelFile::open(&path)?;
             file.blob()?;
             let blob = caffe_proto::BlobProto::decode(file.bytes()).with_context(|| path.display().to_string())?;
-            options.mean_files.insert(mean.clone(), blob);
+            options.mean_files.insert(mean, blob);
         }
-        let mut train_data = options.clone();
-        train_data.sources = train_sources;
-        let mut test_data = options;
-        test_data.sources = test_sources;
         Ok(Setup {
             param,
             nets,
-            train_data,
-            test_data,
+            data: options,
         })
     }
 
     fn solver(&self) -> Result<Solver> {
-        let nets = self.nets.clone();
-        let train = DataFeeder::new(&nets.train, &net_options(&nets.train_state), &self.train_data)?;
-        let mut tests: Vec<Box<dyn train::Feeder>> = Vec::with_capacity(nets.tests.len());
-        for test in &nets.tests {
-            tests.push(Box::new(DataFeeder::new(
-                &test.param,
-                &net_options(&test.state),
-                &self.test_data,
-            )?));
-        }
-        Ok(Solver::with_feeders(&self.param, nets, Box::new(train), tests)?)
-    }
-}
-
-/// The engine options for a net built in `state` (stages the net's own `state` already has are repeated, which
-/// changes nothing: rules test membership).
-fn net_options(state: &caffe_proto::NetState) -> engine::NetOptions {
-    engine::NetOptions {
-        phase: state.phase(),
-        level: state.level(),
-        stages: state.stage.clone(),
-        input_shapes: Default::default(),
+        Ok(Solver::new(&self.param, self.nets.clone(), &self.data)?)
     }
 }
 
