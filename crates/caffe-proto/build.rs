@@ -7,8 +7,7 @@ use std::{env, fs, path::PathBuf};
 use prost::Message;
 
 fn main() {
-    let manifest_dir =
-        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let proto_dir = manifest_dir.join("../../proto");
     let proto_file = proto_dir.join("caffe.proto");
@@ -19,11 +18,8 @@ fn main() {
         Err(err) => panic!("cannot compile {}: {err:?}", proto_file.display()),
     };
 
-    fs::write(
-        out_dir.join("caffe_descriptor_set.bin"),
-        descriptors.encode_to_vec(),
-    )
-    .expect("write the descriptor set to OUT_DIR");
+    fs::write(out_dir.join("caffe_descriptor_set.bin"), descriptors.encode_to_vec())
+        .expect("write the descriptor set to OUT_DIR");
 
     let mut config = prost_build::Config::new();
     config.out_dir(&out_dir);

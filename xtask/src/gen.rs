@@ -192,3 +192,107 @@ pub fn vgg16(seed: u64) -> NetParameter {
         ..Default::default()
     }
 }
+
+/// Caffe's examples/mnist `lenet_train_test.prototxt`: Data layers for TRAIN (batch 64) and TEST (batch 100) over
+/// the fixtures' MNIST LMDBs (`train_source`, `test_source`, relative to the prototxt's folder), pixels scaled by
+/// 1/256, learning rates x1 for weights and x2 for biases, xavier fillers, Accuracy in TEST, SoftmaxWithLoss.
+pub fn lenet_train_test(train_source: &str, test_source: &str) -> NetParameter {
+    use caffe_proto::{DataParameter, FillerParameter, NetStateRule, ParamSpec, Phase, TransformationParameter};
+    let data = |phase: Phase, source: &str, batch: u32| LayerParameter {
+        name: Some("mnist".into()),
+        r#type: Some("Data".into()),
+        top: vec!["data".into(), "label".into()],
+        include: vec![NetStateRule {
+            phase: Some(phase as i32),
+            ..Default::default()
+        }],
+        transform_param: Some(TransformationParameter {
+            scale: Some(0.00390625),
+            ..Default::default()
+        }),
+        data_param: Some(DataParameter {
+            source: Some(source.into()),
+            batch_size: Some(batch),
+            backend: Some(caffe_proto::data_parameter::Db::Lmdb as i32),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let filler = |kind: &str| {
+        Some(FillerParameter {
+            r#type: Some(kind.into()),
+            ..Default::default()
+        })
+    };
+    let learnable = |mut l: LayerParameter| {
+        l.param = vec![
+            ParamSpec {
+                lr_mult: Some(1.0),
+                ..Default::default()
+            },
+            ParamSpec {
+                lr_mult: Some(2.0),
+                ..Default::default()
+            },
+        ];
+        if let Some(c) = l.convolution_param.as_mut() {
+            c.weight_filler = filler("xavier");
+            c.bias_filler = filler("constant");
+        }
+        if let Some(p) = l.inner_product_param.as_mut() {
+            p.weight_filler = filler("xavier");
+            p.bias_filler = filler("constant");
+        }
+        l
+    };
+    let mut accuracy = LayerParameter {
+        include: vec![NetStateRule {
+            phase: Some(Phase::Test as i32),
+            ..Default::default()
+        }],
+        ..layer("accuracy", "Accuracy", "ip2", "accuracy")
+    };
+    accuracy.bottom.push("label".into());
+    let mut loss = layer("loss", "SoftmaxWithLoss", "ip2", "loss");
+    loss.bottom.push("label".into());
+    NetParameter {
+        name: Some("LeNet".into()),
+        layer: vec![
+            data(Phase::Train, train_source, 64),
+            data(Phase::Test, test_source, 100),
+            learnable(conv(None, "conv1", "data", 1, 20, 5, 0)),
+            max_pool("pool1", "conv1"),
+            learnable(conv(None, "conv2", "pool1", 20, 50, 5, 0)),
+            max_pool("pool2", "conv2"),
+            learnable(inner_product(None, "ip1", "pool2", 800, 500)),
+            in_place("relu1", "ReLU", "ip1"),
+            learnable(inner_product(None, "ip2", "ip1", 500, 10)),
+            accuracy,
+            loss,
+        ],
+        ..Default::default()
+    }
+}
+
+/// Caffe's examples/mnist `lenet_solver.prototxt` for `net`, with `max_iter` iterations and a fixed seed: SGD, lr
+/// 0.01, momentum 0.9, weight decay 5e-4, the `inv` policy (gamma 1e-4, power 0.75), a test of the whole 10,000-image
+/// test set (100 x 100) every 500 iterations.
+pub fn lenet_solver(net: &str, max_iter: i32, snapshot_prefix: &str) -> caffe_proto::SolverParameter {
+    caffe_proto::SolverParameter {
+        net: Some(net.into()),
+        test_iter: vec![100],
+        test_interval: Some(500),
+        base_lr: Some(0.01),
+        momentum: Some(0.9),
+        weight_decay: Some(0.0005),
+        lr_policy: Some("inv".into()),
+        gamma: Some(0.0001),
+        power: Some(0.75),
+        display: Some(100),
+        max_iter: Some(max_iter),
+        snapshot: Some(0),
+        snapshot_prefix: Some(snapshot_prefix.into()),
+        random_seed: Some(1701),
+        ..Default::default()
+    }
+}

@@ -5,9 +5,11 @@
 //! - `testdata [--check]`: (re)generate the models in testdata/ from fixed seeds, or check they are current.
 //! - `bench-prune`: prune + sparse export against the tutorial's numpy algorithm and a memcpy pass.
 //! - `bench-inspect`: caffe-inspect on a generated VGG16-sized model against a plain read of the same file.
+//! - `bench-train`: LeNet training iterations/s, measured as the fixtures measured real Caffe, against its figure.
 
 mod bench;
 mod bench_prune;
+mod bench_train;
 mod gen;
 mod roundtrip;
 mod testdata;
@@ -38,6 +40,8 @@ enum Command {
     },
     /// Benchmark prune + relative-index export against the tutorial's numpy algorithm and a memcpy pass.
     BenchPrune,
+    /// Benchmark LeNet training (batch 64, SGD) as the fixtures measured real Caffe, against Caffe's figure.
+    BenchTrain,
     /// Benchmark caffe-inspect on a VGG16-sized model against a plain sequential read of the same file.
     BenchInspect {
         /// Timed runs of each side.
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         Command::Roundtrip { paths } => roundtrip::run(paths),
         Command::Testdata { check } => testdata::run(check),
         Command::BenchPrune => bench_prune::run().map(|()| true),
+        Command::BenchTrain => bench_train::run().map(|()| true),
         Command::BenchInspect { runs } => bench::inspect(runs).map(|()| true),
     };
     match result {

@@ -2,7 +2,8 @@
 //!
 //! The output format follows the output's extension: `.prototxt` (or `.txt`, or `-` for stdout) is protobuf text,
 //! `.npz` is NumPy (`--layout sparse|scipy|dense`), anything else is binary. `IN.npz --into BASE.caffemodel` puts the
-//! arrays back into a copy of BASE. Thin glue over the `caffemodel` crate.
+//! arrays back into a copy of BASE. MNIST-format IDX images (`IMAGES.idx[.gz] --labels LABELS -o DB`) become a Caffe
+//! LMDB as Caffe's `convert_mnist_data` writes it. Thin glue over the `caffemodel` and `datasets` crates.
 
 use anyhow::{bail, Context, Result};
 use caffemodel::text::{self, Schema};
@@ -47,6 +48,11 @@ struct Args {
     /// With an .npz input: the caffemodel whose blobs the arrays replace (the rest of its bytes are kept).
     #[arg(long, value_name = "BASE")]
     into: Option<PathBuf>,
+    /// With an IDX images input (MNIST format, gzipped or not): its labels file; OUT becomes a Caffe LMDB folder
+    /// of Datum records, as Caffe's convert_mnist_data writes it. Default: the images name with images-idx3 ->
+    /// labels-idx1.
+    #[arg(long, value_name = "LABELS")]
+    labels: Option<PathBuf>,
 }
 
 /// NPZ layouts.
@@ -125,6 +131,9 @@ fn run(args: &Args) -> Result<()> {
         None => Schema::builtin(),
     };
     let to_text = is_text_path(&args.output);
+    if args.labels.is_some() || is_idx_images(&args.input) {
+        return idx_to_lmdb(args);
+    }
     if has_extension(&args.input, "npz") {
         return import_npz(args);
     }
@@ -184,6 +193,72 @@ fn run(args: &Args) -> Result<()> {
 }
 
 /// Empties blob payloads (shapes stay), for printing structure.
+/// True for an IDX images file (magic 0x00000803), gzipped or not, judged by its name (`*-idx3-ubyte*`, `*.idx3`,
+/// `*.idx`) or, for a plain file, by its first four bytes.
+fn is_idx_images(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    if name.contains("idx3") || has_extension(path, "idx") {
+        return true;
+    }
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok_and(|()| magic == [0, 0, 8, 3])
+}
+
+/// IDX images + labels -> a new LMDB folder, written beside OUT under a temporary name and renamed into place,
+/// so a failed run leaves nothing half-written. An existing OUT is refused unless --force.
+fn idx_to_lmdb(args: &Args) -> Result<()> {
+    let labels = match &args.labels {
+        Some(l) => l.clone(),
+        None => {
+            let name = args.input.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if !name.contains("images-idx3") {
+                bail!("{}: give the labels file with --labels", args.input.display());
+            }
+            args.input.with_file_name(name.replace("images-idx3", "labels-idx1"))
+        }
+    };
+    if args.output.as_os_str() == "-" {
+        bail!("an LMDB is a folder: give -o DB_FOLDER, not -");
+    }
+    let exists = args.output.symlink_metadata().is_ok();
+    if exists && !args.force {
+        bail!(
+            "{}: already exists (Caffe's convert_mnist_data refuses too; pass --force to replace it)",
+            args.output.display()
+        );
+    }
+    let dataset = datasets::IdxDataset::open(&args.input, &labels)?;
+    let name = args.output.file_name().context("the output has no folder name")?;
+    let tmp = args
+        .output
+        .with_file_name(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let count = match datasets::write_lmdb(&dataset, &tmp) {
+        Ok(count) => count,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e.into());
+        }
+    };
+    if exists {
+        let old = if args.output.is_dir() {
+            std::fs::remove_dir_all(&args.output)
+        } else {
+            std::fs::remove_file(&args.output)
+        };
+        old.with_context(|| format!("{}: removing the old output", args.output.display()))?;
+    }
+    std::fs::rename(&tmp, &args.output).with_context(|| format!("{}: renaming into place", args.output.display()))?;
+    eprintln!(
+        "{}: {count} records from {} and {}",
+        args.output.display(),
+        args.input.display(),
+        labels.display()
+    );
+    Ok(())
+}
+
 fn strip_blob_values(net: &mut caffe_proto::NetParameter) {
     let strip = |b: &mut caffe_proto::BlobProto| {
         b.data.clear();

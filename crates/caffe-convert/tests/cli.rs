@@ -71,7 +71,7 @@ fn never_overwrites_its_input_without_force() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m.caffemodel");
     std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet.caffemodel"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet_random.caffemodel"),
         &model,
     )
     .unwrap();
@@ -93,7 +93,7 @@ fn never_overwrites_its_input_without_force() {
 #[test]
 fn npz_roundtrip_and_bad_npz_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet.caffemodel");
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet_random.caffemodel");
     for layout in ["sparse", "dense"] {
         let npz = dir.path().join(format!("{layout}.npz"));
         assert!(convert(&[&model, &"-o", &npz, &"--layout", &layout]).status.success());
@@ -119,4 +119,63 @@ fn npz_roundtrip_and_bad_npz_write_nothing() {
     assert!(!out.exists());
     let run = convert(&[&bad, &"-o", &out]);
     assert!(String::from_utf8(run.stderr).unwrap().contains("needs --into"));
+}
+
+/// Every key and value of an LMDB, in key order.
+fn lmdb_records(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let db = datasets::LmdbDataset::open_unlocked(path).unwrap();
+    let mut reader = db.raw_reader().unwrap();
+    let mut out = Vec::new();
+    while let Some(r) = reader.next().unwrap() {
+        out.push((r.key.to_vec(), r.value.to_vec()));
+    }
+    out
+}
+
+#[test]
+fn idx_images_become_the_lmdb_caffe_made_record_for_record() {
+    let Some(dir) = testkit::fixtures() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("train_lmdb");
+    // The labels file is found from the images file's name.
+    let run = convert(&[&dir.join("mnist/train-10k-images-idx3-ubyte.gz"), &"-o", &db]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let ours = lmdb_records(&db);
+    // golden/data/mnist_train10k_lmdb was written by Caffe's own convert_mnist_data from the same files.
+    let caffes = lmdb_records(&dir.join("golden/data/mnist_train10k_lmdb"));
+    assert_eq!(ours.len(), 10_000);
+    assert!(ours == caffes, "records differ from Caffe's LMDB");
+    assert!(
+        !tmp.path()
+            .read_dir()
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy().contains(".tmp-")),
+        "no temporary folder left behind"
+    );
+
+    // An existing output is kept unless --force.
+    let again = convert(&[
+        &dir.join("mnist/t10k-images-idx3-ubyte.gz"),
+        &"--labels",
+        &dir.join("mnist/t10k-labels-idx1-ubyte.gz"),
+        &"-o",
+        &db,
+    ]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    assert!(lmdb_records(&db) == caffes, "refused run left the old LMDB as it was");
+
+    // An images file given as the labels: one line, nothing written.
+    let bad = tmp.path().join("bad_lmdb");
+    let run = convert(&[
+        &dir.join("mnist/t10k-images-idx3-ubyte.gz"),
+        &"--labels",
+        &dir.join("mnist/t10k-images-idx3-ubyte.gz"),
+        &"-o",
+        &bad,
+    ]);
+    assert_eq!(run.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(!bad.exists());
 }

@@ -49,7 +49,7 @@ fn json_counts_equal_the_manifest() {
 
 #[test]
 fn dense_model_figures_follow_from_the_counts() {
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet.caffemodel");
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet_random.caffemodel");
     let report = json(&model);
     // LeNet: conv1 20x1x5x5+20, conv2 50x20x5x5+50, ip1 500x800+500, ip2 10x500+10 = 431,080 parameters.
     assert_eq!(report["total"]["params"], 431_080);
@@ -117,6 +117,7 @@ fn bad_input_is_one_line_and_exit_code_1() {
     expect_failure(&write("typo.prototxt", b"layer { nam: \"x\" }\n"), ":1:9:");
     expect_failure(dir.path(), "is a directory");
     expect_failure(&dir.path().join("missing.caffemodel"), "No such file");
-    let model = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet.caffemodel")).unwrap();
+    let model =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet_random.caffemodel")).unwrap();
     expect_failure(&write("cut.caffemodel", &model[..model.len() / 2]), "at byte");
 }

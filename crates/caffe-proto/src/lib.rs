@@ -33,8 +33,7 @@ pub use generated::*;
 
 /// The encoded `google.protobuf.FileDescriptorSet` of `proto/caffe.proto`
 /// (with source comments), as compiled at build time.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/caffe_descriptor_set.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/caffe_descriptor_set.bin"));
 
 /// Fully qualified name of the message every Caffe schema must define.
 pub const NET_PARAMETER: &str = "caffe.NetParameter";
@@ -48,8 +47,7 @@ pub fn descriptor_pool() -> &'static DescriptorPool {
     POOL.get_or_init(|| {
         // The set was produced by protox from our own schema at build time, so
         // decoding it can only fail if the build itself is broken.
-        DescriptorPool::decode(FILE_DESCRIPTOR_SET)
-            .expect("the built-in caffe.proto descriptor set is valid")
+        DescriptorPool::decode(FILE_DESCRIPTOR_SET).expect("the built-in caffe.proto descriptor set is valid")
     })
 }
 
@@ -112,10 +110,7 @@ pub fn compile_proto(path: &Path) -> Result<DescriptorPool, ProtoError> {
     // include path", which hides the real problem.
     if let Err(source) = std::fs::File::open(path).and_then(|file| {
         if file.metadata()?.is_dir() {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "is a directory",
-            ))
+            Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "is a directory"))
         } else {
             Ok(())
         }

@@ -58,19 +58,14 @@ fn a_syntax_error_names_file_line_and_column() {
     );
     let err = compile_proto(&path).unwrap_err();
     match &err {
-        ProtoError::Compile {
-            file, line, column, ..
-        } => {
+        ProtoError::Compile { file, line, column, .. } => {
             assert_eq!(file, &path);
             assert_eq!((*line, *column), (Some(3), Some(47)));
         }
         other => panic!("unexpected {other:?}"),
     }
     let text = err.to_string();
-    assert!(
-        text.starts_with(&format!("{}:3:47: ", path.display())),
-        "{text}"
-    );
+    assert!(text.starts_with(&format!("{}:3:47: ", path.display())), "{text}");
 }
 
 #[test]
@@ -83,10 +78,7 @@ fn an_undefined_type_is_located_too() {
     );
     match compile_proto(&path).unwrap_err() {
         ProtoError::Compile {
-            line,
-            column,
-            message,
-            ..
+            line, column, message, ..
         } => {
             assert_eq!((line, column), (Some(4), Some(12)), "{message}");
             assert!(message.contains("Missing"), "{message}");

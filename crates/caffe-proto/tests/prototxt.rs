@@ -53,8 +53,7 @@ fn v1_prototxt_layer_types_parse_as_the_legacy_enum() {
     let Some(dir) = common::fixtures_dir() else {
         return;
     };
-    let text =
-        std::fs::read_to_string(dir.join("models/lenet_mnist_v1_2014/lenet.prototxt")).unwrap();
+    let text = std::fs::read_to_string(dir.join("models/lenet_mnist_v1_2014/lenet.prototxt")).unwrap();
     let descriptor = caffe_proto::descriptor_pool()
         .get_message_by_name("caffe.NetParameter")
         .unwrap();

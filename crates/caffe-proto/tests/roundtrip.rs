@@ -18,9 +18,9 @@ use prost_reflect::{DynamicMessage, Kind as FieldKind, MessageDescriptor};
 /// wire format (see `strip_unknown`).
 fn fork_fields(name: &str) -> &'static [&'static str] {
     match name {
-        "models/mtcnn_det1/det1.caffemodel" => &[
-            "/caffe.NetParameter.layer/caffe.LayerParameter.softmax_param/caffe.SoftmaxParameter#3",
-        ],
+        "models/mtcnn_det1/det1.caffemodel" => {
+            &["/caffe.NetParameter.layer/caffe.LayerParameter.softmax_param/caffe.SoftmaxParameter#3"]
+        }
         "models/mtcnn_det2/det2.caffemodel" => {
             &["/caffe.NetParameter.layer/caffe.LayerParameter.loss_param/caffe.LossParameter#4"]
         }
@@ -96,12 +96,7 @@ fn write_varint(out: &mut Vec<u8>, mut value: u64) {
 /// declare (recursively) and recording where each was. Known fields are copied
 /// verbatim, so this is an independent model of "what a schema-exact encoder
 /// keeps", written without prost's generated code.
-fn strip_unknown(
-    bytes: &[u8],
-    message: &MessageDescriptor,
-    path: &str,
-    dropped: &mut Vec<String>,
-) -> Vec<u8> {
+fn strip_unknown(bytes: &[u8], message: &MessageDescriptor, path: &str, dropped: &mut Vec<String>) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut pos = 0;
     while pos < bytes.len() {
@@ -181,10 +176,7 @@ fn every_binary_fixture_reencodes_to_identical_bytes() {
             failures.push(format!("{name}: fields unknown to the schema: {dropped:?}"));
         }
         if expected_dropped.is_empty() {
-            assert_eq!(
-                bytes, original,
-                "{name}: stripping nothing must copy the file"
-            );
+            assert_eq!(bytes, original, "{name}: stripping nothing must copy the file");
         }
         match reencode(&bytes, *kind) {
             Err(e) => failures.push(format!("{name}: does not decode as {kind:?}: {e}")),
@@ -220,18 +212,10 @@ fn v1_model_decodes_to_legacy_layers_with_manifest_shapes() {
     assert_eq!(net.layers.len(), 9);
     let conv1 = &net.layers[1];
     assert_eq!(conv1.name(), "conv1");
-    assert_eq!(
-        conv1.r#type(),
-        caffe_proto::v1_layer_parameter::LayerType::Convolution
-    );
+    assert_eq!(conv1.r#type(), caffe_proto::v1_layer_parameter::LayerType::Convolution);
     let weight = &conv1.blobs[0];
     assert_eq!(
-        (
-            weight.num(),
-            weight.channels(),
-            weight.height(),
-            weight.width()
-        ),
+        (weight.num(), weight.channels(), weight.height(), weight.width()),
         (20, 1, 5, 5)
     );
     assert_eq!(weight.data.len(), 500);
@@ -251,10 +235,7 @@ fn dynamic_messages_keep_fork_fields_and_reencode_identically() {
     };
     let pool = caffe_proto::descriptor_pool();
     let net = pool.get_message_by_name("caffe.NetParameter").unwrap();
-    for name in [
-        "models/mtcnn_det1/det1.caffemodel",
-        "models/mtcnn_det2/det2.caffemodel",
-    ] {
+    for name in ["models/mtcnn_det1/det1.caffemodel", "models/mtcnn_det2/det2.caffemodel"] {
         let original = std::fs::read(dir.join(name)).unwrap();
         let message = DynamicMessage::decode(net.clone(), original.as_slice()).unwrap();
         assert_eq!(message.encode_to_vec(), original, "{name}");

@@ -2,8 +2,8 @@
 //! against upstream's file, that the schema and the generated types must keep.
 
 use caffe_proto::{
-    descriptor_pool, solver_parameter, v1_layer_parameter::LayerType, BlobProto, LayerParameter,
-    NetParameter, SolverParameter,
+    descriptor_pool, solver_parameter, v1_layer_parameter::LayerType, BlobProto, LayerParameter, NetParameter,
+    SolverParameter,
 };
 use prost::Message;
 use prost_reflect::{Cardinality, Kind, MessageDescriptor};
@@ -25,10 +25,7 @@ fn field_name(message_name: &str, number: u32) -> String {
 #[test]
 fn the_schema_has_upstreams_63_messages_and_one_top_level_enum() {
     let pool = descriptor_pool();
-    let top_level: Vec<_> = pool
-        .all_messages()
-        .filter(|m| m.parent_message().is_none())
-        .collect();
+    let top_level: Vec<_> = pool.all_messages().filter(|m| m.parent_message().is_none()).collect();
     assert_eq!(top_level.len(), 63);
     let enums: Vec<_> = pool
         .all_enums()
@@ -69,19 +66,12 @@ fn packed_and_unpacked_repeated_fields() {
         assert_eq!(field.cardinality(), Cardinality::Repeated);
     }
     assert!(message("BlobShape").get_field(1).unwrap().is_packed());
-    assert_eq!(
-        message("BlobShape").get_field(1).unwrap().kind(),
-        Kind::Int64
-    );
+    assert_eq!(message("BlobShape").get_field(1).unwrap().kind(), Kind::Int64);
     // proto2 repeated scalars without the option stay unpacked.
-    let input_dim = message("NetParameter")
-        .get_field_by_name("input_dim")
-        .unwrap();
+    let input_dim = message("NetParameter").get_field_by_name("input_dim").unwrap();
     assert!(!input_dim.is_packed());
     assert_eq!(input_dim.kind(), Kind::Int32);
-    let blobs_lr = message("V1LayerParameter")
-        .get_field_by_name("blobs_lr")
-        .unwrap();
+    let blobs_lr = message("V1LayerParameter").get_field_by_name("blobs_lr").unwrap();
     assert!(!blobs_lr.is_packed());
     // Legacy 4-D blob dimensions are int32.
     assert_eq!(blob.get_field_by_name("num").unwrap().kind(), Kind::Int32);
@@ -145,10 +135,7 @@ fn solver_parameter_defaults_and_numbers() {
     assert!(solver.snapshot_after_train());
     assert!(solver.layer_wise_reduce());
     assert_eq!(solver.solver_mode(), solver_parameter::SolverMode::Gpu);
-    assert_eq!(
-        solver.snapshot_format(),
-        solver_parameter::SnapshotFormat::Binaryproto
-    );
+    assert_eq!(solver.snapshot_format(), solver_parameter::SnapshotFormat::Binaryproto);
     assert_eq!(solver.solver_type(), solver_parameter::SolverType::Sgd);
     // Defaults are not presence: an unset field is not encoded.
     assert!(solver.encode_to_vec().is_empty());
@@ -173,10 +160,7 @@ fn other_defaults() {
     assert_eq!(filler.sparse(), -1);
     let pooling = caffe_proto::PoolingParameter::default();
     assert_eq!(pooling.stride(), 1);
-    assert_eq!(
-        pooling.round_mode(),
-        caffe_proto::pooling_parameter::RoundMode::Ceil
-    );
+    assert_eq!(pooling.round_mode(), caffe_proto::pooling_parameter::RoundMode::Ceil);
     let loss = caffe_proto::LossParameter::default();
     assert_eq!(
         loss.normalization(),
@@ -199,7 +183,5 @@ fn other_defaults() {
     assert_eq!((param.lr_mult(), param.decay_mult()), (1.0, 1.0));
     // ClipParameter's bounds are upstream's only `required` fields.
     let clip = message("ClipParameter");
-    assert!(clip
-        .fields()
-        .all(|f| f.cardinality() == Cardinality::Required));
+    assert!(clip.fields().all(|f| f.cardinality() == Cardinality::Required));
 }

@@ -76,9 +76,14 @@ pub fn load(args: &NetArgs) -> Result<Loaded> {
     if caffemodel::upgrade::net_needs_upgrade(&param) {
         caffemodel::upgrade::upgrade_net(&mut param).with_context(|| format!("{}: upgrade", args.net.display()))?;
     }
-    let model = ModelFile::open(&args.weights)?;
+    let weights = weights_of(&ModelFile::open(&args.weights)?)?;
+    Ok(Loaded { param, weights })
+}
+
+/// The weights of every layer with blobs, as the engine takes them (any file generation).
+pub fn weights_of(model: &ModelFile) -> Result<Vec<engine::LayerWeights>> {
     let net = model.net()?;
-    let weights = net
+    Ok(net
         .layers()
         .iter()
         .filter(|l| !l.blobs().is_empty())
@@ -97,8 +102,7 @@ pub fn load(args: &NetArgs) -> Result<Loaded> {
                 })
                 .collect(),
         })
-        .collect();
-    Ok(Loaded { param, weights })
+        .collect())
 }
 
 /// What `eval` measured.
@@ -145,100 +149,228 @@ fn open_dataset(args: &EvalArgs, source: Option<&str>, net_dir: &Path) -> Result
     Ok(Box::new(IdxDataset::open(&path, &labels)?))
 }
 
-/// Runs `eval`.
-pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
-    let loaded = load(&args.net)?;
-    let mut options = engine::NetOptions::test();
-    // The TEST Data layer: its batch size, transform and source.
-    let data_layer = loaded.param.layer.iter().find(|l| {
-        l.r#type() == "Data"
-            && (l.include.is_empty()
-                || l.include
-                    .iter()
-                    .any(|r| r.phase == Some(caffe_proto::Phase::Test as i32)))
-    });
-    let transform = data_layer.and_then(|l| l.transform_param.clone()).unwrap_or_default();
-    let source = data_layer
-        .and_then(|l| l.data_param.as_ref())
-        .map(|p| p.source().to_string());
-    let batch_size = args
-        .batch
-        .or(data_layer
+/// The TEST net's data wiring and test images, ready to run: what `eval` streams and `sweep` reuses.
+pub struct TestSet {
+    /// The net to build.
+    pub spec: NetSpec,
+    /// The batches.
+    pub stream: BatchStream,
+}
+
+/// What builds the TEST net and feeds it.
+pub struct NetSpec {
+    /// The net definition and weights.
+    pub loaded: Loaded,
+    /// Options to build the TEST net with (input shapes set for the batches).
+    pub options: engine::NetOptions,
+    /// Which input blobs the batches go to.
+    pub wiring: Wiring,
+}
+
+impl NetSpec {
+    /// Builds the TEST net with the weights loaded.
+    pub fn build_net(&self) -> Result<engine::Net> {
+        let mut net = engine::Net::new(&self.loaded.param, &self.options)?;
+        net.copy_from(&self.loaded.weights)?;
+        Ok(net)
+    }
+}
+
+/// The input blobs a batch is fed into.
+pub struct Wiring {
+    /// The image input blob.
+    pub data_blob: String,
+    /// The label input blob, when the net has one.
+    pub label_blob: Option<String>,
+}
+
+/// Batches covering a dataset once, in Caffe's order.
+pub struct BatchStream {
+    /// Images in the dataset (the last batch may wrap around past them).
+    pub images: usize,
+    batcher: Batcher,
+    first: Option<Batch>,
+}
+
+impl BatchStream {
+    /// Gives every batch covering the dataset once, in order, to `each` with the number of its images to count
+    /// (the last batch may wrap around to the first images: those are not counted twice).
+    pub fn for_each(&mut self, mut each: impl FnMut(&Batch, usize) -> Result<()>) -> Result<()> {
+        let mut done = 0;
+        let mut batch = self.first.take().context("the test batches were already read")?;
+        while done < self.images {
+            if done > 0 {
+                self.batcher.next_batch(&mut batch)?;
+            }
+            let take = batch.shape[0].min(self.images - done);
+            each(&batch, take)?;
+            done += take;
+        }
+        Ok(())
+    }
+}
+
+impl TestSet {
+    /// Reads the net, the weights and opens the data as the TEST Data layer (or `--data`) says.
+    pub fn open(args: &EvalArgs) -> Result<TestSet> {
+        let loaded = load(&args.net)?;
+        // The TEST Data layer: its batch size, transform and source.
+        let data_layer = loaded.param.layer.iter().find(|l| {
+            l.r#type() == "Data"
+                && (l.include.is_empty()
+                    || l.include
+                        .iter()
+                        .any(|r| r.phase == Some(caffe_proto::Phase::Test as i32)))
+        });
+        let transform = data_layer.and_then(|l| l.transform_param.clone()).unwrap_or_default();
+        let source = data_layer
             .and_then(|l| l.data_param.as_ref())
-            .map(|p| p.batch_size() as usize))
-        .unwrap_or(100);
-    let net_dir = args.net.net.parent().unwrap_or(Path::new("."));
-    let dataset = open_dataset(args, source.as_deref(), net_dir)?;
-    let mean = match &transform.mean_file {
-        Some(m) => {
-            let path = if Path::new(m).exists() {
-                PathBuf::from(m)
-            } else {
-                net_dir.join(m)
-            };
-            let file = ModelFile::open(&path)?;
-            file.blob()?;
-            Some(caffe_proto::BlobProto::decode(file.bytes()).with_context(|| path.display().to_string())?)
+            .map(|p| p.source().to_string());
+        let batch_size = args
+            .batch
+            .or(data_layer
+                .and_then(|l| l.data_param.as_ref())
+                .map(|p| p.batch_size() as usize))
+            .unwrap_or(100);
+        let net_dir = args.net.net.parent().unwrap_or(Path::new("."));
+        let dataset = open_dataset(args, source.as_deref(), net_dir)?;
+        let mean = match &transform.mean_file {
+            Some(m) => {
+                let path = if Path::new(m).exists() {
+                    PathBuf::from(m)
+                } else {
+                    net_dir.join(m)
+                };
+                let file = ModelFile::open(&path)?;
+                file.blob()?;
+                Some(caffe_proto::BlobProto::decode(file.bytes()).with_context(|| path.display().to_string())?)
+            }
+            None => None,
+        };
+        let transformer = Transformer::new(&transform, caffe_proto::Phase::Test, mean.as_ref())?;
+        let mut batcher = Batcher::new(dataset.reader()?, batch_size, transformer)?;
+        let images = dataset.len();
+        if images == 0 {
+            bail!("{}: the dataset is empty", dataset.source().display());
         }
-        None => None,
-    };
-    let transformer = Transformer::new(&transform, caffe_proto::Phase::Test, mean.as_ref())?;
-    let mut batcher = Batcher::new(dataset.reader()?, batch_size, transformer)?;
-    let images = dataset.len();
-    if images == 0 {
-        bail!("{}: the dataset is empty", dataset.source().display());
-    }
-    let mut batch = Batch::default();
-    batcher.next_batch(&mut batch)?;
-    // Inputs: the image top and (when the net has one) the label top of the data layer, or the Input layer's top.
-    let inputs: Vec<String> = match data_layer {
-        Some(l) => l.top.clone(),
-        None => loaded
-            .param
-            .layer
-            .iter()
-            .find(|l| l.r#type() == "Input")
-            .map(|l| l.top.clone())
-            .unwrap_or_default(),
-    };
-    let data_blob = inputs.first().cloned().context("the net has no input blob")?;
-    let label_blob = inputs.get(1).cloned();
-    options = options.with_input_shape(&data_blob, &batch.shape);
-    if let Some(label) = &label_blob {
-        options = options.with_input_shape(label, &[batch.shape[0]]);
-    }
-    let mut net = engine::Net::new(&loaded.param, &options)?;
-    net.copy_from(&loaded.weights)?;
-    let layers: Vec<engine::LayerInfo> = net.layers().cloned().collect();
-    let scores = layers
-        .iter()
-        .find(|l| l.layer_type == "Accuracy" || l.layer_type == "SoftmaxWithLoss")
-        .map(|l| l.bottoms[0].clone())
-        .or_else(|| net.outputs().last().map(|s| s.to_string()))
-        .context("no output blob to read scores from")?;
-    let loss_blob = layers
-        .iter()
-        .find(|l| l.layer_type == "SoftmaxWithLoss")
-        .map(|l| l.tops[0].clone());
-    let mut predictions = Vec::with_capacity(images);
-    let (mut top1, mut top5, mut loss_sum, mut batches) = (0usize, 0usize, 0f64, 0usize);
-    let mut classes = 0;
-    let start = Instant::now();
-    let mut done = 0;
-    while done < images {
-        if done > 0 {
-            batcher.next_batch(&mut batch)?;
-        }
-        net.set_input(&data_blob, &batch.shape, &batch.data)?;
+        let mut first = Batch::default();
+        batcher.next_batch(&mut first)?;
+        // Inputs: the image top and (when the net has one) the label top of the data layer, or the Input layer's top.
+        let inputs: Vec<String> = match data_layer {
+            Some(l) => l.top.clone(),
+            None => loaded
+                .param
+                .layer
+                .iter()
+                .find(|l| l.r#type() == "Input")
+                .map(|l| l.top.clone())
+                .unwrap_or_default(),
+        };
+        let data_blob = inputs.first().cloned().context("the net has no input blob")?;
+        let label_blob = inputs.get(1).cloned();
+        let mut options = engine::NetOptions::test().with_input_shape(&data_blob, &first.shape);
         if let Some(label) = &label_blob {
+            options = options.with_input_shape(label, &[first.shape[0]]);
+        }
+        Ok(TestSet {
+            spec: NetSpec {
+                loaded,
+                options,
+                wiring: Wiring { data_blob, label_blob },
+            },
+            stream: BatchStream {
+                images,
+                batcher,
+                first: Some(first),
+            },
+        })
+    }
+
+    /// Every batch covering the dataset once, in memory (for evaluating many weight settings).
+    pub fn preload(mut self) -> Result<Preloaded> {
+        let mut batches = Vec::new();
+        self.stream.for_each(|batch, take| {
+            batches.push((batch.clone(), take));
+            Ok(())
+        })?;
+        Ok(Preloaded {
+            spec: self.spec,
+            images: self.stream.images,
+            batches,
+        })
+    }
+}
+
+/// A [`TestSet`] with its batches read once.
+pub struct Preloaded {
+    /// The net and its wiring.
+    pub spec: NetSpec,
+    /// Images in the dataset.
+    pub images: usize,
+    batches: Vec<(Batch, usize)>,
+}
+
+impl Preloaded {
+    /// Evaluates `net` (built by [`NetSpec::build_net`]) on every preloaded batch.
+    pub fn evaluate(&self, net: &mut engine::Net) -> Result<Tally> {
+        let mut tally = Tally::new(net, self.images)?;
+        for (batch, take) in &self.batches {
+            tally.run(net, &self.spec.wiring, batch, *take)?;
+        }
+        Ok(tally)
+    }
+}
+
+/// Running counts of an evaluation.
+pub struct Tally {
+    scores: String,
+    loss_blob: Option<String>,
+    /// Predicted label of every image so far.
+    pub predictions: Vec<i32>,
+    top1: usize,
+    top5: usize,
+    loss_sum: f64,
+    batches: usize,
+    classes: usize,
+}
+
+impl Tally {
+    /// Finds the score and loss blobs of `net`.
+    fn new(net: &engine::Net, images: usize) -> Result<Tally> {
+        let layers: Vec<&engine::LayerInfo> = net.layers().collect();
+        let scores = layers
+            .iter()
+            .find(|l| l.layer_type == "Accuracy" || l.layer_type == "SoftmaxWithLoss")
+            .map(|l| l.bottoms[0].clone())
+            .or_else(|| net.outputs().last().map(|s| s.to_string()))
+            .context("no output blob to read scores from")?;
+        let loss_blob = layers
+            .iter()
+            .find(|l| l.layer_type == "SoftmaxWithLoss")
+            .map(|l| l.tops[0].clone());
+        Ok(Tally {
+            scores,
+            loss_blob,
+            predictions: Vec::with_capacity(images),
+            top1: 0,
+            top5: 0,
+            loss_sum: 0.0,
+            batches: 0,
+            classes: 0,
+        })
+    }
+
+    /// Runs one batch, counting its first `take` images.
+    fn run(&mut self, net: &mut engine::Net, wiring: &Wiring, batch: &Batch, take: usize) -> Result<()> {
+        net.set_input(&wiring.data_blob, &batch.shape, &batch.data)?;
+        if let Some(label) = &wiring.label_blob {
             net.set_input(label, &[batch.shape[0]], &batch.labels)?;
         }
         net.forward()?;
-        let out = net.blob(&scores).context("score blob missing after forward")?;
+        let out = net.blob(&self.scores).context("score blob missing after forward")?;
         let n = batch.shape[0];
-        classes = out.data().len() / n;
-        // Images past the end are the wrap-around of the last batch: not counted twice.
-        let take = n.min(images - done);
+        let classes = out.data().len() / n;
+        self.classes = classes;
         for i in 0..take {
             let row = &out.data()[i * classes..(i + 1) * classes];
             let label = batch.labels[i] as usize;
@@ -246,33 +378,54 @@ pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
                 .iter()
                 .enumerate()
                 .fold(0, |b, (k, v)| if *v > row[b] { k } else { b });
-            predictions.push(best as i32);
-            top1 += usize::from(best == label);
+            self.predictions.push(best as i32);
+            self.top1 += usize::from(best == label);
             let better = row.iter().filter(|v| **v > row[label.min(classes - 1)]).count();
-            top5 += usize::from(label < classes && better < 5);
+            self.top5 += usize::from(label < classes && better < 5);
         }
-        if let Some(l) = &loss_blob {
-            loss_sum += f64::from(net.blob(l).map_or(0.0, |t| t.data()[0]));
-            batches += 1;
+        if let Some(l) = &self.loss_blob {
+            self.loss_sum += f64::from(net.blob(l).map_or(0.0, |t| t.data()[0]));
+            self.batches += 1;
         }
-        done += take;
+        Ok(())
     }
+
+    /// The figures, with the speed measured over `seconds`.
+    pub fn report(&self, seconds: f64) -> EvalReport {
+        let images = self.predictions.len();
+        EvalReport {
+            top1: self.top1 as f64 / images as f64,
+            top5: (self.classes >= 5).then(|| self.top5 as f64 / images as f64),
+            loss: (self.batches > 0).then(|| self.loss_sum / self.batches as f64),
+            images,
+            images_per_s: images as f64 / seconds,
+        }
+    }
+}
+
+/// Runs `eval`.
+pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
+    let mut set = TestSet::open(args)?;
+    let mut net = set.spec.build_net()?;
+    let mut tally = Tally::new(&net, set.stream.images)?;
+    let start = Instant::now();
+    set.stream
+        .for_each(|batch, take| tally.run(&mut net, &set.spec.wiring, batch, take))?;
     let seconds = start.elapsed().as_secs_f64();
     if let Some(path) = &args.predictions {
-        if classes <= 256 {
-            let labels: Vec<u8> = predictions.iter().map(|&p| p as u8).collect();
-            sparse::write_npy(path, &[labels.len()], &labels)?;
-        } else {
-            sparse::write_npy(path, &[predictions.len()], &predictions)?;
-        }
+        write_predictions(path, &tally.predictions, tally.classes)?;
     }
-    Ok(EvalReport {
-        top1: top1 as f64 / images as f64,
-        top5: (classes >= 5).then(|| top5 as f64 / images as f64),
-        loss: (batches > 0).then(|| loss_sum / batches as f64),
-        images,
-        images_per_s: images as f64 / seconds,
-    })
+    Ok(tally.report(seconds))
+}
+
+fn write_predictions(path: &Path, predictions: &[i32], classes: usize) -> Result<()> {
+    if classes <= 256 {
+        let labels: Vec<u8> = predictions.iter().map(|&p| p as u8).collect();
+        sparse::write_npy(path, &[labels.len()], &labels)?;
+    } else {
+        sparse::write_npy(path, &[predictions.len()], predictions)?;
+    }
+    Ok(())
 }
 
 /// Runs `forward`: feeds the arrays, writes every top blob.

@@ -1,11 +1,14 @@
 //! `caffe-prune`: magnitude pruning of a Caffe model, stage 2 of Deep Compression, and the evaluation of the result.
 //!
 //! `caffe-prune IN.caffemodel --keep conv1=0.3,ip1=0.01 -o OUT.caffemodel [--npz OUT.npz]`. The output differs from
-//! the input only in the float payloads of pruned blobs. `caffe-prune eval` and `caffe-prune forward` run the net.
+//! the input only in the float payloads of pruned blobs. `caffe-prune eval`, `forward` and `sweep` run the net.
 //! Thin glue: `prune` holds the rules, `caffemodel` the file, `engine` and `datasets` the evaluation.
 
 mod eval;
 mod plan;
+mod plot;
+mod sweep;
+mod train;
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
@@ -33,6 +36,13 @@ enum Command {
     Eval(eval::EvalArgs),
     /// One forward pass on given input arrays; every top blob written as DIR/<blob>.npy.
     Forward(eval::ForwardArgs),
+    /// Prune one layer at a time over a grid of keep fractions and measure each setting's accuracy: a table, CSV,
+    /// SVG plot, and with --budget a suggested --keep.
+    Sweep(sweep::SweepArgs),
+    /// Train a net from a solver prototxt, as `caffe train`: progress bar, tests, snapshots Caffe can resume.
+    Train(train::TrainArgs),
+    /// Prune a trained model, then retrain it with the pruned weights held at exactly zero; accuracy per round.
+    Retrain(train::RetrainArgs),
 }
 
 /// Pruning arguments (the command without a subcommand).
@@ -115,6 +125,33 @@ fn dispatch(cli: &Cli) -> Result<()> {
                     println!("loss:      {loss:.6}");
                 }
                 println!("images/s:  {:.0}", report.images_per_s);
+            }
+            Ok(())
+        }
+        Some(Command::Sweep(args)) => {
+            let report = sweep::sweep(args)?;
+            if args.eval.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(())
+        }
+        Some(Command::Train(args)) => {
+            let report = train::train(args)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(())
+        }
+        Some(Command::Retrain(args)) => {
+            let report = train::retrain(args)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
             }
             Ok(())
         }

@@ -75,7 +75,7 @@ pub struct Total {
 }
 
 /// Parses `--keep` entries `LAYER=T`.
-fn parse_keep(entries: &[String]) -> Result<BTreeMap<String, f64>> {
+pub(crate) fn parse_keep(entries: &[String]) -> Result<BTreeMap<String, f64>> {
     let mut out = BTreeMap::new();
     for entry in entries.iter().filter(|e| !e.is_empty()) {
         let (name, t) = entry

@@ -264,7 +264,7 @@ fn npz_exports_load_in_numpy_and_scipy_and_import_back_identically() {
 
 #[test]
 fn global_std_and_filter_rules_run_and_report() {
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet.caffemodel");
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet_random.caffemodel");
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("p.caffemodel");
     let json = |args: &[&dyn AsRef<std::ffi::OsStr>]| -> serde_json::Value {
@@ -298,7 +298,7 @@ fn global_std_and_filter_rules_run_and_report() {
 
 #[test]
 fn bad_rules_are_clear_errors() {
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet.caffemodel");
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet_random.caffemodel");
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("p.caffemodel");
     for (args, message) in [

@@ -12,10 +12,7 @@ pub fn fixtures_dir() -> Option<PathBuf> {
         return Some(dir);
     }
     if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "fixtures missing at {} (required when CI=true)",
-            dir.display()
-        );
+        panic!("fixtures missing at {} (required when CI=true)", dir.display());
     }
     eprintln!("note: fixtures not found at {}; skipping", dir.display());
     None
@@ -26,9 +23,7 @@ pub fn fixtures_dir() -> Option<PathBuf> {
 pub fn listed_files(dir: &std::path::Path) -> Vec<String> {
     let text = std::fs::read_to_string(dir.join("FILES.json")).expect("read FILES.json");
     let json: serde_json::Value = serde_json::from_str(&text).expect("FILES.json is JSON");
-    let files = json["files"]
-        .as_object()
-        .expect("FILES.json has a files object");
+    let files = json["files"].as_object().expect("FILES.json has a files object");
     let mut names: Vec<String> = files.keys().cloned().collect();
     names.sort();
     names

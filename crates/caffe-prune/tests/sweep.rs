@@ -1,0 +1,109 @@
+//! `caffe-prune sweep` against real Caffe: a swept setting scores what Caffe scored for the same pruned net, the
+//! CSV, plot and JSON agree, and the budget suggestion is measured.
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_caffe-prune");
+
+#[test]
+fn a_swept_setting_scores_what_caffe_scored_and_the_outputs_agree() {
+    let Some(fx) = testkit::fixtures() else { return };
+    let golden = fx.join("golden");
+    let tmp = tempfile::tempdir().unwrap();
+    let (csv, svg) = (tmp.path().join("sweep.csv"), tmp.path().join("sweep.svg"));
+    let out = Command::new(BIN)
+        .arg("sweep")
+        .arg("--net")
+        .arg(golden.join("lenet/lenet_mnist_v2/lenet_test.prototxt"))
+        .arg("--weights")
+        .arg(fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel"))
+        .arg("--data")
+        .arg(golden.join("data/mnist_test_lmdb"))
+        .args([
+            "--grid",
+            "ip1=0.05",
+            "--grid",
+            "conv2=0.2,1",
+            "--budget",
+            "0.5",
+            "--json",
+            "--csv",
+        ])
+        .arg(&csv)
+        .arg("--plot")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    // The unpruned net and ip1 alone at 0.05 are two of Caffe's own evaluations (golden t_1_1_0.05_1).
+    let caffe = |dir: &str| -> f64 {
+        let text = std::fs::read_to_string(golden.join(dir).join("result.json")).unwrap();
+        let result: serde_json::Value = serde_json::from_str(&text).unwrap();
+        result["caffe_test"]["accuracy_printed"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(report["images"], 10000);
+    assert_eq!(report["dense"]["top1"].as_f64().unwrap(), caffe("lenet/lenet_mnist_v2"));
+    let rows = report["rows"].as_array().unwrap();
+    let layers: Vec<(&str, f64)> = rows
+        .iter()
+        .map(|r| (r["layer"].as_str().unwrap(), r["keep"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(layers, [("ip1", 0.05), ("conv2", 0.2), ("conv2", 1.0)]);
+    assert_eq!(
+        rows[0]["top1"].as_f64().unwrap(),
+        caffe("pruned/lenet_mnist_v2/t_1_1_0.05_1")
+    );
+    // ip1 keeps floor(399999 * 0.05) = 19999 of 400000 weights (GOLDEN.md's count); keep 1 leaves conv2 as it is.
+    assert!((rows[0]["sparsity"].as_f64().unwrap() - (1.0 - 19999.0 / 400000.0)).abs() < 1e-12);
+    assert_eq!(rows[2]["sparsity"].as_f64().unwrap(), 0.0);
+    assert_eq!(rows[2]["top1"], report["dense"]["top1"]);
+
+    // The suggestion is measured, within the budget, and prunes something.
+    let s = &report["suggestion"];
+    assert!(s["within_budget"].as_bool().unwrap());
+    assert!(s["drop_points"].as_f64().unwrap() <= 0.5 + 1e-9);
+    assert!(s["kept_fraction"].as_f64().unwrap() < 1.0);
+    assert_eq!(s["keep"].as_object().unwrap().len(), 2);
+
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "layer,keep,sparsity,top1,top5,loss");
+    assert_eq!(lines.len(), 4);
+    assert!(lines[1].starts_with("ip1,0.05,0.950002,"), "{}", lines[1]);
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert_eq!(svg.matches("<polyline").count(), 2, "one line per layer");
+}
+
+#[test]
+fn bad_sweep_arguments_fail_with_one_line() {
+    let Some(fx) = testkit::fixtures() else { return };
+    let golden = fx.join("golden");
+    let base = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("sweep")
+            .arg("--net")
+            .arg(golden.join("lenet/lenet_mnist_v2/lenet_test.prototxt"))
+            .arg("--weights")
+            .arg(fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel"))
+            .arg("--data")
+            .arg(golden.join("data/mnist_test_lmdb"))
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        err
+    };
+    assert!(base(&["--grid", "pool1=0.5"]).contains("not a prunable layer"));
+    assert!(base(&["--grid", "ip1=1.5"]).contains("not in [0, 1]"));
+    assert!(base(&["--grid", "ip1"]).contains("LAYER="));
+    assert!(base(&["--grid", "ip1=0.5", "--plot", "x.png"]).contains("SVG"));
+}
