@@ -60,6 +60,12 @@ impl NetOptions {
     }
 }
 
+/// Loss layer types that get an anonymous top when declared without one (Caffe's `LossLayer::AutoTopBlobs`).
+const AUTO_TOP_TYPES: &[&str] = &["SoftmaxWithLoss", "EuclideanLoss"];
+
+/// The name Caffe's `Net::AppendTop` gives an anonymous top.
+const ANONYMOUS_TOP: &str = "(automatic)";
+
 /// A blob the caller feeds: a top of an `Input` layer or of a data-reading layer (`Data`, `ImageData`,
 /// `HDF5Data`, `MemoryData`, `WindowData`, `DummyData`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -366,6 +372,18 @@ impl Net {
             tops.push(index);
             unconsumed.insert(top.clone());
         }
+        let mut top_names = param.top.clone();
+        if top_names.is_empty() && AUTO_TOP_TYPES.contains(&layer_type.as_str()) {
+            // Caffe's AutoTopBlobs: a loss layer declared without a top (common in 2014 nets) gets an anonymous one
+            // that carries the loss; it is no net output and no other layer can name it.
+            top_names.push(ANONYMOUS_TOP.to_string());
+            self.blob_names.push(ANONYMOUS_TOP.to_string());
+            self.blobs.push(Tensor::default());
+            self.blob_index
+                .entry(ANONYMOUS_TOP.to_string())
+                .or_insert(self.blobs.len() - 1);
+            tops.push(self.blobs.len() - 1);
+        }
         let compute = if DATA_SOURCE_TYPES.contains(&layer_type.as_str()) {
             if !param.bottom.is_empty() {
                 return Err(layer_error(LayerError::Arity(format!(
@@ -400,11 +418,11 @@ impl Net {
             }
         };
         let loss_weights = if !param.loss_weight.is_empty() {
-            if param.loss_weight.len() != param.top.len() {
+            if param.loss_weight.len() != top_names.len() {
                 return Err(layer_error(LayerError::Param(format!(
                     "loss_weight must be unspecified or given once per top: {} weights for {} tops",
                     param.loss_weight.len(),
-                    param.top.len()
+                    top_names.len()
                 ))));
             }
             param.loss_weight.clone()
@@ -452,7 +470,7 @@ impl Net {
                 name,
                 layer_type,
                 bottoms: param.bottom.clone(),
-                tops: param.top.clone(),
+                tops: top_names,
                 loss_weights,
             },
             bottoms,

@@ -262,3 +262,34 @@ fn in_place_layers_share_their_blob_and_inputs_may_change_shape() {
         })
     ));
 }
+
+#[test]
+fn a_loss_layer_without_a_top_gets_caffes_anonymous_one() {
+    // 2014 nets declare `layers { type: SOFTMAX_LOSS bottom: "ip2" bottom: "label" }` with no top; Caffe's
+    // AutoTopBlobs gives the loss layer an anonymous "(automatic)" top that still carries the loss.
+    let Some(dir) = fixtures() else { return };
+    let mut param = read_prototxt(&dir.join("models/lenet_fashion/lenet_train_test.prototxt"));
+    let options = NetOptions::train()
+        .with_input_shape("data", &[2, 1, 28, 28])
+        .with_input_shape("label", &[2]);
+    let with_top = {
+        let mut net = Net::new(&param, &options).unwrap();
+        net.set_input("data", &[2, 1, 28, 28], &[0.5; 2 * 784]).unwrap();
+        net.set_input("label", &[2], &[3.0, 7.0]).unwrap();
+        net.forward().unwrap()
+    };
+    for layer in &mut param.layer {
+        if layer.r#type() == "SoftmaxWithLoss" {
+            layer.top.clear();
+        }
+    }
+    let mut net = Net::new(&param, &options).unwrap();
+    net.set_input("data", &[2, 1, 28, 28], &[0.5; 2 * 784]).unwrap();
+    net.set_input("label", &[2], &[3.0, 7.0]).unwrap();
+    let loss = net.forward().unwrap();
+    assert_eq!(loss, with_top);
+    assert!(loss > 0.0);
+    assert!(net.outputs().is_empty(), "the anonymous top is no output");
+    assert_eq!(net.layers().last().unwrap().tops, ["(automatic)"]);
+    net.backward().unwrap();
+}
