@@ -30,6 +30,30 @@ fn blobs(path: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
     out
 }
 
+/// The tutorial's keep fractions for LeNet.
+const KEEP: &str = "conv1=0.3,conv2=0.1,ip1=0.01,ip2=0.2";
+
+/// `caffe-prune retrain --json` of the fixture LeNet with testdata's solver, writing `output`, with `extra`
+/// arguments; the parsed report.
+fn retrain_lenet(fx: &Path, output: &Path, extra: &[&dyn AsRef<std::ffi::OsStr>]) -> serde_json::Value {
+    let input = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
+    let solver = repo_root().join("testdata/lenet_solver.prototxt");
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+        &"retrain",
+        &"--solver",
+        &solver,
+        &"--weights",
+        &input,
+        &"--json",
+        &"-o",
+        &output,
+    ];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn ten_sgd_steps_from_the_command_line_match_real_caffe() {
     let Some(fx) = testkit::fixtures() else { return };
@@ -92,28 +116,11 @@ fn retrain_holds_the_pruned_weights_at_zero_and_recovers_accuracy() {
     let input = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
     let output = tmp.path().join("retrained.caffemodel");
     let plot = tmp.path().join("rounds.svg");
-    let solver = repo_root().join("testdata/lenet_solver.prototxt");
-    let keep = "conv1=0.3,conv2=0.1,ip1=0.01,ip2=0.2";
-    let out = run(&[
-        &"retrain",
-        &"--solver",
-        &solver,
-        &"--weights",
-        &input,
-        &"--keep",
-        &keep,
-        &"--rounds",
-        &"2",
-        &"--steps",
-        &"60",
-        &"-o",
+    let report = retrain_lenet(
+        &fx,
         &output,
-        &"--plot",
-        &plot,
-        &"--json",
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        &[&"--keep", &KEEP, &"--rounds", &"2", &"--steps", &"60", &"--plot", &plot],
+    );
     let rounds = report["rounds"].as_array().unwrap();
     assert_eq!(rounds.len(), 3);
     // Round 0 is the pruned net before training: real Caffe scored it 0.5685 (golden/train/train_golden.json).
@@ -133,9 +140,8 @@ fn retrain_holds_the_pruned_weights_at_zero_and_recovers_accuracy() {
     );
 
     // Every pruned weight is still exactly +0.0 in the output, and only the trained blobs changed.
-    let pruned_dir = tempfile::tempdir().unwrap();
-    let pruned = pruned_dir.path().join("pruned.caffemodel");
-    let made = run(&[&input, &"--keep", &keep, &"-o", &pruned]);
+    let pruned = tmp.path().join("pruned.caffemodel");
+    let made = run(&[&input, &"--keep", &KEEP, &"-o", &pruned]);
     assert!(made.status.success());
     let (ours, reference) = (blobs(&output), blobs(&pruned));
     for layer in ["conv1", "conv2", "ip1", "ip2"] {
@@ -155,28 +161,12 @@ fn retrain_holds_the_pruned_weights_at_zero_and_recovers_accuracy() {
 fn regrow_lets_pruned_weights_grow_back_then_prunes_again() {
     let Some(fx) = testkit::fixtures() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let input = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
     let output = tmp.path().join("regrown.caffemodel");
-    let solver = repo_root().join("testdata/lenet_solver.prototxt");
-    let out = run(&[
-        &"retrain",
-        &"--solver",
-        &solver,
-        &"--weights",
-        &input,
-        &"--keep",
-        &"conv1=0.3,conv2=0.1,ip1=0.01,ip2=0.2",
-        &"--rounds",
-        &"1",
-        &"--steps",
-        &"20",
-        &"--regrow",
-        &"-o",
+    let report = retrain_lenet(
+        &fx,
         &output,
-        &"--json",
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        &[&"--keep", &KEEP, &"--rounds", &"1", &"--steps", &"20", &"--regrow"],
+    );
     let round = &report["rounds"][1];
     assert!(
         round["kept_weights_before_reprune"].as_u64().unwrap() > 300_000,
@@ -216,29 +206,21 @@ fn retrain_refuses_bad_arguments_in_one_line() {
 fn a_schedule_prunes_gradually_down_to_the_final_fractions() {
     let Some(fx) = testkit::fixtures() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let input = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
     let output = tmp.path().join("gradual.caffemodel");
-    let solver = repo_root().join("testdata/lenet_solver.prototxt");
-    let out = run(&[
-        &"retrain",
-        &"--solver",
-        &solver,
-        &"--weights",
-        &input,
-        &"--keep",
-        &"conv1=0.3,conv2=0.1,ip1=0.01,ip2=0.2",
-        &"--schedule",
-        &"0.5,0.2",
-        &"--rounds",
-        &"3",
-        &"--steps",
-        &"5",
-        &"-o",
+    let report = retrain_lenet(
+        &fx,
         &output,
-        &"--json",
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        &[
+            &"--keep",
+            &KEEP,
+            &"--schedule",
+            &"0.5,0.2",
+            &"--rounds",
+            &"3",
+            &"--steps",
+            &"5",
+        ],
+    );
     let kept: Vec<u64> = report["rounds"]
         .as_array()
         .unwrap()
@@ -257,37 +239,16 @@ fn train_and_test_data_overrides_reach_their_own_phase() {
     // same bytes as a run on the prototxt's own sources; a mixed-up one trains on the test images.
     let Some(fx) = testkit::fixtures() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let input = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
-    let solver = repo_root().join("testdata/lenet_solver.prototxt");
-    let retrain = |out: &Path, extra: &[&dyn AsRef<std::ffi::OsStr>]| -> serde_json::Value {
-        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
-            &"retrain",
-            &"--solver",
-            &solver,
-            &"--weights",
-            &input,
-            &"--keep",
-            &"ip1=0.05",
-            &"--rounds",
-            &"1",
-            &"--steps",
-            &"3",
-            &"--json",
-            &"-o",
-            &out,
-        ];
-        args.extend_from_slice(extra);
-        let o = run(&args);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        serde_json::from_slice(&o.stdout).unwrap()
-    };
     let (lmdb, idx) = (tmp.path().join("lmdb.caffemodel"), tmp.path().join("idx.caffemodel"));
-    let a = retrain(&lmdb, &[]);
+    let common: [&dyn AsRef<std::ffi::OsStr>; 6] = [&"--keep", &"ip1=0.05", &"--rounds", &"1", &"--steps", &"3"];
+    let a = retrain_lenet(&fx, &lmdb, &common);
     let (train_idx, test_idx) = (
         fx.join("mnist/train-10k-images-idx3-ubyte.gz"),
         fx.join("mnist/t10k-images-idx3-ubyte.gz"),
     );
-    let b = retrain(&idx, &[&"--train-data", &train_idx, &"--test-data", &test_idx]);
+    let mut overridden = common.to_vec();
+    overridden.extend_from_slice(&[&"--train-data", &train_idx, &"--test-data", &test_idx]);
+    let b = retrain_lenet(&fx, &idx, &overridden);
     assert!(std::fs::read(&lmdb).unwrap() == std::fs::read(&idx).unwrap());
     assert_eq!(a["rounds"], b["rounds"]);
 }
