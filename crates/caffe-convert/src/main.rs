@@ -79,7 +79,7 @@ fn main() -> ExitCode {
     match run(&Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("caffe-convert: error: {e:#}");
+            eprintln!("caffe-convert: error: {}", caffemodel::one_line(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -46,7 +46,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("caffe-inspect: error: {e:#}");
+            eprintln!("caffe-inspect: error: {}", caffemodel::one_line(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -117,6 +117,9 @@ fn bad_input_is_one_line_and_exit_code_1() {
     expect_failure(&write("typo.prototxt", b"layer { nam: \"x\" }\n"), ":1:9:");
     expect_failure(dir.path(), "is a directory");
     expect_failure(&dir.path().join("missing.caffemodel"), "No such file");
+    let missing = inspect(&[&dir.path().join("missing.caffemodel")]);
+    let err = String::from_utf8(missing.stderr).unwrap();
+    assert_eq!(err.matches("No such file").count(), 1, "the cause is said once: {err}");
     let model =
         std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet_random.caffemodel")).unwrap();
     expect_failure(&write("cut.caffemodel", &model[..model.len() / 2]), "at byte");

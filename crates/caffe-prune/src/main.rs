@@ -167,7 +167,7 @@ fn main() -> ExitCode {
     match dispatch(&Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("caffe-prune: error: {e:#}");
+            eprintln!("caffe-prune: error: {}", caffemodel::one_line(e.as_ref()));
             ExitCode::FAILURE
         }
     }

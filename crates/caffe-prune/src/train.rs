@@ -193,7 +193,7 @@ impl Setup {
             if let Some(dir) = path.parent() {
                 net_dir = dir.to_path_buf();
             }
-            read_net(&path, &schema).map_err(|e| format!("{e:#}"))
+            read_net(&path, &schema).map_err(|e| caffemodel::one_line(e.as_ref()))
         })
         .with_context(|| solver.display().to_string())?;
         let layers = data_layers(&nets)?;

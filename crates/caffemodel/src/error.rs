@@ -93,3 +93,59 @@ impl Error {
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error and its causes as one line, `outer: inner: ...`, leaving out a cause whose text the line already holds
+/// (most errors here print their source in their own message too, so a plain chain would say it twice).
+pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let text = e.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = e.source();
+    }
+    line.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod one_line_tests {
+    use super::*;
+
+    #[test]
+    fn causes_already_in_the_message_are_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let error = Error::io("/x.caffemodel", io);
+        assert_eq!(one_line(&error), "/x.caffemodel: No such file or directory");
+        let wrapped = anyhow_like("reading the net", error);
+        assert_eq!(
+            one_line(&wrapped),
+            "reading the net: /x.caffemodel: No such file or directory"
+        );
+    }
+
+    /// A context error whose message does not include its source.
+    fn anyhow_like(context: &'static str, source: Error) -> Context {
+        Context { context, source }
+    }
+
+    #[derive(Debug)]
+    struct Context {
+        context: &'static str,
+        source: Error,
+    }
+
+    impl std::fmt::Display for Context {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.context)
+        }
+    }
+
+    impl std::error::Error for Context {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+}
