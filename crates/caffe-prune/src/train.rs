@@ -259,7 +259,6 @@ fn weights_of(path: &Path) -> Result<Vec<engine::LayerWeights>> {
 struct Progress {
     bar: ProgressBar,
     tests: Vec<TestReport>,
-    snapshot_dir: Option<PathBuf>,
     written: Vec<String>,
     last_loss: Option<f32>,
 }
@@ -276,7 +275,6 @@ impl Progress {
         Progress {
             bar,
             tests: Vec::new(),
-            snapshot_dir: None,
             written: Vec::new(),
             last_loss: None,
         }
@@ -326,9 +324,9 @@ impl Observer for Progress {
     }
 
     fn on_snapshot(&mut self, snapshot: Snapshot) -> std::result::Result<(), String> {
-        let dir = self.snapshot_dir.clone().unwrap_or_default();
+        // Caffe's snapshot names, relative to the working directory as in Caffe.
         let write = |name: &str, bytes: Vec<u8>| {
-            let path = dir.join(name);
+            let path = PathBuf::from(name);
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
             }
