@@ -22,9 +22,8 @@
 //! # Pruning and sparse export in one pass
 //! [`keep_fraction_cut`] / [`global_cut`] decide without touching the blob; a caller that also
 //! exports the blob can then zero and encode it in one pass with the `sparse` crate's
-//! `encode_gaps_where(weights, bits, move |w| w.abs() > cut)`, which leaves exactly what
-//! [`prune_in_place`] leaves (`|w| > cut` on `f32` is the magnitude-bits rule for every non-NaN
-//! weight, and NaN is refused by the cut).
+//! `encode_gaps_pruned(weights, bits, cut)`, which zeroes exactly the weights [`prune_in_place`]
+//! zeroes (both compare magnitude bits, `|w| > cut` keeps).
 //!
 //! # Other rules
 //! - [`global_cut`] / [`prune_global_in_place`]: one cut over several blobs together.

@@ -13,6 +13,13 @@ pub enum SparseError {
         index_bits: u8,
     },
 
+    /// Guards that a pruning cut is a magnitude: at least 0 and not NaN.
+    #[error("a pruning cut must be a magnitude (>= 0, not NaN), got {}", f32::from_bits(*cut_bits))]
+    InvalidCut {
+        /// The rejected cut, as `f32::to_bits` (bits keep the error `Eq`).
+        cut_bits: u32,
+    },
+
     /// Guards that every stored value has exactly one gap.
     #[error("gap-encoded values and gaps differ in length: {values} values, {gaps} gaps")]
     ValuesGapsLengthMismatch {

@@ -5,7 +5,10 @@
 use rayon::prelude::*;
 
 use crate::error::SparseError;
-use crate::scan::{for_each_kept, for_each_nonzero, rewrite_counting};
+use std::mem::MaybeUninit;
+
+use crate::pages::advise_huge_pages;
+use crate::scan::{nonzero_masks, prune_masks, PART_LEN, PART_WORDS, WORD_LEN};
 
 /// Smallest accepted number of index bits.
 pub const MIN_INDEX_BITS: u8 = 1;
@@ -93,30 +96,11 @@ fn validate_index_bits(index_bits: u8) -> Result<(), SparseError> {
     }
 }
 
-/// Receives the entries of the walk; lets counting and encoding share it.
-trait EntrySink {
-    /// One entry `(value, gap)`.
-    fn entry(&mut self, value: f32, gap: usize);
-    /// `count` fillers `(0.0, max_gap)`.
-    fn fillers(&mut self, count: usize, max_gap: usize);
-}
-
-/// Counts entries without storing them.
-struct EntryCounter(usize);
-
-impl EntrySink for EntryCounter {
-    #[inline(always)]
-    fn entry(&mut self, _value: f32, _gap: usize) {
-        self.0 += 1;
-    }
-    #[inline(always)]
-    fn fillers(&mut self, count: usize, _max_gap: usize) {
-        self.0 += count;
-    }
-}
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 
 /// An unsigned gap type.
-trait GapInt: Copy {
+trait GapInt: Copy + Send + Sync + Into<usize> {
     /// Converts a gap known to be `<= 2^B - 1`, which fits `Self` by choice of type.
     fn from_gap(gap: usize) -> Self;
 }
@@ -137,244 +121,382 @@ impl GapInt for u16 {
     }
 }
 
-/// Stores entries.
-struct EntryStore<G> {
+/// Stored entries, appended a part at a time into reserved, not yet initialised room (the
+/// encoder writes about one entry per ten values; clearing room first would cost a pass of its
+/// own).
+struct Entries<G> {
     values: Vec<f32>,
     gaps: Vec<G>,
 }
 
-impl<G> EntryStore<G> {
+impl<G: GapInt> Entries<G> {
+    fn new() -> Self {
+        Entries {
+            values: Vec::new(),
+            gaps: Vec::new(),
+        }
+    }
+
+    /// Room for exactly `capacity` entries, backed by huge pages when large (see [`crate::pages`]).
     fn with_capacity(capacity: usize) -> Self {
-        EntryStore {
+        let mut entries = Entries {
             values: Vec::with_capacity(capacity),
             gaps: Vec::with_capacity(capacity),
+        };
+        advise_huge_pages(&mut entries.values);
+        advise_huge_pages(&mut entries.gaps);
+        entries
+    }
+
+    /// Appends up to `room` entries: `fill` writes them into the two spare slices (of at least
+    /// `room` slots each) and returns how many it wrote, all of them initialised.
+    #[inline(always)]
+    fn append(&mut self, room: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>], &mut [MaybeUninit<G>]) -> usize) {
+        self.values.reserve(room);
+        self.gaps.reserve(room);
+        let written = fill(self.values.spare_capacity_mut(), self.gaps.spare_capacity_mut());
+        let (values_len, gaps_len) = (self.values.len() + written, self.gaps.len() + written);
+        assert!(values_len <= self.values.capacity() && gaps_len <= self.gaps.capacity());
+        // SAFETY: `fill` initialised the first `written` spare slots of both vectors (its
+        // contract; every write goes through a bounds-checked index of those slices), and the
+        // new lengths are within capacity (asserted).
+        unsafe {
+            self.values.set_len(values_len);
+            self.gaps.set_len(gaps_len);
         }
     }
 }
 
-impl<G: GapInt> EntrySink for EntryStore<G> {
-    #[inline(always)]
-    fn entry(&mut self, value: f32, gap: usize) {
-        self.values.push(value);
-        self.gaps.push(G::from_gap(gap));
-    }
-    #[inline(always)]
-    fn fillers(&mut self, count: usize, max_gap: usize) {
-        self.values.resize(self.values.len() + count, 0.0);
-        self.gaps.resize(self.gaps.len() + count, G::from_gap(max_gap));
-    }
-}
-
-/// A source of the nonzero entries of one run of values, in increasing index order.
-trait Scan {
-    /// Number of values scanned.
+/// Which values of a run are stored: its nonzeros (read only), or the nonzeros a pruning rule
+/// keeps once it has zeroed the others in place.
+trait PartSource<'a> {
+    /// Number of values.
     fn len(&self) -> usize;
-    /// Calls `visit(index, value)` for every value to store; returns the number of nonzero values
-    /// seen before any rewrite.
-    fn scan<F: FnMut(usize, f32)>(self, visit: F) -> usize;
+    /// Calls `walk(part, masks, base)` for consecutive parts of at most [`PART_LEN`] values,
+    /// `base` being the part's first index and bit `lane` of `masks[word]` telling whether
+    /// `part[word * 64 + lane]` is stored. Returns the number of nonzero values seen before any
+    /// rewrite, and the values as they are now.
+    fn for_each_part(self, walk: impl FnMut(&[f32], &[u64; PART_WORDS], usize)) -> (usize, &'a [f32]);
 }
 
 /// The nonzeros of a slice, read only.
 struct ReadOnly<'a>(&'a [f32]);
 
-impl Scan for ReadOnly<'_> {
-    #[inline(always)]
+impl<'a> PartSource<'a> for ReadOnly<'a> {
     fn len(&self) -> usize {
         self.0.len()
     }
     #[inline(always)]
-    fn scan<F: FnMut(usize, f32)>(self, mut visit: F) -> usize {
+    fn for_each_part(self, mut walk: impl FnMut(&[f32], &[u64; PART_WORDS], usize)) -> (usize, &'a [f32]) {
+        let mut masks = [0u64; PART_WORDS];
         let mut nonzeros = 0;
-        for_each_nonzero(self.0, |index, value| {
-            nonzeros += 1;
-            visit(index, value);
-        });
-        nonzeros
+        for (index, part) in self.0.chunks(PART_LEN).enumerate() {
+            nonzeros += nonzero_masks(part, &mut masks);
+            walk(part, &masks, index * PART_LEN);
+        }
+        (nonzeros, self.0)
     }
 }
 
-/// The kept nonzeros of a slice whose rejected values are zeroed in the same pass.
-struct Where<'a, K>(&'a mut [f32], &'a K);
+/// The values of a slice whose magnitude bits are above a cut, the others being zeroed in the
+/// same pass.
+struct Pruned<'a>(&'a mut [f32], u32);
 
-impl<K: Fn(f32) -> bool> Scan for Where<'_, K> {
-    #[inline(always)]
+impl<'a> PartSource<'a> for Pruned<'a> {
     fn len(&self) -> usize {
         self.0.len()
     }
     #[inline(always)]
-    fn scan<F: FnMut(usize, f32)>(self, visit: F) -> usize {
-        for_each_kept(self.0, self.1, visit)
-    }
-}
-
-/// What a walk saw besides the entries it stored.
-#[derive(Debug, Clone, Copy)]
-struct WalkEnds {
-    /// Whether a nonzero was stored.
-    started: bool,
-    /// Zeros before the first stored nonzero (all values when there is none).
-    lead: usize,
-    /// Zeros after the last stored nonzero (all values when there is none).
-    trail: usize,
-    /// Nonzero values seen (before any rewrite).
-    nonzeros: usize,
-}
-
-/// The encoding walk, shared by [`encode_gaps`], [`encode_gaps_where`] and [`gap_entry_count`].
-///
-/// `pending` is the run of zeros since the last stored entry; it stays
-/// `<= max_gap` because a zero arriving when it equals `max_gap` is stored as a
-/// filler. Adding `k` zeros at once to a run of `r` therefore stores
-/// `(r + k) >> B` fillers and leaves `(r + k) & max_gap` pending. Equivalently, a
-/// raw run of `R` zeros before an entry stores `R >> B` fillers and leaves gap
-/// `R & max_gap`, which is what lets chunks be encoded apart and stitched.
-///
-/// `whole`: the values are the whole blob (leading fillers and the trailing entry
-/// are stored). Otherwise they are one chunk of it: the first nonzero is stored with
-/// gap 0 and no fillers before it, and nothing is stored after the last nonzero;
-/// [`WalkEnds`] gives the runs the stitching needs.
-#[inline(always)]
-fn walk<S: Scan, K: EntrySink>(scan: S, index_bits: u8, sink: &mut K, whole: bool) -> WalkEnds {
-    let len = scan.len();
-    let max_gap = (1usize << index_bits) - 1;
-    #[inline(always)]
-    fn add_zeros<K: EntrySink>(pending: &mut usize, zeros: usize, index_bits: u8, sink: &mut K) {
-        let max_gap = (1usize << index_bits) - 1;
-        // Cannot overflow: pending <= 65535 and zeros <= flat.len() <= isize::MAX.
-        let total = *pending + zeros;
-        if total > max_gap {
-            sink.fillers(total >> index_bits, max_gap);
-            *pending = total & max_gap;
-        } else {
-            *pending = total;
+    fn for_each_part(self, mut walk: impl FnMut(&[f32], &[u64; PART_WORDS], usize)) -> (usize, &'a [f32]) {
+        let mut masks = [0u64; PART_WORDS];
+        let mut nonzeros = 0;
+        for (index, part) in self.0.chunks_mut(PART_LEN).enumerate() {
+            nonzeros += prune_masks(part, self.1, &mut masks);
+            walk(part, &masks, index * PART_LEN);
         }
+        (nonzeros, self.0)
     }
-    let mut pending = 0usize;
+}
+
+/// The encoding walk over a whole blob, appending its entries to `out`; returns the number of
+/// nonzero values seen before any rewrite.
+///
+/// A stored value at index `i` follows a raw run of `R = i - next` zeros, `next` being the index
+/// after the previous stored value (0 at the start): the walk stores `R >> B` fillers
+/// `(0.0, 2^B - 1)` (each stands for `2^B` zeros, itself included) and then
+/// `(value, R & (2^B - 1))`. That equals the zero-by-zero rule of [`encode_gaps`], and it lets
+/// chunks be walked apart: only a chunk's leading run depends on the chunks before it.
+fn walk_whole<'a, S: PartSource<'a>, G: GapInt>(source: S, index_bits: u8, out: &mut Entries<G>) -> usize {
+    let len = source.len();
     let mut next = 0usize;
-    let mut started = whole;
-    let mut lead = 0usize;
-    let nonzeros = scan.scan(|index, value| {
-        if started {
-            add_zeros(&mut pending, index - next, index_bits, sink);
-            sink.entry(value, pending);
-        } else {
-            started = true;
-            lead = index;
-            sink.entry(value, 0);
-        }
-        pending = 0;
-        next = index + 1;
+    let (nonzeros, _) = source.for_each_part(|part, masks, base| {
+        // At most one entry per value, plus the fillers of the zeros since `next` (a sum of
+        // floor(run / 2^B) is at most the floor of the runs' sum).
+        let room = part.len() + ((base + part.len() - next) >> index_bits);
+        out.append(room, |values, gaps| {
+            let (written, after) = walk_part(part, masks, base, next, index_bits, values, gaps);
+            next = after;
+            written
+        });
     });
-    if whole {
-        add_zeros(&mut pending, len - next, index_bits, sink);
-        if pending > 0 {
-            sink.entry(0.0, pending - 1);
-        }
-        debug_assert!(pending <= max_gap);
-    }
-    let started = if whole { next > 0 } else { started };
-    WalkEnds {
-        started,
-        lead: if started { lead } else { len },
-        trail: len - next,
-        nonzeros,
-    }
+    end_run(len - next, index_bits, out);
+    nonzeros
 }
 
-/// Up to this many values (256 KiB, cache-resident) [`encode_gaps_where`] zeroes the blob first and
-/// then encodes it into exactly pre-sized vectors; above, it does both in one pass.
-const PRESIZED_MAX_LEN: usize = 1 << 16;
+/// [`walk_whole`]'s inner loop over one part whose first value has index `base`: writes its
+/// entries into `values` and `gaps` (room enough for them) given `next`; returns how many it wrote
+/// and the new `next`. A function of its own so the walk's state lives in registers. With AVX2,
+/// words dense enough are done 8 lanes at a time (see [`avx2`]).
+#[inline(always)]
+fn walk_part<G: GapInt>(
+    part: &[f32],
+    masks: &[u64; PART_WORDS],
+    base: usize,
+    next: usize,
+    index_bits: u8,
+    values: &mut [MaybeUninit<f32>],
+    gaps: &mut [MaybeUninit<G>],
+) -> (usize, usize) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { avx2::walk_part(part, masks, base, next, index_bits, values, gaps) };
+    }
+    let mut cursor = Cursor { written: 0, next };
+    for (word, &mask) in masks.iter().enumerate() {
+        if mask != 0 {
+            walk_word(part, word, mask, base, index_bits, values, gaps, &mut cursor);
+        }
+    }
+    (cursor.written, cursor.next)
+}
+
+/// Where a walk stands within the room it writes to.
+#[derive(Clone, Copy)]
+struct Cursor {
+    /// Entries written so far.
+    written: usize,
+    /// Index after the last stored value.
+    next: usize,
+}
+
+/// Writes the entries of word `word` of `part` (`mask`, nonzero, marks its stored values), one
+/// value at a time, fillers included.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn walk_word<G: GapInt>(
+    part: &[f32],
+    word: usize,
+    mut mask: u64,
+    base: usize,
+    index_bits: u8,
+    values: &mut [MaybeUninit<f32>],
+    gaps: &mut [MaybeUninit<G>],
+    cursor: &mut Cursor,
+) {
+    let max_gap = (1usize << index_bits) - 1;
+    let Cursor { mut written, mut next } = *cursor;
+    while mask != 0 {
+        let offset = word * WORD_LEN + mask.trailing_zeros() as usize;
+        mask &= mask - 1;
+        let run = base + offset - next;
+        if run > max_gap {
+            for _ in 0..run >> index_bits {
+                values[written].write(0.0);
+                gaps[written].write(G::from_gap(max_gap));
+                written += 1;
+            }
+        }
+        values[written].write(part[offset]);
+        gaps[written].write(G::from_gap(run & max_gap));
+        written += 1;
+        next = base + offset + 1;
+    }
+    *cursor = Cursor { written, next };
+}
+
+/// Ends a whole blob's walk after `trailing` zeros: `trailing >> B` fillers, then `(0.0, r - 1)`
+/// for the `r = trailing & (2^B - 1)` zeros left, if any.
+fn end_run<G: GapInt>(trailing: usize, index_bits: u8, out: &mut Entries<G>) {
+    let max_gap = (1usize << index_bits) - 1;
+    let (fillers, rest) = (trailing >> index_bits, trailing & max_gap);
+    out.values.resize(out.values.len() + fillers, 0.0);
+    out.gaps.resize(out.gaps.len() + fillers, G::from_gap(max_gap));
+    if rest > 0 {
+        out.values.push(0.0);
+        out.gaps.push(G::from_gap(rest - 1));
+    }
+}
 
 /// Blobs of at least this many values are encoded in parallel chunks on the rayon pool.
 const PARALLEL_MIN_LEN: usize = 1 << 21;
 /// Values per chunk of the parallel encoder (1 MiB of f32).
 const PARALLEL_CHUNK_LEN: usize = 1 << 18;
 
-/// Encodes `scans`, consecutive chunks of one blob, in parallel and stitches their entries into
-/// exactly what the sequential walk stores: the zero run is carried across chunk boundaries,
-/// so a chunk's leading fillers and first gap are decided once the runs before it are known.
-/// Returns the values, the gaps and the number of nonzero values seen.
-fn encode_chunks<S: Scan + Send, G: GapInt + Send + Sync>(scans: Vec<S>, index_bits: u8) -> (Vec<f32>, Vec<G>, usize) {
+/// What counting one chunk's walk found.
+#[derive(Clone, Copy)]
+struct ChunkCount {
+    /// Values in the chunk.
+    len: usize,
+    /// Index (in the chunk) of its first stored value, if any.
+    first: Option<usize>,
+    /// Index after its last stored value (0 if none).
+    next: usize,
+    /// Entries the walk stores from the chunk's first stored value through its last one
+    /// (the fillers before the first value depend on the chunks before it).
+    entries: usize,
+    /// Nonzero values seen before any rewrite.
+    nonzeros: usize,
+}
+
+/// Counts what the walk of one chunk stores, storing nothing; also returns the chunk's values as
+/// the walk leaves them.
+fn count_chunk<'a, S: PartSource<'a>>(source: S, index_bits: u8) -> (ChunkCount, &'a [f32]) {
+    let len = source.len();
+    let (mut first, mut next, mut entries) = (None, 0usize, 0usize);
+    let (nonzeros, values) = source.for_each_part(|_, masks, base| {
+        for (word, &mask) in masks.iter().enumerate() {
+            if mask == 0 {
+                continue;
+            }
+            let start = base + word * WORD_LEN;
+            let lowest = start + mask.trailing_zeros() as usize;
+            first.get_or_insert(lowest);
+            // One entry per stored value, the fillers before the word's first one, and those of
+            // the zero runs between its values: none unless a run reaches 2^B, which the word's
+            // bits tell without visiting its values one by one.
+            entries += mask.count_ones() as usize + ((lowest - next) >> index_bits);
+            if has_inner_zero_run(mask, index_bits) {
+                let mut rest = mask & (mask - 1);
+                let mut previous = lowest;
+                while rest != 0 {
+                    let index = start + rest.trailing_zeros() as usize;
+                    rest &= rest - 1;
+                    entries += (index - previous - 1) >> index_bits;
+                    previous = index;
+                }
+            }
+            next = start + WORD_LEN - mask.leading_zeros() as usize;
+        }
+    });
+    // The first value's fillers were counted from the chunk's start: leave them out.
+    let entries = entries - first.map_or(0, |first| first >> index_bits);
+    let count = ChunkCount {
+        len,
+        first,
+        next,
+        entries,
+        nonzeros,
+    };
+    (count, values)
+}
+
+/// Whether `mask` (nonzero) has a run of at least `2^index_bits` zero bits between two set bits.
+#[inline(always)]
+fn has_inner_zero_run(mask: u64, index_bits: u8) -> bool {
+    // Runs between set bits of a 64-bit word are at most 62 long.
+    if index_bits >= 6 {
+        return false;
+    }
+    // The zeros from the lowest set bit to the highest.
+    let mut run = !mask & (u64::MAX >> mask.leading_zeros()) & (u64::MAX << mask.trailing_zeros());
+    // After step k, bit i is set iff bits i .. i + 2^(k+1) - 1 all were.
+    for step in 0..index_bits {
+        run &= run >> (1u32 << step);
+    }
+    run != 0
+}
+
+/// Encodes `chunks`, consecutive chunks of one blob, in parallel in two passes and no copying:
+/// the first counts what each chunk's walk stores (zeroing pruned values on the way, for
+/// [`Pruned`]), which places every chunk's entries in the output; the second walks the now final
+/// values again, read only, writing each chunk's entries straight into its place. A chunk's
+/// walk starts at the zeros carried over from the chunks before it, which decides its leading
+/// fillers and first gap exactly as the sequential walk does. Returns the entries and the number
+/// of nonzero values seen before any rewrite.
+fn encode_chunks<'a, S: PartSource<'a> + Send, G: GapInt>(chunks: Vec<S>, index_bits: u8) -> (Entries<G>, usize) {
     let max_gap = (1usize << index_bits) - 1;
-    let parts: Vec<(EntryStore<G>, WalkEnds, usize)> = scans
+    let counted: Vec<(ChunkCount, &'a [f32])> = chunks
         .into_par_iter()
-        .map(|scan| {
-            let len = scan.len();
-            let mut store = EntryStore::with_capacity(len / 16);
-            let ends = walk(scan, index_bits, &mut store, false);
-            (store, ends, len)
-        })
+        .map(|chunk| count_chunk(chunk, index_bits))
         .collect();
 
-    // Where each chunk's entries go: the raw run of zeros before its first nonzero decides its
-    // leading fillers (run >> B) and its first gap (run & max_gap).
+    // Where each chunk's entries go, and the zeros before its first value.
     let mut carry = 0usize;
     let mut total = 0usize;
-    let mut runs = Vec::with_capacity(parts.len());
-    for (store, ends, len) in &parts {
-        if ends.started {
-            let run = carry + ends.lead;
-            runs.push(Some(run));
-            total += (run >> index_bits) + store.values.len();
-            carry = ends.trail;
+    let mut placed = Vec::with_capacity(counted.len());
+    for (count, values) in &counted {
+        if let Some(first) = count.first {
+            let run = carry + first;
+            let stored = (run >> index_bits) + count.entries;
+            placed.push((*values, carry, stored));
+            total += stored;
+            carry = count.len - count.next;
         } else {
-            runs.push(None);
-            carry += len;
+            carry += count.len;
         }
     }
-    let tail_fillers = carry >> index_bits;
-    let tail_rest = carry & max_gap;
+    let (tail_fillers, tail_rest) = (carry >> index_bits, carry & max_gap);
     total += tail_fillers + usize::from(tail_rest > 0);
 
-    // Zeroed allocations are fresh zero pages: no pass is spent clearing them.
-    let mut values = vec![0.0f32; total];
-    let mut gaps = vec![G::from_gap(0); total];
-    let mut pieces = Vec::with_capacity(parts.len());
-    let (mut values_rest, mut gaps_rest) = (values.as_mut_slice(), gaps.as_mut_slice());
-    for ((store, _, _), run) in parts.iter().zip(&runs) {
-        if let Some(run) = *run {
-            let n = (run >> index_bits) + store.values.len();
-            let (v, vr) = std::mem::take(&mut values_rest).split_at_mut(n);
-            let (g, gr) = std::mem::take(&mut gaps_rest).split_at_mut(n);
+    let mut out = Entries::with_capacity(total);
+    out.append(total, |values, gaps| {
+        let (mut values_rest, mut gaps_rest) = (&mut values[..total], &mut gaps[..total]);
+        let mut pieces = Vec::with_capacity(placed.len());
+        for &(chunk, carried, stored) in &placed {
+            let (v, vr) = std::mem::take(&mut values_rest).split_at_mut(stored);
+            let (g, gr) = std::mem::take(&mut gaps_rest).split_at_mut(stored);
             (values_rest, gaps_rest) = (vr, gr);
-            pieces.push((v, g, store, run));
+            pieces.push((v, g, chunk, carried));
         }
-    }
-    pieces.into_par_iter().for_each(|(v, g, store, run)| {
-        let fillers = run >> index_bits;
-        // Filler values are the zeros already there.
-        g[..fillers].fill(G::from_gap(max_gap));
-        v[fillers..].copy_from_slice(&store.values);
-        g[fillers..].copy_from_slice(&store.gaps);
-        g[fillers] = G::from_gap(run & max_gap);
+        pieces.into_par_iter().for_each(|(v, g, chunk, carried)| {
+            // Index the chunk's values from `carried`: its first run then includes the zeros
+            // carried over, and every later run is unchanged.
+            let mut next = 0usize;
+            let mut written = 0usize;
+            ReadOnly(chunk).for_each_part(|part, masks, base| {
+                let (n, after) = walk_part(
+                    part,
+                    masks,
+                    carried + base,
+                    next,
+                    index_bits,
+                    &mut v[written..],
+                    &mut g[written..],
+                );
+                written += n;
+                next = after;
+            });
+            assert_eq!(written, v.len(), "the second pass stores what the first counted");
+        });
+        values_rest[..tail_fillers].fill(MaybeUninit::new(0.0));
+        gaps_rest[..tail_fillers].fill(MaybeUninit::new(G::from_gap(max_gap)));
+        if tail_rest > 0 {
+            values_rest[tail_fillers] = MaybeUninit::new(0.0);
+            gaps_rest[tail_fillers] = MaybeUninit::new(G::from_gap(tail_rest - 1));
+        }
+        total
     });
-    gaps_rest[..tail_fillers].fill(G::from_gap(max_gap));
-    if tail_rest > 0 {
-        gaps_rest[tail_fillers] = G::from_gap(tail_rest - 1);
-    }
-    let nonzeros = parts.iter().map(|(_, ends, _)| ends.nonzeros).sum();
-    (values, gaps, nonzeros)
+    let nonzeros = counted.iter().map(|(count, _)| count.nonzeros).sum();
+    (out, nonzeros)
 }
 
-/// Encodes one blob given as `scans` (its consecutive chunks, or one scan of it all), sequentially
-/// or in parallel. Returns the values, gaps and the number of nonzero values seen.
-fn encode_any<S: Scan + Send, G: GapInt + Send + Sync>(
-    mut scans: Vec<S>,
-    index_bits: u8,
-    capacity: usize,
-) -> (Vec<f32>, Vec<G>, usize) {
-    if scans.len() == 1 {
-        let scan = scans.pop().expect("one scan");
-        let mut store = EntryStore::with_capacity(capacity);
-        let ends = walk(scan, index_bits, &mut store, true);
-        (store.values, store.gaps, ends.nonzeros)
+/// Encodes one blob given as `sources` (its consecutive chunks, or one source for all of it),
+/// sequentially or in parallel. Returns the entries and the number of nonzero values seen.
+fn encode_any<'a, S: PartSource<'a> + Send, G: GapInt>(mut sources: Vec<S>, index_bits: u8) -> (Entries<G>, usize) {
+    if sources.len() == 1 {
+        let source = sources.pop().expect("one source");
+        let mut entries = Entries::new();
+        let nonzeros = walk_whole(source, index_bits, &mut entries);
+        (entries, nonzeros)
     } else {
-        encode_chunks(scans, index_bits)
+        encode_chunks(sources, index_bits)
     }
 }
 
-/// Encodes `flat` (a row-major flattened blob) with `index_bits`-bit gaps,
-/// in one pass with no per-element allocation.
+/// Encodes `flat` (a row-major flattened blob) with `index_bits`-bit gaps, in one pass; blobs of
+/// 2 Mi values and more in two, both in parallel chunks: one counts each chunk's entries, the other
+/// writes them straight to their place in an output allocated once.
 ///
 /// # The rule
 ///
@@ -406,29 +528,28 @@ fn encode_any<S: Scan + Send, G: GapInt + Send + Sync>(
 /// [`SparseError::InvalidIndexBits`] unless `1 <= index_bits <= 16`.
 pub fn encode_gaps(flat: &[f32], index_bits: u8) -> Result<GapEncoded, SparseError> {
     validate_index_bits(index_bits)?;
-    let scans: Vec<ReadOnly<'_>> = if flat.len() >= PARALLEL_MIN_LEN {
+    let sources: Vec<ReadOnly<'_>> = if flat.len() >= PARALLEL_MIN_LEN {
         flat.chunks(PARALLEL_CHUNK_LEN).map(ReadOnly).collect()
     } else {
         vec![ReadOnly(flat)]
     };
-    let (encoded, _) = encode_scans(scans, index_bits, flat.len(), 0);
+    let (encoded, _) = encode_sources(sources, index_bits, flat.len());
     Ok(encoded)
 }
 
-/// Encodes `scans` (the blob's consecutive chunks) with the gap type `index_bits` calls for;
+/// Encodes `sources` (the blob's consecutive chunks) with the gap type `index_bits` calls for;
 /// also returns the number of nonzero values seen.
-fn encode_scans<S: Scan + Send>(
-    scans: Vec<S>,
+fn encode_sources<'a, S: PartSource<'a> + Send>(
+    sources: Vec<S>,
     index_bits: u8,
     dense_len: usize,
-    capacity: usize,
 ) -> (GapEncoded, usize) {
     let (values, gaps, nonzeros) = if index_bits <= 8 {
-        let (values, gaps, nonzeros) = encode_any::<S, u8>(scans, index_bits, capacity);
-        (values, Gaps::U8(gaps), nonzeros)
+        let (entries, nonzeros) = encode_any::<S, u8>(sources, index_bits);
+        (entries.values, Gaps::U8(entries.gaps), nonzeros)
     } else {
-        let (values, gaps, nonzeros) = encode_any::<S, u16>(scans, index_bits, capacity);
-        (values, Gaps::U16(gaps), nonzeros)
+        let (entries, nonzeros) = encode_any::<S, u16>(sources, index_bits);
+        (entries.values, Gaps::U16(entries.gaps), nonzeros)
     };
     let encoded = GapEncoded {
         values,
@@ -439,30 +560,30 @@ fn encode_scans<S: Scan + Send>(
     (encoded, nonzeros)
 }
 
-/// What [`encode_gaps_where`] did to the blob besides encoding it.
+/// What [`encode_gaps_pruned`] did to the blob besides encoding it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WhereCounts {
+pub struct PruneCounts {
     /// Nonzero values before the pass.
     pub nonzeros_before: usize,
-    /// Nonzero values after it: the values `keep` accepted that are nonzero, which are exactly the
-    /// stored entries that are not fillers or the trailing entry.
+    /// Nonzero values after it, the ones kept: exactly the stored entries that are not fillers or
+    /// the trailing entry.
     pub nonzeros_after: usize,
 }
 
-/// Sets every value of `flat` that `keep` rejects to `+0.0` (in place; accepted values are left
-/// as they are), and gap-encodes the result, in one pass over the blob (blobs of up to 64 Ki values are
-/// zeroed first and encoded from cache, into vectors sized once).
+/// Prunes `flat` at magnitude `cut` and gap-encodes the result, in one pass over the blob (two for
+/// blobs of 2 Mi values and more: a pass that prunes and counts, then a read-only pass that
+/// writes the entries straight to their place, both in parallel chunks).
 ///
-/// The output is exactly `encode_gaps(&flat_after, index_bits)`, and `flat` ends exactly as
-/// `for w in flat { if !keep(*w) { *w = 0.0 } }` leaves it; the pass just reads and writes each
-/// value once instead of twice. This is how a pruning rule (say `|w| > cut`, from the `prune`
-/// crate) and its sparse export become one pass. `keep` is called once per value, in no
-/// particular order and possibly from several threads (large blobs are done in parallel chunks).
+/// Every value with `|w| <= cut` becomes `+0.0`; the others (`|w| > cut`, NaN included, since NaN
+/// counts as nonzero in this crate) are left as they are. The output is exactly
+/// `encode_gaps(&flat_after, index_bits)`. This is how a magnitude pruning rule (a cut from the
+/// `prune` crate) and its sparse export become one pass: the same as `prune::prune_in_place` then
+/// [`encode_gaps`], reading and writing the blob once instead of twice.
 ///
 /// ```
-/// use sparse::{encode_gaps, encode_gaps_where, Gaps};
+/// use sparse::{encode_gaps, encode_gaps_pruned, Gaps};
 /// let mut flat = [0.5f32, -0.1, 0.3, -0.7, 0.2];
-/// let (encoded, counts) = encode_gaps_where(&mut flat, 8, |w| w.abs() > 0.3).unwrap();
+/// let (encoded, counts) = encode_gaps_pruned(&mut flat, 8, 0.3).unwrap();
 /// assert_eq!(flat, [0.5, 0.0, 0.0, -0.7, 0.0]);
 /// assert_eq!(encoded, encode_gaps(&flat, 8).unwrap());
 /// assert_eq!(encoded.values, [0.5, -0.7, 0.0]);
@@ -471,35 +592,30 @@ pub struct WhereCounts {
 /// ```
 ///
 /// # Errors
-/// [`SparseError::InvalidIndexBits`] unless `1 <= index_bits <= 16`; `flat` is then unchanged.
-pub fn encode_gaps_where<K>(flat: &mut [f32], index_bits: u8, keep: K) -> Result<(GapEncoded, WhereCounts), SparseError>
-where
-    K: Fn(f32) -> bool + Sync,
-{
+/// [`SparseError::InvalidIndexBits`] unless `1 <= index_bits <= 16`, [`SparseError::InvalidCut`]
+/// for a negative or NaN `cut`; `flat` is then unchanged.
+pub fn encode_gaps_pruned(
+    flat: &mut [f32],
+    index_bits: u8,
+    cut: f32,
+) -> Result<(GapEncoded, PruneCounts), SparseError> {
     validate_index_bits(index_bits)?;
-    let dense_len = flat.len();
-    if dense_len <= PRESIZED_MAX_LEN {
-        // A cache-resident blob: zero it first, then encode into vectors sized once from the kept
-        // count (entries <= kept + zeros >> B + 1: each filler stands for 2^B zeros).
-        let (nonzeros_before, nonzeros_after) = rewrite_counting(flat, &keep);
-        let capacity = nonzeros_after + (dense_len >> index_bits) + 1;
-        let (encoded, _) = encode_scans(vec![ReadOnly(flat)], index_bits, dense_len, capacity);
-        let counts = WhereCounts {
-            nonzeros_before,
-            nonzeros_after,
-        };
-        return Ok((encoded, counts));
+    // -0.0 passes (it equals 0.0) and is taken as +0.0 by its magnitude bits.
+    if cut.is_nan() || cut < 0.0 {
+        return Err(SparseError::InvalidCut {
+            cut_bits: cut.to_bits(),
+        });
     }
-    let scans: Vec<Where<'_, K>> = if dense_len >= PARALLEL_MIN_LEN {
-        flat.chunks_mut(PARALLEL_CHUNK_LEN).map(|c| Where(c, &keep)).collect()
+    let cut = cut.to_bits() & 0x7fff_ffff;
+    let dense_len = flat.len();
+    let sources: Vec<Pruned<'_>> = if dense_len >= PARALLEL_MIN_LEN {
+        flat.chunks_mut(PARALLEL_CHUNK_LEN).map(|c| Pruned(c, cut)).collect()
     } else {
-        vec![Where(flat, &keep)]
+        vec![Pruned(flat, cut)]
     };
-    // Entries are not known before the pass; a sixteenth of the values covers typical pruning.
-    let capacity = dense_len / 16;
-    let (encoded, nonzeros_before) = encode_scans(scans, index_bits, dense_len, capacity);
+    let (encoded, nonzeros_before) = encode_sources(sources, index_bits, dense_len);
     let nonzeros_after = encoded.nonzero_count();
-    let counts = WhereCounts {
+    let counts = PruneCounts {
         nonzeros_before,
         nonzeros_after,
     };
@@ -515,9 +631,11 @@ where
 /// [`SparseError::InvalidIndexBits`] unless `1 <= index_bits <= 16`.
 pub fn gap_entry_count(flat: &[f32], index_bits: u8) -> Result<usize, SparseError> {
     validate_index_bits(index_bits)?;
-    let mut counter = EntryCounter(0);
-    walk(ReadOnly(flat), index_bits, &mut counter, true);
-    Ok(counter.0)
+    let (count, _) = count_chunk(ReadOnly(flat), index_bits);
+    let leading_fillers = count.first.map_or(0, |first| first >> index_bits);
+    let trailing = flat.len() - count.next;
+    let max_gap = (1usize << index_bits) - 1;
+    Ok(leading_fillers + count.entries + (trailing >> index_bits) + usize::from(trailing & max_gap > 0))
 }
 
 /// Rebuilds a flat blob of `dense_len` elements: for each entry, `gap` zeros
@@ -532,8 +650,10 @@ pub fn gap_entry_count(flat: &[f32], index_bits: u8) -> Result<usize, SparseErro
 /// * [`SparseError::DecodedTooShort`] when the entries cover fewer than `dense_len` elements.
 pub fn decode_gaps(values: &[f32], gaps: GapsRef<'_>, dense_len: usize) -> Result<Vec<f32>, SparseError> {
     validate_entries(values, gaps, dense_len)?;
-    // Justified: dense_len <= sum(gap + 1) over the given entries.
+    // Justified: dense_len <= sum(gap + 1) over the given entries. A zeroed allocation is fresh,
+    // untouched memory, so the advice still applies to all of it.
     let mut dense = vec![0.0f32; dense_len];
+    advise_huge_pages(&mut dense);
     scatter_entries(values, gaps, &mut dense);
     Ok(dense)
 }
@@ -711,7 +831,7 @@ mod tests {
         #[test]
         fn chunked_encoding_equals_the_sequential_rule((bits, flat) in runs_blob(), chunk_len in 1usize..400) {
             let scans: Vec<ReadOnly<'_>> = flat.chunks(chunk_len).map(ReadOnly).collect();
-            let (encoded, nonzeros) = encode_scans(scans, bits, flat.len(), 0);
+            let (encoded, nonzeros) = encode_sources(scans, bits, flat.len());
             prop_assert_eq!(encoded_bits(&encoded), reference_encode(&flat, bits));
             prop_assert_eq!(encoded_bits(&encoded), encoded_bits(&encode_gaps(&flat, bits).unwrap()));
             prop_assert_eq!(nonzeros, flat.iter().filter(|v| **v != 0.0).count());
@@ -723,22 +843,23 @@ mod tests {
         fn fused_chunked_pass_equals_zeroing_then_encoding(
             (bits, flat) in runs_blob(),
             chunk_len in 1usize..400,
-            cut in 0.0f32..1.0,
+            cut in prop_oneof![Just(0.0f32), 0.0f32..1.0],
         ) {
-            let keep = move |w: f32| w.abs() > cut;
+            // The rule as the prune crate states it: keep |w| > cut; NaN is kept.
+            let keep = move |w: f32| w.is_nan() || w.abs() > cut;
             let zeroed: Vec<f32> = flat.iter().map(|&w| if keep(w) { w } else { 0.0 }).collect();
             let expected = reference_encode(&zeroed, bits);
 
             let mut chunked = flat.clone();
-            let scans: Vec<Where<'_, _>> = chunked.chunks_mut(chunk_len).map(|c| Where(c, &keep)).collect();
-            let (encoded, nonzeros) = encode_scans(scans, bits, flat.len(), 0);
+            let scans: Vec<Pruned<'_>> = chunked.chunks_mut(chunk_len).map(|c| Pruned(c, cut.to_bits())).collect();
+            let (encoded, nonzeros) = encode_sources(scans, bits, flat.len());
             prop_assert_eq!(encoded_bits(&encoded), expected.clone());
             prop_assert_eq!(nonzeros, flat.iter().filter(|v| **v != 0.0).count());
             let same_bits = |a: &[f32], b: &[f32]| a.iter().map(|v| v.to_bits()).eq(b.iter().map(|v| v.to_bits()));
             prop_assert!(same_bits(&chunked, &zeroed));
 
             let mut whole = flat.clone();
-            let (encoded, counts) = encode_gaps_where(&mut whole, bits, keep).unwrap();
+            let (encoded, counts) = encode_gaps_pruned(&mut whole, bits, cut).unwrap();
             prop_assert_eq!(encoded_bits(&encoded), expected);
             prop_assert!(same_bits(&whole, &zeroed));
             prop_assert_eq!(counts.nonzeros_before, flat.iter().filter(|v| **v != 0.0).count());
@@ -755,7 +876,7 @@ mod tests {
         flat.extend([0.0; 5]);
         for chunk_len in 1..=flat.len() + 1 {
             let scans: Vec<ReadOnly<'_>> = flat.chunks(chunk_len).map(ReadOnly).collect();
-            let (encoded, _) = encode_scans(scans, 2, flat.len(), 0);
+            let (encoded, _) = encode_sources(scans, 2, flat.len());
             // 10 zeros: the 4th and 8th are fillers, 2 remain: gap 2. 5 zeros: the 4th is a
             // filler, 1 remains: the trailing (0, 0).
             assert_eq!(encoded.values, [1.0, 0.0, 0.0, 2.0, 0.0, 0.0], "chunk {chunk_len}");
@@ -787,12 +908,39 @@ mod tests {
             let encoded = encode_gaps(&flat, bits).unwrap();
             assert_eq!(encoded_bits(&encoded), reference_encode(&flat, bits), "B={bits}");
             let mut pruned = flat.clone();
-            let (fused, counts) = encode_gaps_where(&mut pruned, bits, |w| w.abs() > 0.25).unwrap();
+            let (fused, counts) = encode_gaps_pruned(&mut pruned, bits, 0.25).unwrap();
             let zeroed: Vec<f32> = flat.iter().map(|&w| if w.abs() > 0.25 { w } else { 0.0 }).collect();
             assert_eq!(encoded_bits(&fused), reference_encode(&zeroed, bits), "B={bits}");
             assert_eq!(pruned, zeroed);
             assert_eq!(counts.nonzeros_after, fused.nonzero_count());
         }
+    }
+
+    proptest! {
+        /// The bit trick agrees with measuring every gap between consecutive set bits.
+        #[test]
+        fn inner_zero_runs_are_found(mask in prop_oneof![any::<u64>(), any::<u64>().prop_map(|m| m & m.rotate_left(17) & m.rotate_left(40))], bits in 1u8..=8) {
+            prop_assume!(mask != 0);
+            let set: Vec<u32> = (0..64).filter(|&i| mask >> i & 1 == 1).collect();
+            let longest = set.windows(2).map(|w| w[1] - w[0] - 1).max().unwrap_or(0);
+            prop_assert_eq!(has_inner_zero_run(mask, bits), longest >= 1 << bits);
+        }
+    }
+
+    #[test]
+    fn cuts_that_are_not_magnitudes_are_refused_and_change_nothing() {
+        let mut flat = [0.5f32, -0.1];
+        for cut in [-0.1f32, f32::NAN, f32::NEG_INFINITY] {
+            assert_eq!(
+                encode_gaps_pruned(&mut flat, 8, cut),
+                Err(SparseError::InvalidCut {
+                    cut_bits: cut.to_bits()
+                })
+            );
+        }
+        assert_eq!(flat, [0.5, -0.1]);
+        let (encoded, _) = encode_gaps_pruned(&mut flat, 8, -0.0).unwrap();
+        assert_eq!(encoded.values, [0.5, -0.1]);
     }
 
     #[test]
