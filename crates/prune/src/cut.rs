@@ -368,6 +368,7 @@ struct Tally {
     above: u32,
     at_hi: u32,
     at_lo: u32,
+    /// Nonzero when a NaN was seen (the SIMD kernels report 1, not a count).
     nans: u32,
 }
 
@@ -443,7 +444,8 @@ fn bracket_words<'a>(
             above: sum(above),
             at_hi: sum(at_hi),
             at_lo: sum(at_lo),
-            nans: sum(nans),
+            // All-ones lanes where a NaN was seen: any set lane is the answer.
+            nans: u32::from(_mm_movemask_epi8(nans) != 0),
         }
     }
 }
@@ -502,7 +504,8 @@ unsafe fn bracket_words_avx2<'a>(
         above: sum(above),
         at_hi: sum(at_hi),
         at_lo: sum(at_lo),
-        nans: sum(nans),
+        // All-ones lanes where a NaN was seen: any set lane is the answer (summing them overflows).
+        nans: u32::from(_mm256_movemask_ps(_mm256_castsi256_ps(nans)) != 0),
     }
 }
 
