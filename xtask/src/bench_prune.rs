@@ -48,8 +48,7 @@ fn numpy_baseline(dir: &std::path::Path) -> Result<(serde_json::Value, bool)> {
 }
 
 /// Prune + export as a program does it: the keep-fraction cut (one read pass), then `sparse::encode_gaps_pruned`, which
-/// zeroes the dropped weights in place and gap-encodes the blob (one pass; two for 2 Mi weights and more, the second
-/// read-only).
+/// zeroes the dropped weights in place and gap-encodes the blob in one pass.
 fn prune_and_encode(weights: &mut [f32], t: f64, bits: u8) -> Result<sparse::GapEncoded> {
     Ok(match prune::keep_fraction_cut(weights, t)? {
         Some(cut) => sparse::encode_gaps_pruned(weights, bits, cut)?.0,

@@ -6,9 +6,10 @@ use rayon::prelude::*;
 
 use crate::error::SparseError;
 use std::mem::MaybeUninit;
+use std::sync::Mutex;
 
 use crate::pages::advise_huge_pages;
-use crate::scan::{nonzero_masks, prune_masks, PART_LEN, PART_WORDS, WORD_LEN};
+use crate::scan::{is_nonzero, nonzero_masks, prune_masks, PART_LEN, PART_WORDS, WORD_LEN};
 
 /// Smallest accepted number of index bits.
 pub const MIN_INDEX_BITS: u8 = 1;
@@ -158,8 +159,8 @@ impl<G: GapInt> Entries<G> {
         let (values_len, gaps_len) = (self.values.len() + written, self.gaps.len() + written);
         assert!(values_len <= self.values.capacity() && gaps_len <= self.gaps.capacity());
         // SAFETY: `fill` initialised the first `written` spare slots of both vectors (its
-        // contract; every write goes through a bounds-checked index of those slices), and the
-        // new lengths are within capacity (asserted).
+        // contract; its writes are bounds-checked indexing, or in the AVX2 walk pointer writes
+        // inside room it asserts first), and the new lengths are within capacity (asserted).
         unsafe {
             self.values.set_len(values_len);
             self.gaps.set_len(gaps_len);
@@ -169,32 +170,32 @@ impl<G: GapInt> Entries<G> {
 
 /// Which values of a run are stored: its nonzeros (read only), or the nonzeros a pruning rule
 /// keeps once it has zeroed the others in place.
-trait PartSource<'a> {
+trait PartSource {
     /// Number of values.
     fn len(&self) -> usize;
     /// Calls `walk(part, masks, base)` for consecutive parts of at most [`PART_LEN`] values,
     /// `base` being the part's first index and bit `lane` of `masks[word]` telling whether
     /// `part[word * 64 + lane]` is stored. Returns the number of nonzero values seen before any
-    /// rewrite, and the values as they are now.
-    fn for_each_part(self, walk: impl FnMut(&[f32], &[u64; PART_WORDS], usize)) -> (usize, &'a [f32]);
+    /// rewrite.
+    fn for_each_part(self, walk: impl FnMut(&[f32], &[u64; PART_WORDS], usize)) -> usize;
 }
 
 /// The nonzeros of a slice, read only.
 struct ReadOnly<'a>(&'a [f32]);
 
-impl<'a> PartSource<'a> for ReadOnly<'a> {
+impl PartSource for ReadOnly<'_> {
     fn len(&self) -> usize {
         self.0.len()
     }
     #[inline(always)]
-    fn for_each_part(self, mut walk: impl FnMut(&[f32], &[u64; PART_WORDS], usize)) -> (usize, &'a [f32]) {
+    fn for_each_part(self, mut walk: impl FnMut(&[f32], &[u64; PART_WORDS], usize)) -> usize {
         let mut masks = [0u64; PART_WORDS];
         let mut nonzeros = 0;
         for (index, part) in self.0.chunks(PART_LEN).enumerate() {
             nonzeros += nonzero_masks(part, &mut masks);
             walk(part, &masks, index * PART_LEN);
         }
-        (nonzeros, self.0)
+        nonzeros
     }
 }
 
@@ -202,19 +203,19 @@ impl<'a> PartSource<'a> for ReadOnly<'a> {
 /// same pass.
 struct Pruned<'a>(&'a mut [f32], u32);
 
-impl<'a> PartSource<'a> for Pruned<'a> {
+impl PartSource for Pruned<'_> {
     fn len(&self) -> usize {
         self.0.len()
     }
     #[inline(always)]
-    fn for_each_part(self, mut walk: impl FnMut(&[f32], &[u64; PART_WORDS], usize)) -> (usize, &'a [f32]) {
+    fn for_each_part(self, mut walk: impl FnMut(&[f32], &[u64; PART_WORDS], usize)) -> usize {
         let mut masks = [0u64; PART_WORDS];
         let mut nonzeros = 0;
         for (index, part) in self.0.chunks_mut(PART_LEN).enumerate() {
             nonzeros += prune_masks(part, self.1, &mut masks);
             walk(part, &masks, index * PART_LEN);
         }
-        (nonzeros, self.0)
+        nonzeros
     }
 }
 
@@ -226,21 +227,32 @@ impl<'a> PartSource<'a> for Pruned<'a> {
 /// `(0.0, 2^B - 1)` (each stands for `2^B` zeros, itself included) and then
 /// `(value, R & (2^B - 1))`. That equals the zero-by-zero rule of [`encode_gaps`], and it lets
 /// chunks be walked apart: only a chunk's leading run depends on the chunks before it.
-fn walk_whole<'a, S: PartSource<'a>, G: GapInt>(source: S, index_bits: u8, out: &mut Entries<G>) -> usize {
+fn walk_whole<S: PartSource, G: GapInt>(source: S, index_bits: u8, out: &mut Entries<G>) -> usize {
     let len = source.len();
+    let (next, nonzeros) = walk_run(source, index_bits, out);
+    end_run(len - next, index_bits, out);
+    nonzeros
+}
+
+/// Spare slots asked for beyond a part's entries, so the 8-lane walk (which writes up to 8 slots
+/// past its last entry and wants a word's worth of room) runs to the end of a part.
+const WALK_SLACK: usize = WORD_LEN + 8;
+
+/// [`walk_whole`] without the end: appends the entries up to the last stored value (leading
+/// fillers included) and returns the index after it (0 if none) and the nonzeros seen.
+fn walk_run<S: PartSource, G: GapInt>(source: S, index_bits: u8, out: &mut Entries<G>) -> (usize, usize) {
     let mut next = 0usize;
-    let (nonzeros, _) = source.for_each_part(|part, masks, base| {
+    let nonzeros = source.for_each_part(|part, masks, base| {
         // At most one entry per value, plus the fillers of the zeros since `next` (a sum of
         // floor(run / 2^B) is at most the floor of the runs' sum).
         let room = part.len() + ((base + part.len() - next) >> index_bits);
-        out.append(room, |values, gaps| {
+        out.append(room + WALK_SLACK, |values, gaps| {
             let (written, after) = walk_part(part, masks, base, next, index_bits, values, gaps);
             next = after;
             written
         });
     });
-    end_run(len - next, index_bits, out);
-    nonzeros
+    (next, nonzeros)
 }
 
 /// [`walk_whole`]'s inner loop over one part whose first value has index `base`: writes its
@@ -333,35 +345,17 @@ const PARALLEL_MIN_LEN: usize = 1 << 21;
 /// Values per chunk of the parallel encoder (1 MiB of f32).
 const PARALLEL_CHUNK_LEN: usize = 1 << 18;
 
-/// What counting one chunk's walk found.
-#[derive(Clone, Copy)]
-struct ChunkCount {
-    /// Values in the chunk.
-    len: usize,
-    /// Index (in the chunk) of its first stored value, if any.
-    first: Option<usize>,
-    /// Index after its last stored value (0 if none).
-    next: usize,
-    /// Entries the walk stores from the chunk's first stored value through its last one
-    /// (the fillers before the first value depend on the chunks before it).
-    entries: usize,
-    /// Nonzero values seen before any rewrite.
-    nonzeros: usize,
-}
-
-/// Counts what the walk of one chunk stores, storing nothing; also returns the chunk's values as
-/// the walk leaves them.
-fn count_chunk<'a, S: PartSource<'a>>(source: S, index_bits: u8) -> (ChunkCount, &'a [f32]) {
-    let len = source.len();
-    let (mut first, mut next, mut entries) = (None, 0usize, 0usize);
-    let (nonzeros, values) = source.for_each_part(|_, masks, base| {
+/// Counts what the walk of `flat` stores up to its last nonzero, leading fillers included, storing
+/// nothing; also returns the index after that nonzero (0 if none).
+fn count_walk(flat: &[f32], index_bits: u8) -> (usize, usize) {
+    let (mut next, mut entries) = (0usize, 0usize);
+    ReadOnly(flat).for_each_part(|_, masks, base| {
         for (word, &mask) in masks.iter().enumerate() {
             if mask == 0 {
                 continue;
             }
             let start = base + word * WORD_LEN;
             let lowest = start + mask.trailing_zeros() as usize;
-            first.get_or_insert(lowest);
             // One entry per stored value, the fillers before the word's first one, and those of
             // the zero runs between its values: none unless a run reaches 2^B, which the word's
             // bits tell without visiting its values one by one.
@@ -379,16 +373,7 @@ fn count_chunk<'a, S: PartSource<'a>>(source: S, index_bits: u8) -> (ChunkCount,
             next = start + WORD_LEN - mask.leading_zeros() as usize;
         }
     });
-    // The first value's fillers were counted from the chunk's start: leave them out.
-    let entries = entries - first.map_or(0, |first| first >> index_bits);
-    let count = ChunkCount {
-        len,
-        first,
-        next,
-        entries,
-        nonzeros,
-    };
-    (count, values)
+    (entries, next)
 }
 
 /// Whether `mask` (nonzero) has a run of at least `2^index_bits` zero bits between two set bits.
@@ -407,34 +392,85 @@ fn has_inner_zero_run(mask: u64, index_bits: u8) -> bool {
     run != 0
 }
 
-/// Encodes `chunks`, consecutive chunks of one blob, in parallel in two passes and no copying:
-/// the first counts what each chunk's walk stores (zeroing pruned values on the way, for
-/// [`Pruned`]), which places every chunk's entries in the output; the second walks the now final
-/// values again, read only, writing each chunk's entries straight into its place. A chunk's
-/// walk starts at the zeros carried over from the chunks before it, which decides its leading
-/// fillers and first gap exactly as the sequential walk does. Returns the entries and the number
-/// of nonzero values seen before any rewrite.
-fn encode_chunks<'a, S: PartSource<'a> + Send, G: GapInt>(chunks: Vec<S>, index_bits: u8) -> (Entries<G>, usize) {
+/// One chunk's walk, as [`encode_chunks`] records it.
+struct ChunkWalk {
+    /// The arena holding the chunk's entries, and where they start in it.
+    arena: usize,
+    start: usize,
+    /// Entries the walk stored, leading fillers included.
+    stored: usize,
+    /// Values in the chunk.
+    len: usize,
+    /// Index after the chunk's last stored value (0 if none).
+    next: usize,
+    /// Nonzero values seen before any rewrite.
+    nonzeros: usize,
+}
+
+/// Encodes `chunks`, consecutive chunks of one blob, in parallel and stitches their entries into
+/// exactly what the sequential walk stores.
+///
+/// Each chunk is walked as if it started the blob (zeroing pruned values on the way, for
+/// [`Pruned`]), its entries appended to its thread's arena: one growing buffer per pool thread,
+/// so memory is faulted in once per thread rather than once per chunk (faults dominated when
+/// every chunk had a vector of its own). The output is then allocated once at its exact size and
+/// filled in parallel: a chunk's own leading fillers and first gap are redone with the zeros
+/// carried over from the chunks before it. Returns the entries and the number of nonzero values
+/// seen before any rewrite.
+fn encode_chunks<S: PartSource + Send, G: GapInt>(chunks: Vec<S>, index_bits: u8) -> (Entries<G>, usize) {
     let max_gap = (1usize << index_bits) - 1;
-    let counted: Vec<(ChunkCount, &'a [f32])> = chunks
+    // One arena per pool thread, and one for a caller outside the pool.
+    let arenas_len = rayon::current_num_threads() + 1;
+    let blob_len: usize = chunks.iter().map(|chunk| chunk.len()).sum();
+    // A first guess of a thread's share at 1 in 8 values stored; arenas grow past it if need be.
+    let guess = blob_len / 8 / arenas_len + PART_LEN;
+    let arenas: Vec<Mutex<Option<Entries<G>>>> = (0..arenas_len).map(|_| Mutex::new(None)).collect();
+    let walks: Vec<ChunkWalk> = chunks
         .into_par_iter()
-        .map(|chunk| count_chunk(chunk, index_bits))
+        .map(|chunk| {
+            let arena = rayon::current_thread_index().map_or(arenas_len - 1, |i| i.min(arenas_len - 2));
+            // Only this thread uses this arena, so the lock is never contended (nor poisoned:
+            // a panic here unwinds out of the whole encode).
+            let mut guard = arenas[arena].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let entries = guard.get_or_insert_with(|| Entries::with_capacity(guess));
+            let start = entries.values.len();
+            let len = chunk.len();
+            let (next, nonzeros) = walk_run(chunk, index_bits, entries);
+            ChunkWalk {
+                arena,
+                start,
+                stored: entries.values.len() - start,
+                len,
+                next,
+                nonzeros,
+            }
+        })
+        .collect();
+    let arenas: Vec<Option<Entries<G>>> = arenas
+        .into_iter()
+        .map(|arena| arena.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()))
         .collect();
 
-    // Where each chunk's entries go, and the zeros before its first value.
+    // For each chunk with a stored value: its own leading fillers, the raw run before its first
+    // value in the whole blob, and how many entries it has in the output.
     let mut carry = 0usize;
     let mut total = 0usize;
-    let mut placed = Vec::with_capacity(counted.len());
-    for (count, values) in &counted {
-        if let Some(first) = count.first {
-            let run = carry + first;
-            let stored = (run >> index_bits) + count.entries;
-            placed.push((*values, carry, stored));
-            total += stored;
-            carry = count.len - count.next;
-        } else {
-            carry += count.len;
+    let mut placed = Vec::with_capacity(walks.len());
+    for walk in &walks {
+        if walk.next == 0 {
+            carry += walk.len;
+            continue;
         }
+        let entries = arenas[walk.arena].as_ref().expect("a chunk's arena exists");
+        let values = &entries.values[walk.start..walk.start + walk.stored];
+        let gaps = &entries.gaps[walk.start..walk.start + walk.stored];
+        let own_fillers = values.iter().take_while(|v| !is_nonzero(**v)).count();
+        let lead = (own_fillers << index_bits) + gaps[own_fillers].into();
+        let run = carry + lead;
+        let stored = (run >> index_bits) + walk.stored - own_fillers;
+        placed.push((&values[own_fillers..], &gaps[own_fillers..], run, stored));
+        total += stored;
+        carry = walk.len - walk.next;
     }
     let (tail_fillers, tail_rest) = (carry >> index_bits, carry & max_gap);
     total += tail_fillers + usize::from(tail_rest > 0);
@@ -443,31 +479,21 @@ fn encode_chunks<'a, S: PartSource<'a> + Send, G: GapInt>(chunks: Vec<S>, index_
     out.append(total, |values, gaps| {
         let (mut values_rest, mut gaps_rest) = (&mut values[..total], &mut gaps[..total]);
         let mut pieces = Vec::with_capacity(placed.len());
-        for &(chunk, carried, stored) in &placed {
+        for &(own_values, own_gaps, run, stored) in &placed {
             let (v, vr) = std::mem::take(&mut values_rest).split_at_mut(stored);
             let (g, gr) = std::mem::take(&mut gaps_rest).split_at_mut(stored);
             (values_rest, gaps_rest) = (vr, gr);
-            pieces.push((v, g, chunk, carried));
+            pieces.push((v, g, own_values, own_gaps, run));
         }
-        pieces.into_par_iter().for_each(|(v, g, chunk, carried)| {
-            // Index the chunk's values from `carried`: its first run then includes the zeros
-            // carried over, and every later run is unchanged.
-            let mut next = 0usize;
-            let mut written = 0usize;
-            ReadOnly(chunk).for_each_part(|part, masks, base| {
-                let (n, after) = walk_part(
-                    part,
-                    masks,
-                    carried + base,
-                    next,
-                    index_bits,
-                    &mut v[written..],
-                    &mut g[written..],
-                );
-                written += n;
-                next = after;
-            });
-            assert_eq!(written, v.len(), "the second pass stores what the first counted");
+        pieces.into_par_iter().for_each(|(v, g, own_values, own_gaps, run)| {
+            let fillers = run >> index_bits;
+            let (v_fillers, v_own) = v.split_at_mut(fillers);
+            let (g_fillers, g_own) = g.split_at_mut(fillers);
+            v_fillers.fill(MaybeUninit::new(0.0));
+            g_fillers.fill(MaybeUninit::new(G::from_gap(max_gap)));
+            write_slice(v_own, own_values);
+            write_slice(g_own, own_gaps);
+            g_own[0] = MaybeUninit::new(G::from_gap(run & max_gap));
         });
         values_rest[..tail_fillers].fill(MaybeUninit::new(0.0));
         gaps_rest[..tail_fillers].fill(MaybeUninit::new(G::from_gap(max_gap)));
@@ -477,13 +503,20 @@ fn encode_chunks<'a, S: PartSource<'a> + Send, G: GapInt>(chunks: Vec<S>, index_
         }
         total
     });
-    let nonzeros = counted.iter().map(|(count, _)| count.nonzeros).sum();
+    let nonzeros = walks.iter().map(|walk| walk.nonzeros).sum();
     (out, nonzeros)
+}
+
+/// Copies `src` into `dst` (of the same length), initialising it.
+fn write_slice<T: Copy>(dst: &mut [MaybeUninit<T>], src: &[T]) {
+    for (slot, &value) in dst.iter_mut().zip(src) {
+        slot.write(value);
+    }
 }
 
 /// Encodes one blob given as `sources` (its consecutive chunks, or one source for all of it),
 /// sequentially or in parallel. Returns the entries and the number of nonzero values seen.
-fn encode_any<'a, S: PartSource<'a> + Send, G: GapInt>(mut sources: Vec<S>, index_bits: u8) -> (Entries<G>, usize) {
+fn encode_any<S: PartSource + Send, G: GapInt>(mut sources: Vec<S>, index_bits: u8) -> (Entries<G>, usize) {
     if sources.len() == 1 {
         let source = sources.pop().expect("one source");
         let mut entries = Entries::new();
@@ -494,9 +527,8 @@ fn encode_any<'a, S: PartSource<'a> + Send, G: GapInt>(mut sources: Vec<S>, inde
     }
 }
 
-/// Encodes `flat` (a row-major flattened blob) with `index_bits`-bit gaps, in one pass; blobs of
-/// 2 Mi values and more in two, both in parallel chunks: one counts each chunk's entries, the other
-/// writes them straight to their place in an output allocated once.
+/// Encodes `flat` (a row-major flattened blob) with `index_bits`-bit gaps, in one pass (in
+/// parallel chunks from 2 Mi values on, stitched into exactly the sequential output).
 ///
 /// # The rule
 ///
@@ -539,11 +571,7 @@ pub fn encode_gaps(flat: &[f32], index_bits: u8) -> Result<GapEncoded, SparseErr
 
 /// Encodes `sources` (the blob's consecutive chunks) with the gap type `index_bits` calls for;
 /// also returns the number of nonzero values seen.
-fn encode_sources<'a, S: PartSource<'a> + Send>(
-    sources: Vec<S>,
-    index_bits: u8,
-    dense_len: usize,
-) -> (GapEncoded, usize) {
+fn encode_sources<S: PartSource + Send>(sources: Vec<S>, index_bits: u8, dense_len: usize) -> (GapEncoded, usize) {
     let (values, gaps, nonzeros) = if index_bits <= 8 {
         let (entries, nonzeros) = encode_any::<S, u8>(sources, index_bits);
         (entries.values, Gaps::U8(entries.gaps), nonzeros)
@@ -570,9 +598,8 @@ pub struct PruneCounts {
     pub nonzeros_after: usize,
 }
 
-/// Prunes `flat` at magnitude `cut` and gap-encodes the result, in one pass over the blob (two for
-/// blobs of 2 Mi values and more: a pass that prunes and counts, then a read-only pass that
-/// writes the entries straight to their place, both in parallel chunks).
+/// Prunes `flat` at magnitude `cut` and gap-encodes the result, in one pass over the blob (in
+/// parallel chunks from 2 Mi values on).
 ///
 /// Every value with `|w| <= cut` becomes `+0.0`; the others (`|w| > cut`, NaN included, since NaN
 /// counts as nonzero in this crate) are left as they are. The output is exactly
@@ -631,11 +658,10 @@ pub fn encode_gaps_pruned(
 /// [`SparseError::InvalidIndexBits`] unless `1 <= index_bits <= 16`.
 pub fn gap_entry_count(flat: &[f32], index_bits: u8) -> Result<usize, SparseError> {
     validate_index_bits(index_bits)?;
-    let (count, _) = count_chunk(ReadOnly(flat), index_bits);
-    let leading_fillers = count.first.map_or(0, |first| first >> index_bits);
-    let trailing = flat.len() - count.next;
+    let (entries, next) = count_walk(flat, index_bits);
+    let trailing = flat.len() - next;
     let max_gap = (1usize << index_bits) - 1;
-    Ok(leading_fillers + count.entries + (trailing >> index_bits) + usize::from(trailing & max_gap > 0))
+    Ok(entries + (trailing >> index_bits) + usize::from(trailing & max_gap > 0))
 }
 
 /// Rebuilds a flat blob of `dense_len` elements: for each entry, `gap` zeros
@@ -913,6 +939,13 @@ mod tests {
             assert_eq!(encoded_bits(&fused), reference_encode(&zeroed, bits), "B={bits}");
             assert_eq!(pruned, zeroed);
             assert_eq!(counts.nonzeros_after, fused.nonzero_count());
+        }
+        // Pools of other sizes (arenas per thread), entered from inside one of their tasks.
+        let expected = encode_gaps(&flat, 5).unwrap();
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let encoded = pool.install(|| encode_gaps(&flat, 5).unwrap());
+            assert_eq!(encoded, expected, "{threads} threads");
         }
     }
 
