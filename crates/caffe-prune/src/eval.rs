@@ -82,27 +82,7 @@ pub fn load(args: &NetArgs) -> Result<Loaded> {
 
 /// The weights of every layer with blobs, as the engine takes them (any file generation).
 pub fn weights_of(model: &ModelFile) -> Result<Vec<engine::LayerWeights>> {
-    let net = model.net()?;
-    Ok(net
-        .layers()
-        .iter()
-        .filter(|l| !l.blobs().is_empty())
-        .map(|l| engine::LayerWeights {
-            name: l.name().to_string(),
-            blobs: l
-                .blobs()
-                .iter()
-                .map(|b| {
-                    let shape = b.shape();
-                    engine::WeightBlob {
-                        shape: shape.dims,
-                        legacy: shape.legacy,
-                        data: b.data().to_vec_f32(),
-                    }
-                })
-                .collect(),
-        })
-        .collect())
+    Ok(model.net()?.engine_weights())
 }
 
 /// What `eval` measured.

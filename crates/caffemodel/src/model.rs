@@ -251,6 +251,32 @@ impl<'f> Net<'f> {
         generation
     }
 
+    /// The weights of every layer that has blobs, as the `engine` crate takes them, for any file
+    /// generation (legacy 4-D shapes are kept as such). The one place a model file becomes engine
+    /// weights.
+    #[cfg(feature = "engine")]
+    pub fn engine_weights(&self) -> Vec<engine::LayerWeights> {
+        self.layers()
+            .iter()
+            .filter(|layer| !layer.blobs().is_empty())
+            .map(|layer| engine::LayerWeights {
+                name: layer.name().to_string(),
+                blobs: layer
+                    .blobs()
+                    .iter()
+                    .map(|blob| {
+                        let shape = blob.shape();
+                        engine::WeightBlob {
+                            shape: shape.dims,
+                            legacy: shape.legacy,
+                            data: blob.data().to_vec_f32(),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
     /// The layers, `layer` and `layers` alike, in file order.
     pub fn layers(&self) -> Vec<LayerView<'_, 'f>> {
         self.root

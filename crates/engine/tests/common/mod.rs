@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use engine::{LayerWeights, WeightBlob};
+use engine::LayerWeights;
 
 /// `../shared/fixtures`, or `None` (with a note) when absent outside CI; under CI=true absence is a failure.
 pub fn fixtures() -> Option<PathBuf> {
@@ -87,25 +87,7 @@ pub fn mnist_images(path: &Path) -> (usize, Vec<f32>) {
 /// Every layer's blobs of a caffemodel (any generation), as plain data.
 pub fn weights(path: &Path) -> Vec<LayerWeights> {
     let model = caffemodel::ModelFile::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let net = model.net().unwrap();
-    net.layers()
-        .iter()
-        .map(|layer| LayerWeights {
-            name: layer.name().to_string(),
-            blobs: layer
-                .blobs()
-                .iter()
-                .map(|blob| {
-                    let shape = blob.shape();
-                    WeightBlob {
-                        shape: shape.dims.clone(),
-                        legacy: shape.legacy,
-                        data: blob.data().to_vec_f32(),
-                    }
-                })
-                .collect(),
-        })
-        .collect()
+    model.net().unwrap().engine_weights()
 }
 
 /// A prototxt as a typed, upgraded (modern-layout) NetParameter.
