@@ -270,8 +270,8 @@ fn walk_part<G: GapInt>(
     gaps: &mut [MaybeUninit<G>],
 ) -> (usize, usize) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, checked just above.
+    if crate::scan::has_avx2() {
+        // SAFETY: the CPU has AVX2, POPCNT, BMI1 and LZCNT, checked just above.
         return unsafe { avx2::walk_part(part, masks, base, next, index_bits, values, gaps) };
     }
     let mut cursor = Cursor { written: 0, next };

@@ -113,8 +113,8 @@ fn nonzero_mask64(word: &[f32; WORD_LEN]) -> u64 {
 #[inline(always)]
 pub(crate) fn nonzero_masks(part: &[f32], masks: &mut [u64; PART_WORDS]) -> usize {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, checked just above.
+    if has_avx2() {
+        // SAFETY: the CPU has AVX2, POPCNT, BMI1 and LZCNT, checked just above.
         return unsafe { avx2::nonzero_masks(part, masks) };
     }
     nonzero_masks_with(part, masks, nonzero_mask64)
@@ -158,8 +158,8 @@ fn nonzero_masks_with(
 #[inline(always)]
 pub(crate) fn prune_masks(part: &mut [f32], cut: u32, masks: &mut [u64; PART_WORDS]) -> usize {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, checked just above.
+    if has_avx2() {
+        // SAFETY: the CPU has AVX2, POPCNT, BMI1 and LZCNT, checked just above.
         return unsafe { avx2::prune_masks(part, cut, masks) };
     }
     prune_masks_with(part, cut, masks, prune_word)
@@ -254,8 +254,20 @@ fn prune_word(word: &mut [f32; WORD_LEN], cut: u32) -> (u64, u32) {
     (kept, nonzeros)
 }
 
-/// The word kernels with 256-bit AVX2 (and POPCNT, which every AVX2 CPU has), for CPUs that have
-/// them: 8 lanes per instruction instead of SSE2's 4.
+/// Whether this CPU runs the crate's AVX2 code: AVX2 itself and the bit instructions compiled in
+/// with it (POPCNT, BMI1's TZCNT, LZCNT). Every AVX2 CPU has those, but a virtual machine may
+/// hide any CPUID bit, and LZCNT run where it is missing silently computes BSR instead.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn has_avx2() -> bool {
+    std::is_x86_feature_detected!("avx2")
+        && std::is_x86_feature_detected!("popcnt")
+        && std::is_x86_feature_detected!("bmi1")
+        && std::is_x86_feature_detected!("lzcnt")
+}
+
+/// The word kernels with 256-bit AVX2 (and POPCNT), for CPUs that have them ([`has_avx2`]): 8 lanes
+/// per instruction instead of SSE2's 4.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::{
@@ -268,7 +280,7 @@ mod avx2 {
     /// [`super::nonzero_masks`] with AVX2.
     ///
     /// # Safety
-    /// The CPU must have AVX2 and POPCNT.
+    /// The CPU must have AVX2 and POPCNT ([`super::has_avx2`]).
     #[target_feature(enable = "avx2,popcnt")]
     pub(super) unsafe fn nonzero_masks(part: &[f32], masks: &mut [u64; PART_WORDS]) -> usize {
         nonzero_masks_with(part, masks, |word| nonzero_word(word))
@@ -277,7 +289,7 @@ mod avx2 {
     /// [`super::prune_masks`] with AVX2.
     ///
     /// # Safety
-    /// The CPU must have AVX2 and POPCNT.
+    /// The CPU must have AVX2 and POPCNT ([`super::has_avx2`]).
     #[target_feature(enable = "avx2,popcnt")]
     pub(super) unsafe fn prune_masks(part: &mut [f32], cut: u32, masks: &mut [u64; PART_WORDS]) -> usize {
         prune_masks_with(part, cut, masks, |word, cut| prune_word(word, cut))
@@ -374,10 +386,10 @@ mod tests {
             |part, cut, masks| prune_masks_with(part, cut, masks, prune_word),
         )];
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
+        if has_avx2() {
             all.push((
                 "avx2",
-                // SAFETY: the CPU has AVX2, checked just above.
+                // SAFETY: the CPU has what the AVX2 kernels need, checked just above.
                 |part, masks| unsafe { avx2::nonzero_masks(part, masks) },
                 // SAFETY: as above.
                 |part, cut, masks| unsafe { avx2::prune_masks(part, cut, masks) },

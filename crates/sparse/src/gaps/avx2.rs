@@ -53,7 +53,7 @@ const fn compress_table() -> [[u32; 8]; 256] {
 /// [`super::walk_part`] with AVX2.
 ///
 /// # Safety
-/// The CPU must have AVX2.
+/// The CPU must have AVX2, POPCNT, BMI1 and LZCNT ([`crate::scan::has_avx2`]).
 #[target_feature(enable = "avx2,popcnt,bmi1,lzcnt")]
 pub(super) unsafe fn walk_part<G: GapInt>(
     part: &[f32],
@@ -218,7 +218,7 @@ mod tests {
 
     #[test]
     fn eight_lane_walk_writes_what_the_value_walk_writes() {
-        if !std::is_x86_feature_detected!("avx2") {
+        if !crate::scan::has_avx2() {
             return;
         }
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
