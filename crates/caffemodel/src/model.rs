@@ -251,14 +251,14 @@ impl<'f> Net<'f> {
         generation
     }
 
-    /// The weights of every layer that has blobs, as the `engine` crate takes them, for any file
-    /// generation (legacy 4-D shapes are kept as such). The one place a model file becomes engine
-    /// weights.
+    /// Every layer's weights, as the `engine` crate takes them, for any file generation (legacy
+    /// 4-D shapes are kept as such). Layers without blobs are listed too, as Caffe's
+    /// `CopyTrainedLayersFrom` walks every source layer (and reports those the net lacks). The one
+    /// place a model file becomes engine weights.
     #[cfg(feature = "engine")]
     pub fn engine_weights(&self) -> Vec<engine::LayerWeights> {
         self.layers()
             .iter()
-            .filter(|layer| !layer.blobs().is_empty())
             .map(|layer| engine::LayerWeights {
                 name: layer.name().to_string(),
                 blobs: layer
