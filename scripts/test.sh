@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs what the numpy/scipy interop tests need, checks the
-# generated testdata and the byte-exact roundtrip of every model, then runs the workspace's tests.
+# generated testdata and the byte-exact roundtrip of every model, then runs the workspace's tests, twice: with the
+# kernels this CPU has, and with the portable ones only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,3 +16,6 @@ else
     cargo xtask roundtrip testdata
 fi
 cargo test --workspace
+# Once more with every kernel on its portable path (no AVX or AVX2: the fixed-order matrix product, the SSE2 pruning
+# and encoding kernels), as on a CPU without wide vectors: no expected value may depend on the CPU.
+CAFFE_RS_PORTABLE=1 cargo test --workspace

@@ -4,6 +4,10 @@
 //! settings (seed 1701) on the fixtures' 10,000-image MNIST subset, by the `train` crate, saved in the deploy net
 //! `lenet.prototxt` describes. `lenet_random.caffemodel` keeps uniform random weights (xavier rule, fixed seed) for
 //! the tests that rely on their distribution.
+//!
+//! The training runs in [`engine::Arithmetic::Reproducible`]: every sum in a fixed order, so the model has the same
+//! bytes on any x86-64 CPU (AVX-512, AVX2 or SSE2 only) and with any thread count, and `--check` compares bytes.
+//! (Checking accuracy within a band instead would let a real change of the training go unnoticed.)
 
 use anyhow::{bail, Context, Result};
 use caffe_proto::{BlobProto, BlobShape, NetParameter};
@@ -58,6 +62,8 @@ fn trained_lenet(testdata: &Path) -> Result<Option<NetParameter>> {
     param.net_param = Some(crate::gen::lenet_train_test(TRAIN_LMDB, TEST_LMDB));
     param.test_iter.clear();
     param.test_interval = Some(0);
+    // Fixed-order arithmetic: the same bytes on every x86-64 CPU and thread count, so the check is byte for byte.
+    engine::set_arithmetic(engine::Arithmetic::Reproducible);
     let nets = train::SolverNets::resolve(&param, |_| Err::<NetParameter, _>("no net files"))?;
     let mut solver = train::Solver::new(&param, nets, &train::DataOptions::new(testdata))?;
     solver.solve(&mut ())?;
@@ -99,32 +105,6 @@ pub fn files(testdata: &Path) -> Result<Vec<(&'static str, Vec<u8>)>> {
     Ok(files)
 }
 
-/// The largest difference between two models' blob values, relative to the largest magnitude of each blob, or
-/// `None` when their structure differs.
-fn float_distance(a: &[u8], b: &[u8]) -> Option<f32> {
-    let (a, b) = (NetParameter::decode(a).ok()?, NetParameter::decode(b).ok()?);
-    if a.layer.len() != b.layer.len() {
-        return None;
-    }
-    let mut worst = 0f32;
-    for (la, lb) in a.layer.iter().zip(&b.layer) {
-        let (mut la, mut lb) = (la.clone(), lb.clone());
-        let (ba, bb) = (std::mem::take(&mut la.blobs), std::mem::take(&mut lb.blobs));
-        if la != lb || ba.len() != bb.len() {
-            return None;
-        }
-        for (x, y) in ba.iter().zip(&bb) {
-            if x.shape != y.shape || x.data.len() != y.data.len() {
-                return None;
-            }
-            let scale = x.data.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
-            let diff = x.data.iter().zip(&y.data).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
-            worst = worst.max(diff / scale);
-        }
-    }
-    Some(worst)
-}
-
 /// Writes testdata/, or with `check` compares it; returns whether everything is current.
 pub fn run(check: bool) -> Result<bool> {
     let dir = crate::repo_root().join("testdata");
@@ -137,20 +117,8 @@ pub fn run(check: bool) -> Result<bool> {
             if current == bytes {
                 continue;
             }
-            // Training sums floats in an order that is fixed for a machine, but the GEMM kernels chosen for another
-            // CPU (AVX2, AVX-512) round differently: accept a trained model within float noise of this machine's.
-            match (name.ends_with(".caffemodel"), float_distance(&current, &bytes)) {
-                (true, Some(d)) if name == "lenet.caffemodel" && d <= 1e-3 => {
-                    eprintln!(
-                        "{}: within {d:.1e} of this machine's training (not bit-identical)",
-                        path.display()
-                    );
-                }
-                _ => {
-                    eprintln!("{}: differs from what `cargo xtask testdata` generates", path.display());
-                    ok = false;
-                }
-            }
+            eprintln!("{}: differs from what `cargo xtask testdata` generates", path.display());
+            ok = false;
         } else {
             caffemodel::write_atomic(&path, |w| w.write_all(&bytes))?;
             println!("wrote {} ({} bytes)", path.display(), bytes.len());

@@ -110,6 +110,53 @@ fn ten_sgd_steps_from_the_command_line_match_real_caffe() {
 }
 
 #[test]
+fn deterministic_training_gives_the_same_bytes_with_any_kernel_and_thread_count() {
+    let Some(fx) = testkit::fixtures() else { return };
+    let golden = fx.join("golden/train");
+    let start = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
+    let tmp = tempfile::tempdir().unwrap();
+    // (threads, CAFFE_RS_PORTABLE, --deterministic): the AVX kernel at 1 and 3 threads, the portable (SSE2) kernel
+    // at 2, as a CPU without AVX runs it, and the portable switch alone, which implies the fixed order.
+    let runs = [(1, "0", true), (3, "0", true), (2, "1", true), (2, "1", false)];
+    let mut models = Vec::new();
+    for (i, &(threads, portable, deterministic)) in runs.iter().enumerate() {
+        let dir = tmp.path().join(format!("run{i}"));
+        std::fs::create_dir(&dir).unwrap();
+        let solver = std::fs::read_to_string(golden.join("lenet_solver_sgd.prototxt"))
+            .unwrap()
+            .replace(
+                "net: \"lenet_train_b64.prototxt\"",
+                &format!("net: \"{}\"", golden.join("lenet_train_b64.prototxt").display()),
+            )
+            .replace("max_iter: 1000", "max_iter: 20")
+            .replace(
+                "snapshot: 0",
+                &format!("snapshot: 0\nsnapshot_prefix: \"{}/snap\"", dir.display()),
+            );
+        let solver_path = dir.join("solver.prototxt");
+        std::fs::write(&solver_path, solver).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["train", "--json", "--solver"])
+            .arg(&solver_path)
+            .arg("--weights")
+            .arg(&start);
+        if deterministic {
+            cmd.arg("--deterministic");
+        }
+        let out = cmd
+            .env("RAYON_NUM_THREADS", threads.to_string())
+            .env("CAFFE_RS_PORTABLE", portable)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        models.push(std::fs::read(dir.join("snap_iter_20.caffemodel")).unwrap());
+    }
+    for (run, model) in runs.iter().zip(&models).skip(1) {
+        assert!(model == &models[0], "{run:?} trained other bytes than {:?}", runs[0]);
+    }
+}
+
+#[test]
 fn retrain_holds_the_pruned_weights_at_zero_and_recovers_accuracy() {
     let Some(fx) = testkit::fixtures() else { return };
     let tmp = tempfile::tempdir().unwrap();

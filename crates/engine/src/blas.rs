@@ -2,13 +2,7 @@
 
 use rayon::prelude::*;
 
-/// A matrix operand: a pointer and its row and column strides (in elements).
-#[derive(Clone, Copy)]
-struct Strided {
-    ptr: *const f32,
-    row_stride: isize,
-    col_stride: isize,
-}
+use crate::arith::{arithmetic, fixed_order_gemm, Arithmetic, Strided};
 
 #[allow(clippy::too_many_arguments)]
 /// `C (m x n, row stride ldc) = op(A) * op(B)`, or `C += op(A) * op(B)` with `accumulate`, on raw strided operands.
@@ -19,6 +13,10 @@ struct Strided {
 unsafe fn gemm_raw(m: usize, n: usize, k: usize, a: Strided, b: Strided, c: *mut f32, ldc: isize, accumulate: bool) {
     if m == 0 || n == 0 {
         return;
+    }
+    if arithmetic() == Arithmetic::Reproducible {
+        // SAFETY: the caller's contract, which is the same.
+        return unsafe { fixed_order_gemm(m, n, k, a, b, c, ldc, accumulate) };
     }
     // gemm computes dst = alpha * dst + beta * lhs * rhs, reading dst only when asked.
     unsafe {

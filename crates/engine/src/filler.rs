@@ -15,8 +15,8 @@ use crate::Tensor;
 fn normal(rng: &mut SplitMix64) -> f32 {
     let u1 = (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
     let u2 = (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
-    let r = (-2.0 * (1.0 - u1).ln()).sqrt();
-    (r * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+    let r = (-2.0 * crate::math::ln_f64(1.0 - u1)).sqrt();
+    (r * crate::math::cos_f64(2.0 * std::f64::consts::PI * u2)) as f32
 }
 
 /// Fan-in and fan-out as Caffe's Xavier and MSRA fillers compute them: count / shape[0] and count / shape[1].

@@ -44,16 +44,19 @@
 
 #![warn(missing_docs)]
 
+mod arith;
 mod blas;
 pub mod error;
 mod filler;
 pub mod graph;
 mod layers;
+pub mod math;
 mod net;
 mod rng;
 mod tensor;
 mod weights;
 
+pub use arith::{arithmetic, set_arithmetic, Arithmetic};
 pub use error::{Error, LayerError};
 pub use layers::{Backward, Layer};
 pub use net::{ExternalInput, LayerInfo, LearnableParam, Net, NetOptions};

@@ -335,7 +335,7 @@ fn bracket_chunk(chunk: &[f32], lo: u32, hi: u32, limit: usize) -> BracketCounts
     };
     let mut words = chunk.chunks_exact(WORD);
     #[cfg(target_arch = "x86_64")]
-    let mut tally = if std::is_x86_feature_detected!("avx2") {
+    let mut tally = if has_avx2() {
         // SAFETY: the CPU has AVX2, checked just above.
         unsafe { bracket_words_avx2(&mut words, lo, hi, &mut collect) }
     } else {
@@ -448,6 +448,16 @@ fn bracket_words<'a>(
             nans: u32::from(_mm_movemask_epi8(nans) != 0),
         }
     }
+}
+
+/// Whether [`bracket_words_avx2`] may run: the CPU has AVX2, and `CAFFE_RS_PORTABLE=1` in the environment does not
+/// ask for the x86-64 baseline only (the test suite runs once that way, as on a CPU without AVX2).
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        std::env::var_os("CAFFE_RS_PORTABLE").is_none_or(|v| v != "1") && std::is_x86_feature_detected!("avx2")
+    })
 }
 
 /// [`bracket_words`] with 256-bit AVX2: 8 lanes per instruction instead of SSE2's 4.
@@ -904,7 +914,7 @@ mod tests {
             let baseline = run_kernel(&weights, |words, collect| bracket_words(words, lo, hi, collect));
             prop_assert_eq!(&baseline, &expected);
             #[cfg(target_arch = "x86_64")]
-            if std::is_x86_feature_detected!("avx2") {
+            if has_avx2() {
                 // SAFETY: the CPU has AVX2, checked just above.
                 let avx2 = run_kernel(&weights, |words, collect| unsafe { bracket_words_avx2(words, lo, hi, collect) });
                 prop_assert_eq!(&avx2, &expected);

@@ -257,13 +257,19 @@ fn prune_word(word: &mut [f32; WORD_LEN], cut: u32) -> (u64, u32) {
 /// Whether this CPU runs the crate's AVX2 code: AVX2 itself and the bit instructions compiled in
 /// with it (POPCNT, BMI1's TZCNT, LZCNT). Every AVX2 CPU has those, but a virtual machine may
 /// hide any CPUID bit, and LZCNT run where it is missing silently computes BSR instead.
+/// `CAFFE_RS_PORTABLE=1` in the environment answers no: the x86-64 baseline only, as on a CPU
+/// without AVX2 (the test suite runs once that way).
 #[cfg(target_arch = "x86_64")]
 #[inline]
 pub(crate) fn has_avx2() -> bool {
-    std::is_x86_feature_detected!("avx2")
-        && std::is_x86_feature_detected!("popcnt")
-        && std::is_x86_feature_detected!("bmi1")
-        && std::is_x86_feature_detected!("lzcnt")
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        std::env::var_os("CAFFE_RS_PORTABLE").is_none_or(|v| v != "1")
+            && std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("popcnt")
+            && std::is_x86_feature_detected!("bmi1")
+            && std::is_x86_feature_detected!("lzcnt")
+    })
 }
 
 /// The word kernels with 256-bit AVX2 (and POPCNT), for CPUs that have them ([`has_avx2`]): 8 lanes

@@ -7,6 +7,7 @@
 //! (`Dtype rate`).
 
 use caffe_proto::SolverParameter;
+use engine::math::{exp_f64, pow_f64};
 
 use crate::Error;
 
@@ -143,12 +144,12 @@ impl LrPolicy {
                 stepsize,
             } => {
                 *current_step = iter / stepsize;
-                scaled(base_lr, f64::from(gamma).powf(f64::from(*current_step)))
+                scaled(base_lr, pow_f64(f64::from(gamma), f64::from(*current_step)))
             }
-            LrPolicy::Exp { base_lr, gamma } => scaled(base_lr, f64::from(gamma).powf(f64::from(iter))),
+            LrPolicy::Exp { base_lr, gamma } => scaled(base_lr, pow_f64(f64::from(gamma), f64::from(iter))),
             LrPolicy::Inv { base_lr, gamma, power } => {
                 let x = 1.0f32 + gamma * iter as f32;
-                scaled(base_lr, f64::from(x).powf(f64::from(-power)))
+                scaled(base_lr, pow_f64(f64::from(x), f64::from(-power)))
             }
             LrPolicy::Multistep {
                 base_lr,
@@ -160,7 +161,7 @@ impl LrPolicy {
                         *current_step += 1;
                     }
                 }
-                scaled(base_lr, f64::from(gamma).powf(f64::from(*current_step)))
+                scaled(base_lr, pow_f64(f64::from(gamma), f64::from(*current_step)))
             }
             LrPolicy::Poly {
                 base_lr,
@@ -168,7 +169,7 @@ impl LrPolicy {
                 max_iter,
             } => {
                 let x = 1.0f32 - iter as f32 / max_iter as f32;
-                scaled(base_lr, f64::from(x).powf(f64::from(power)))
+                scaled(base_lr, pow_f64(f64::from(x), f64::from(power)))
             }
             LrPolicy::Sigmoid {
                 base_lr,
@@ -176,7 +177,7 @@ impl LrPolicy {
                 stepsize,
             } => {
                 let arg = -gamma * (iter as f32 - stepsize as f32);
-                scaled(base_lr, 1.0 / (1.0 + f64::from(arg).exp()))
+                scaled(base_lr, 1.0 / (1.0 + exp_f64(f64::from(arg))))
             }
         }
     }

@@ -6,6 +6,7 @@
 //! value is left in the gradient (`diff`) as Caffe leaves it before `Net::Update` subtracts it from the data.
 
 use caffe_proto::SolverParameter;
+use engine::math::pow_f64;
 
 use crate::Error;
 
@@ -209,7 +210,8 @@ pub(crate) fn compute_update(
             let t = f64::from(iter + 1);
             // `const Dtype correction = std::sqrt(Dtype(1) - pow(beta2, t)) / (Dtype(1.) - pow(beta1, t));`
             // pow(float, int) is computed in double, so is the rest of the expression; one rounding to float.
-            let correction = ((1.0 - f64::from(beta2).powf(t)).sqrt() / (1.0 - f64::from(beta1).powf(t))) as f32;
+            let correction =
+                ((1.0 - pow_f64(f64::from(beta2), t)).sqrt() / (1.0 - pow_f64(f64::from(beta1), t))) as f32;
             let step = local_rate * correction;
             let (keep1, keep2) = (1.0 - beta1, 1.0 - beta2);
             debug_assert_eq!(history2.len(), n);

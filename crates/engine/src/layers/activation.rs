@@ -252,7 +252,7 @@ impl Layer for PReLU {
 pub(crate) struct Sigmoid;
 
 fn sigmoid(x: f32) -> f32 {
-    0.5 * (0.5 * x).tanh() + 0.5
+    0.5 * crate::math::tanh(0.5 * x) + 0.5
 }
 
 impl Layer for Sigmoid {

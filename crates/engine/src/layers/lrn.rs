@@ -6,6 +6,7 @@ use rayon::prelude::*;
 
 use super::{expect_bottoms, Backward, Layer};
 use crate::error::{LayerError, LayerResult};
+use crate::math::powf;
 use crate::Tensor;
 
 /// `LRN`. ACROSS_CHANNELS: `x / (k + alpha/n * sum of x^2 over the n channels centred on c)^beta`.
@@ -70,7 +71,7 @@ impl Lrn {
             }
         }
         for ((o, &x), &s) in output.iter_mut().zip(input).zip(scale.iter()) {
-            *o = x * s.powf(-self.beta);
+            *o = x * powf(s, -self.beta);
         }
     }
 
@@ -100,7 +101,7 @@ impl Lrn {
                         }
                     }
                     let mean = sum / pool_size;
-                    out[h * width + w] = x[h * width + w] * (1.0 + self.alpha * mean).powf(-self.beta);
+                    out[h * width + w] = x[h * width + w] * powf(1.0 + self.alpha * mean, -self.beta);
                 }
             }
         }
@@ -203,7 +204,7 @@ impl Lrn {
         let pre_pad = self.size - self.size.div_ceil(2);
         let cache_ratio = 2.0 * self.alpha * self.beta / self.size as f32;
         for ((d, &g), &s) in diff.iter_mut().zip(dy).zip(scale) {
-            *d = s.powf(-self.beta) * g;
+            *d = powf(s, -self.beta) * g;
         }
         padded_ratio.fill(0.0);
         for (i, r) in padded_ratio[pre_pad * plane..(pre_pad + channels) * plane]
@@ -264,8 +265,8 @@ impl Lrn {
                     }
                     let s = 1.0 + self.alpha * (sum / pool_size);
                     let i = h * width + w;
-                    d[i] = dy[i] * s.powf(-self.beta);
-                    let t = -self.alpha * self.beta * dy[i] * x[i] * s.powf(-self.beta - 1.0) / pool_size;
+                    d[i] = dy[i] * powf(s, -self.beta);
+                    let t = -self.alpha * self.beta * dy[i] * x[i] * powf(s, -self.beta - 1.0) / pool_size;
                     for hh in hstart.max(0)..hend.min(h_i) {
                         for ww in wstart.max(0)..wend.min(w_i) {
                             spread[hh as usize * width + ww as usize] += t;

@@ -19,7 +19,7 @@ pub(crate) fn softmax(input: &[f32], output: &mut [f32], channels: usize, inner:
                 .fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0.0f32;
             for c in 0..channels {
-                let e = (inp[c * inner + j] - max).exp();
+                let e = crate::math::exp(inp[c * inner + j] - max);
                 out[c * inner + j] = e;
                 sum += e;
             }
@@ -195,7 +195,7 @@ impl Layer for SoftmaxWithLoss {
                     continue;
                 }
                 let class = class_of(label, channels, i * inner + j)?;
-                loss -= prob[(i * channels + class) * inner + j].max(f32::MIN_POSITIVE).ln();
+                loss -= crate::math::ln(prob[(i * channels + class) * inner + j].max(f32::MIN_POSITIVE));
                 valid += 1;
             }
         }
