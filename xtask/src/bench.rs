@@ -75,7 +75,7 @@ pub fn inspect(runs: usize) -> Result<()> {
     if std::fs::metadata(&model).map(|m| m.len()).ok() != Some(expected_len) {
         eprintln!("generating {} ({} bytes)...", model.display(), expected_len);
         let bytes = net.encode_to_vec();
-        caffemodel::write_atomic(&model, |w| w.write_all(&bytes))?;
+        outfile::write_atomic(&model, |w| w.write_all(&bytes))?;
         // Measure from a fresh process: a child's peak RSS (wait4's ru_maxrss) includes what its parent held at the
         // fork, and the allocator keeps much of the generated model's memory mapped here.
         drop((net, bytes));

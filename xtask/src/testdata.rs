@@ -120,7 +120,7 @@ pub fn run(check: bool) -> Result<bool> {
             eprintln!("{}: differs from what `cargo xtask testdata` generates", path.display());
             ok = false;
         } else {
-            caffemodel::write_atomic(&path, |w| w.write_all(&bytes))?;
+            outfile::write_atomic(&path, |w| w.write_all(&bytes))?;
             println!("wrote {} ({} bytes)", path.display(), bytes.len());
         }
     }

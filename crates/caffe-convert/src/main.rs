@@ -32,19 +32,20 @@ struct Args {
     /// Read with this caffe.proto (a fork's schema) instead of the built-in one.
     #[arg(long, value_name = "PATH")]
     proto: Option<PathBuf>,
-    /// Allow the output to replace the input file.
+    /// With an IDX input: replace an existing LMDB folder at OUT (an output never replaces an input, whatever the
+    /// flags).
     #[arg(long)]
     force: bool,
-    /// NPZ output layout: the tutorial's sparse net dict, one scipy.sparse file per weight blob (OUT is a folder),
-    /// or every blob dense.
-    #[arg(long, value_enum, default_value_t = NpzLayout::Sparse)]
-    layout: NpzLayout,
-    /// Bits per relative index in the sparse layout (8 by default; 5 is the paper's LeNet setting).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=16))]
-    index_bits: u8,
-    /// Compressed format of the scipy layout.
-    #[arg(long, value_enum, default_value_t = SparseFormat::Csc)]
-    scipy_format: SparseFormat,
+    /// NPZ output layout: the tutorial's sparse net dict (the default), one scipy.sparse file per weight blob (OUT
+    /// is a folder), or every blob dense.
+    #[arg(long, value_enum)]
+    layout: Option<NpzLayout>,
+    /// Bits per relative index in the sparse layout (default 8; 5 is the paper's LeNet setting).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=16))]
+    index_bits: Option<u8>,
+    /// Compressed format of the scipy layout (default csc).
+    #[arg(long, value_enum)]
+    scipy_format: Option<SparseFormat>,
     /// With an .npz input: the caffemodel whose blobs the arrays replace (the rest of its bytes are kept).
     #[arg(long, value_name = "BASE")]
     into: Option<PathBuf>,
@@ -80,8 +81,86 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("caffe-convert: error: {}", caffemodel::one_line(e.as_ref()));
-            ExitCode::FAILURE
+            // A flag that does not fit the conversion is a usage error, as clap's own are.
+            if e.downcast_ref::<clap::Error>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
+    }
+}
+
+/// The conversions, each with the flags that apply to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    IdxToLmdb,
+    NpzImport,
+    NpzExport,
+    Convert,
+}
+
+impl Mode {
+    fn of(args: &Args) -> Mode {
+        if args.labels.is_some() || is_idx_images(&args.input) {
+            Mode::IdxToLmdb
+        } else if has_extension(&args.input, "npz") {
+            Mode::NpzImport
+        } else if has_extension(&args.output, "npz")
+            || (args.layout == Some(NpzLayout::Scipy) && args.output.as_os_str() != "-")
+        {
+            Mode::NpzExport
+        } else {
+            Mode::Convert
+        }
+    }
+
+    /// What the conversion is, for error messages.
+    fn describe(self) -> &'static str {
+        match self {
+            Mode::IdxToLmdb => "an IDX to LMDB conversion",
+            Mode::NpzImport => "an npz import (--into)",
+            Mode::NpzExport => "an npz export",
+            Mode::Convert => "a conversion to text or binary protobuf",
+        }
+    }
+
+    /// Refuses every flag given that this conversion would ignore.
+    fn check_flags(self, args: &Args) -> Result<()> {
+        let layout = args.layout.unwrap_or(NpzLayout::Sparse);
+        let given = [
+            ("--upgrade", args.upgrade, self == Mode::Convert),
+            ("--with-weights", args.with_weights, self == Mode::Convert),
+            ("--force", args.force, self == Mode::IdxToLmdb),
+            ("--layout", args.layout.is_some(), self == Mode::NpzExport),
+            (
+                "--index-bits",
+                args.index_bits.is_some(),
+                self == Mode::NpzExport && layout == NpzLayout::Sparse,
+            ),
+            (
+                "--scipy-format",
+                args.scipy_format.is_some(),
+                self == Mode::NpzExport && layout == NpzLayout::Scipy,
+            ),
+            ("--into", args.into.is_some(), self == Mode::NpzImport),
+            (
+                "--proto",
+                args.proto.is_some(),
+                matches!(self, Mode::Convert | Mode::NpzExport | Mode::NpzImport),
+            ),
+        ];
+        for (flag, is_given, applies) in given {
+            if is_given && !applies {
+                let what = match (self, flag) {
+                    (Mode::NpzExport, "--index-bits" | "--scipy-format") => "this npz layout",
+                    _ => self.describe(),
+                };
+                let message = format!("{flag} does not apply to {what}");
+                return Err(clap::Error::raw(clap::error::ErrorKind::ArgumentConflict, message).into());
+            }
+        }
+        Ok(())
     }
 }
 
@@ -111,8 +190,7 @@ fn emit(args: &Args, bytes: &[u8]) -> Result<()> {
             other => other.context("writing to stdout"),
         };
     }
-    caffemodel::refuse_overwriting_input(&args.output, &[&args.input], args.force)?;
-    caffemodel::write_atomic(&args.output, |w| w.write_all(bytes))?;
+    outfile::write_atomic(&args.output, |w| w.write_all(bytes))?;
     Ok(())
 }
 
@@ -131,17 +209,27 @@ fn run(args: &Args) -> Result<()> {
         None => Schema::builtin(),
     };
     let to_text = is_text_path(&args.output);
-    if args.labels.is_some() || is_idx_images(&args.input) {
-        return idx_to_lmdb(args);
+    let mode = Mode::of(args);
+    mode.check_flags(args)?;
+    // Before any work: no output may replace an input (a scipy folder is checked file by file when its names are
+    // known).
+    let inputs: Vec<&Path> = [
+        Some(args.input.as_path()),
+        args.proto.as_deref(),
+        args.into.as_deref(),
+        args.labels.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if args.output.as_os_str() != "-" && args.layout != Some(NpzLayout::Scipy) {
+        outfile::check_outputs(&[&args.output], &inputs)?;
     }
-    if has_extension(&args.input, "npz") {
-        return import_npz(args);
-    }
-    if args.into.is_some() {
-        bail!("--into applies to an .npz input");
-    }
-    if has_extension(&args.output, "npz") || (args.layout == NpzLayout::Scipy && args.output.as_os_str() != "-") {
-        return export_npz(args);
+    match mode {
+        Mode::IdxToLmdb => return idx_to_lmdb(args),
+        Mode::NpzImport => return import_npz(args),
+        Mode::NpzExport => return export_npz(args),
+        Mode::Convert => {}
     }
     if is_text_path(&args.input) && args.input.as_os_str() != "-" {
         return convert_text(args, &schema, to_text);
@@ -230,26 +318,10 @@ fn idx_to_lmdb(args: &Args) -> Result<()> {
         );
     }
     let dataset = datasets::IdxDataset::open(&args.input, &labels)?;
-    let name = args.output.file_name().context("the output has no folder name")?;
-    let tmp = args
-        .output
-        .with_file_name(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
-    let count = match datasets::write_lmdb(&dataset, &tmp) {
-        Ok(count) => count,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(e.into());
-        }
-    };
-    if exists {
-        let old = if args.output.is_dir() {
-            std::fs::remove_dir_all(&args.output)
-        } else {
-            std::fs::remove_file(&args.output)
-        };
-        old.with_context(|| format!("{}: removing the old output", args.output.display()))?;
-    }
-    std::fs::rename(&tmp, &args.output).with_context(|| format!("{}: renaming into place", args.output.display()))?;
+    outfile::check_outputs(&[&args.output], &[&args.input, &labels])?;
+    let folder = outfile::AtomicFolder::create(&args.output)?;
+    let count = datasets::write_lmdb(&dataset, folder.path())?;
+    folder.commit()?;
     eprintln!(
         "{}: {count} records from {} and {}",
         args.output.display(),
@@ -321,18 +393,20 @@ fn export_npz(args: &Args) -> Result<()> {
     use caffemodel::npz;
     let model = ModelFile::open(&args.input)?;
     let net = model.net()?;
-    caffemodel::refuse_overwriting_input(&args.output, &[&args.input], args.force)?;
-    let entries = match args.layout {
+    let entries = match args.layout.unwrap_or(NpzLayout::Sparse) {
         NpzLayout::Sparse => npz::export_npz(
             &net,
             &args.output,
             npz::Layout::Sparse {
-                index_bits: args.index_bits,
+                index_bits: args.index_bits.unwrap_or(8),
             },
         )?,
         NpzLayout::Dense => npz::export_npz(&net, &args.output, npz::Layout::Dense)?,
         NpzLayout::Scipy => {
-            let format = match args.scipy_format {
+            let files = npz::scipy_files(&net, &args.output);
+            let inputs = [args.input.as_path()];
+            outfile::check_outputs(&files.iter().map(PathBuf::as_path).collect::<Vec<_>>(), &inputs)?;
+            let format = match args.scipy_format.unwrap_or(SparseFormat::Csc) {
                 SparseFormat::Csc => npz::ScipyFormat::Csc,
                 SparseFormat::Csr => npz::ScipyFormat::Csr,
             };
@@ -363,8 +437,7 @@ fn import_npz(args: &Args) -> Result<()> {
     let model = ModelFile::open(base)?;
     let mut net = model.net()?;
     let entries = caffemodel::npz::import_npz(&mut net, &args.input)?;
-    caffemodel::refuse_overwriting_input(&args.output, &[&args.input, base.as_path()], args.force)?;
-    caffemodel::write_atomic(&args.output, |w| net.encode_to(w))?;
+    outfile::write_atomic(&args.output, |w| net.encode_to(w))?;
     eprintln!(
         "{}: {} blobs set from {}",
         args.output.display(),

@@ -67,7 +67,7 @@ fn caffemodel_prints_as_text_without_weights_unless_asked() {
 }
 
 #[test]
-fn never_overwrites_its_input_without_force() {
+fn never_overwrites_its_input() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m.caffemodel");
     std::fs::copy(
@@ -80,13 +80,49 @@ fn never_overwrites_its_input_without_force() {
     assert_eq!(run.status.code(), Some(1));
     assert!(String::from_utf8(run.stderr)
         .unwrap()
-        .contains("refusing to overwrite an input"));
+        .contains("refusing to write an output over the input"));
     assert!(std::fs::read(&model).unwrap() == before);
+    // No flag changes that: --force only replaces an existing LMDB folder.
     let run = convert(&[&model, &"-o", &model, &"--force"]);
-    assert!(run.status.success());
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("--force does not apply"));
+    // Nor another spelling of the same file.
+    let dotted = model.parent().unwrap().join(".").join(model.file_name().unwrap());
+    assert_eq!(convert(&[&model, &"-o", &dotted]).status.code(), Some(1));
+    assert!(std::fs::read(&model).unwrap() == before);
+}
+
+#[test]
+fn flags_that_do_not_apply_to_the_conversion_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet_random.caffemodel");
+    let text = dir.path().join("out.prototxt");
+    let npz = dir.path().join("out.npz");
+    for (args, flag) in [
+        (vec!["--index-bits", "5"], "--index-bits"),
+        (vec!["--scipy-format", "csr"], "--scipy-format"),
+        (vec!["--layout", "dense"], "--layout"),
+        (vec!["--force"], "--force"),
+    ] {
+        let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&model, &"-o", &text];
+        all.extend(args.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>));
+        let run = convert(&all);
+        assert_eq!(run.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(stderr.contains(&format!("{flag} does not apply")), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(!text.exists(), "nothing written");
+    }
+    // Within npz export: index bits belong to the sparse layout, the scipy format to the scipy one.
+    let run = convert(&[&model, &"-o", &npz, &"--layout", &"dense", &"--index-bits", &"5"]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("--index-bits does not apply to this npz layout"));
+    let run = convert(&[&model, &"-o", &npz, &"--upgrade"]);
+    assert_eq!(run.status.code(), Some(2));
     assert!(
-        std::fs::read(&model).unwrap() == before,
-        "a plain rewrite is byte-identical"
+        convert(&[&model, &"-o", &npz, &"--layout", &"sparse", &"--index-bits", &"5"])
+            .status
+            .success()
     );
 }
 
@@ -149,7 +185,7 @@ fn idx_images_become_the_lmdb_caffe_made_record_for_record() {
         !tmp.path()
             .read_dir()
             .unwrap()
-            .any(|e| e.unwrap().file_name().to_string_lossy().contains(".tmp-")),
+            .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp")),
         "no temporary folder left behind"
     );
 

@@ -45,6 +45,22 @@ pub struct EvalArgs {
     pub predictions: Option<PathBuf>,
 }
 
+impl EvalArgs {
+    /// The files the command reads as given on the command line (the net's own data and mean files aside).
+    pub fn inputs(&self) -> Vec<&Path> {
+        [
+            Some(self.net.net.as_path()),
+            Some(self.net.weights.as_path()),
+            self.net.proto.as_deref(),
+            self.data.as_deref(),
+            self.labels.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
 /// `caffe-prune forward`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ForwardArgs {
@@ -385,6 +401,9 @@ impl Tally {
 
 /// Runs `eval`.
 pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
+    if let Some(predictions) = &args.predictions {
+        outfile::check_outputs(&[predictions], &args.inputs())?;
+    }
     let mut set = TestSet::open(args)?;
     let mut net = set.spec.build_net()?;
     let mut tally = Tally::new(&net, set.stream.images)?;
@@ -426,13 +445,26 @@ pub fn forward(args: &ForwardArgs) -> Result<Vec<String>> {
     for (name, array) in &arrays {
         net.set_input(name, &array.shape, &array.data)?;
     }
+    // Every file this will write, checked against every input before the pass.
+    let names: Vec<String> = net.blob_names().map(str::to_string).collect();
+    let files: Vec<PathBuf> = names
+        .iter()
+        .map(|name| args.output.join(format!("{}.npy", name.replace('/', "__"))))
+        .collect();
+    let mut inputs = vec![args.net.net.as_path(), args.net.weights.as_path()];
+    inputs.extend(args.net.proto.as_deref());
+    inputs.extend(
+        args.input
+            .iter()
+            .filter_map(|spec| spec.split_once('='))
+            .map(|(_, p)| Path::new(p)),
+    );
+    outfile::check_outputs(&files.iter().map(PathBuf::as_path).collect::<Vec<_>>(), &inputs)?;
     net.forward()?;
     std::fs::create_dir_all(&args.output).with_context(|| args.output.display().to_string())?;
-    let names: Vec<String> = net.blob_names().map(str::to_string).collect();
-    for name in &names {
+    for (name, file) in names.iter().zip(&files) {
         let blob = net.blob(name).expect("listed blob exists");
-        let file = args.output.join(format!("{}.npy", name.replace('/', "__")));
-        sparse::write_npy(&file, blob.shape(), blob.data())?;
+        sparse::write_npy(file, blob.shape(), blob.data())?;
     }
     Ok(names)
 }

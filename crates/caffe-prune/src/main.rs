@@ -10,7 +10,7 @@ mod plot;
 mod sweep;
 mod train;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -94,15 +94,10 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Allow an output to replace an input file.
-    #[arg(long)]
-    pub force: bool,
 }
 
+/// Prunes; without -o or --npz, only reports what pruning would do.
 fn run(args: &Args) -> Result<()> {
-    if args.output.is_none() && args.npz.is_none() {
-        bail!("nothing to write: give -o OUT.caffemodel and/or --npz OUT.npz");
-    }
     let report = plan::prune_model(args)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -175,7 +170,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("caffe-prune: error: {}", caffemodel::one_line(e.as_ref()));
-            ExitCode::FAILURE
+            // A flag that does not fit the command is a usage error, as clap's own are.
+            if e.downcast_ref::<clap::Error>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -7,6 +7,7 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, Table};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::Path;
 
 /// What happened to one pruned layer.
 #[derive(Serialize, Debug)]
@@ -153,6 +154,11 @@ pub fn prune_model(args: &Args) -> Result<Report> {
         }
     }
     let input = args.input.as_deref().context("no input model given")?;
+    let outputs: Vec<&Path> = [args.output.as_deref(), args.npz.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    outfile::check_outputs(&outputs, &[input])?;
     let model = ModelFile::open(input)?;
     let mut net = model.net()?;
     let mut targets = select(&net, args, &named)?;
@@ -239,11 +245,9 @@ pub fn prune_model(args: &Args) -> Result<Report> {
         }
     }
     if let Some(out) = &args.output {
-        caffemodel::refuse_overwriting_input(out, &[input], args.force)?;
-        caffemodel::write_atomic(out, |w| net.encode_to(w))?;
+        outfile::write_atomic(out, |w| net.encode_to(w))?;
     }
     if let Some(npz) = &args.npz {
-        caffemodel::refuse_overwriting_input(npz, &[input], args.force)?;
         caffemodel::npz::export_npz(
             &net,
             npz,

@@ -38,9 +38,6 @@ pub struct SweepArgs {
     /// budget while the measured drop is over).
     #[arg(long, value_name = "POINTS")]
     pub budget: Option<f64>,
-    /// Allow an output to replace an input file.
-    #[arg(long)]
-    pub force: bool,
 }
 
 /// The accuracy of one weight setting.
@@ -259,10 +256,12 @@ fn progress(len: usize) -> ProgressBar {
 
 /// Runs the sweep.
 pub fn sweep(args: &SweepArgs) -> Result<Report> {
-    for output in args.csv.iter().chain(&args.plot) {
-        let inputs = [args.eval.net.net.as_path(), args.eval.net.weights.as_path()];
-        caffemodel::write::refuse_overwriting_input(output, &inputs, args.force)?;
+    if args.eval.predictions.is_some() {
+        let message = "--predictions does not apply to sweep (eval writes them)";
+        return Err(clap::Error::raw(clap::error::ErrorKind::ArgumentConflict, message).into());
     }
+    let outputs: Vec<&std::path::Path> = args.csv.iter().chain(&args.plot).map(PathBuf::as_path).collect();
+    outfile::check_outputs(&outputs, &args.eval.inputs())?;
     if let Some(plot) = &args.plot {
         if plot.extension().and_then(|e| e.to_str()) != Some("svg") {
             bail!("{}: the plot is written as SVG: give a .svg file name", plot.display());
@@ -322,11 +321,11 @@ pub fn sweep(args: &SweepArgs) -> Result<Report> {
     };
     if let Some(path) = &args.csv {
         let csv = report.to_csv();
-        caffemodel::write::write_atomic(path, |out| out.write_all(csv.as_bytes()))?;
+        outfile::write_atomic(path, |out| out.write_all(csv.as_bytes()))?;
     }
     if let Some(path) = &args.plot {
         let svg = report.chart().to_svg();
-        caffemodel::write::write_atomic(path, |out| out.write_all(svg.as_bytes()))?;
+        outfile::write_atomic(path, |out| out.write_all(svg.as_bytes()))?;
     }
     Ok(report)
 }

@@ -93,9 +93,6 @@ pub struct RetrainArgs {
     /// Print the rounds as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Allow an output to replace an input file.
-    #[arg(long)]
-    pub force: bool,
     #[command(flatten)]
     pub data: DataArgs,
 }
@@ -261,10 +258,12 @@ struct Progress {
     tests: Vec<TestReport>,
     written: Vec<String>,
     last_loss: Option<f32>,
+    /// What the run read: no snapshot may replace one of them.
+    inputs: Vec<PathBuf>,
 }
 
 impl Progress {
-    fn new(first: i32, last: i32) -> Progress {
+    fn new(first: i32, last: i32, inputs: Vec<PathBuf>) -> Progress {
         let bar = ProgressBar::new(u64::try_from(last.max(first)).unwrap_or(0));
         bar.set_position(u64::try_from(first).unwrap_or(0));
         bar.set_style(
@@ -277,6 +276,7 @@ impl Progress {
             tests: Vec::new(),
             written: Vec::new(),
             last_loss: None,
+            inputs,
         }
     }
 }
@@ -325,12 +325,14 @@ impl Observer for Progress {
 
     fn on_snapshot(&mut self, snapshot: Snapshot) -> std::result::Result<(), String> {
         // Caffe's snapshot names, relative to the working directory as in Caffe.
+        let inputs: Vec<&Path> = self.inputs.iter().map(PathBuf::as_path).collect();
         let write = |name: &str, bytes: Vec<u8>| {
             let path = PathBuf::from(name);
+            outfile::check_outputs(&[&path], &inputs).map_err(|e| e.to_string())?;
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
             }
-            caffemodel::write::write_atomic(&path, |out| out.write_all(&bytes)).map_err(|e| e.to_string())?;
+            outfile::write_atomic(&path, |out| out.write_all(&bytes)).map_err(|e| e.to_string())?;
             Ok::<_, String>(path.display().to_string())
         };
         let model = write(&snapshot.model_filename, snapshot.model.encode_to_vec())?;
@@ -390,6 +392,11 @@ fn test_row(report: &TestReport) -> TestRow {
 pub fn train(args: &TrainArgs) -> Result<TrainReport> {
     let setup = Setup::read(&args.solver, &args.data)?;
     let mut solver = setup.solver()?;
+    let mut inputs: Vec<PathBuf> = [Some(&args.solver), args.weights.as_ref(), args.resume.as_ref()]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
     if let Some(weights) = &args.weights {
         solver.load_weights(&weights_of(weights)?)?;
     }
@@ -402,12 +409,13 @@ pub fn train(args: &TrainArgs) -> Result<TrainReport> {
             .as_deref()
             .context("the solver state names no learned_net to resume from")?;
         let learned = beside(learned, state_path.parent().unwrap_or(Path::new(".")));
+        inputs.push(learned.clone());
         let model = ModelFile::open(&learned)?;
         solver.load_weights(&eval::weights_of(&model)?)?;
         solver.restore(&state)?;
     }
     let start_iter = solver.iter();
-    let mut progress = Progress::new(start_iter, setup.param.max_iter());
+    let mut progress = Progress::new(start_iter, setup.param.max_iter(), inputs);
     let start = Instant::now();
     solver.solve(&mut progress)?;
     let seconds = start.elapsed().as_secs_f64();
@@ -542,9 +550,11 @@ impl Observer for RoundProgress {
 /// Runs `retrain`.
 pub fn retrain(args: &RetrainArgs) -> Result<RetrainReport> {
     let inputs = [args.weights.as_path(), args.solver.as_path()];
-    caffemodel::write::refuse_overwriting_input(&args.output, &inputs, args.force)?;
+    let outputs: Vec<&Path> = std::iter::once(args.output.as_path())
+        .chain(args.plot.as_deref())
+        .collect();
+    outfile::check_outputs(&outputs, &inputs)?;
     if let Some(plot) = &args.plot {
-        caffemodel::write::refuse_overwriting_input(plot, &inputs, args.force)?;
         if plot.extension().and_then(|e| e.to_str()) != Some("svg") {
             bail!("{}: the plot is written as SVG: give a .svg file name", plot.display());
         }
@@ -691,7 +701,7 @@ pub fn retrain(args: &RetrainArgs) -> Result<RetrainReport> {
     };
     if let Some(plot) = &args.plot {
         let svg = report.chart().to_svg();
-        caffemodel::write::write_atomic(plot, |out| out.write_all(svg.as_bytes()))?;
+        outfile::write_atomic(plot, |out| out.write_all(svg.as_bytes()))?;
     }
     Ok(report)
 }
@@ -709,7 +719,7 @@ fn write_model(input: &Path, output: &Path, solver: &Solver) -> Result<()> {
             net.set_blob_data(index, blob, tensor.data().to_vec())?;
         }
     }
-    caffemodel::write::write_atomic(output, |out| net.encode_to(out))?;
+    outfile::write_atomic(output, |out| net.encode_to(out))?;
     Ok(())
 }
 

@@ -53,10 +53,7 @@ fn golden_settings_keep_the_counts_and_cuts_of_the_reference_run() {
                 .map(|(l, t)| format!("{l}={}", t.as_f64().unwrap()))
                 .collect();
             let out = tmp.path().join("p.caffemodel");
-            run(
-                PRUNE,
-                &[&dir.join(path), &"--keep", &keep.join(","), &"-o", &out, &"--force"],
-            );
+            run(PRUNE, &[&dir.join(path), &"--keep", &keep.join(","), &"-o", &out]);
             let before = weights(&dir.join(path));
             let after = weights(&out);
             for ((name, w0), (_, w1)) in before.iter().zip(&after) {
@@ -129,14 +126,7 @@ fn output_differs_from_input_only_in_pruned_payloads_for_both_generations() {
         let out = tmp.path().join("p.caffemodel");
         run(
             PRUNE,
-            &[
-                &input,
-                &"--keep",
-                &"conv1=0.3,conv2=0.1,ip1=0.01,ip2=0.2",
-                &"-o",
-                &out,
-                &"--force",
-            ],
+            &[&input, &"--keep", &"conv1=0.3,conv2=0.1,ip1=0.01,ip2=0.2", &"-o", &out],
         );
         let (a, b) = (std::fs::read(&input).unwrap(), std::fs::read(&out).unwrap());
         assert_eq!(a.len(), b.len());
@@ -213,7 +203,6 @@ fn npz_exports_load_in_numpy_and_scipy_and_import_back_identically() {
                 &npz,
                 &"--index-bits",
                 &bits.to_string(),
-                &"--force",
             ],
         );
         // The expected blobs, straight from the pruned caffemodel, as raw little-endian floats for Python.
@@ -268,7 +257,7 @@ fn global_std_and_filter_rules_run_and_report() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("p.caffemodel");
     let json = |args: &[&dyn AsRef<std::ffi::OsStr>]| -> serde_json::Value {
-        let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&model, &"-o", &out, &"--force", &"--json"];
+        let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&model, &"-o", &out, &"--json"];
         all.extend_from_slice(args);
         serde_json::from_slice(&run(PRUNE, &all).stdout).unwrap()
     };
@@ -294,6 +283,50 @@ fn global_std_and_filter_rules_run_and_report() {
         .collect();
     assert_eq!(zero_rows.len(), 26);
     assert!(zero_rows.iter().all(|&r| b[r] == 0.0));
+}
+
+#[test]
+fn without_an_output_the_report_is_printed_and_nothing_written() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet_random.caffemodel");
+    let before = std::fs::read(&model).unwrap();
+    let o = run(PRUNE, &[&model, &"--keep", &"conv1=0.3,ip1=0.01", &"--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(report.to_string().contains("conv1"));
+    assert!(std::fs::read(&model).unwrap() == before);
+}
+
+#[test]
+fn an_output_is_never_an_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m.caffemodel");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet_random.caffemodel"),
+        &model,
+    )
+    .unwrap();
+    let before = std::fs::read(&model).unwrap();
+    let link = tmp.path().join("link.caffemodel");
+    std::os::unix::fs::symlink(&model, &link).unwrap();
+    let dotted = tmp.path().join("./m.caffemodel");
+    let other = tmp.path().join("o.caffemodel");
+    for outputs in [
+        vec!["-o", dotted.to_str().unwrap()],
+        vec!["--npz", link.to_str().unwrap()],
+        vec!["-o", other.to_str().unwrap(), "--npz", other.to_str().unwrap()],
+    ] {
+        let mut args = vec![model.to_str().unwrap(), "--keep", "conv1=0.3"];
+        args.extend(&outputs);
+        let o = Command::new(PRUNE).args(&args).output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{outputs:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("refusing") || err.contains("named as two outputs"),
+            "{outputs:?}: {err}"
+        );
+        assert!(std::fs::read(&model).unwrap() == before, "{outputs:?}");
+        assert!(!other.exists());
+    }
 }
 
 #[test]

@@ -22,6 +22,41 @@ fn eval(golden: &Path, net: &str, weights: &Path, data: &str, predictions: Optio
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+#[test]
+fn predictions_never_replace_an_input() {
+    let Some(fx) = testkit::fixtures() else { return };
+    let golden = fx.join("golden");
+    let tmp = tempfile::tempdir().unwrap();
+    // The weights under test are a copy, so a regression cannot damage the fixtures.
+    let weights = tmp.path().join("w.caffemodel");
+    std::fs::copy(fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel"), &weights).unwrap();
+    let before = std::fs::read(&weights).unwrap();
+    let lmdb = golden.join("data/mnist_test_lmdb");
+    for target in [
+        weights.clone(),
+        tmp.path().join("./w.caffemodel"),
+        lmdb.join("data.mdb"),
+    ] {
+        let out = Command::new(BIN)
+            .arg("eval")
+            .arg("--net")
+            .arg(golden.join("lenet/lenet_mnist_v2/lenet_test.prototxt"))
+            .arg("--weights")
+            .arg(&weights)
+            .arg("--data")
+            .arg(&lmdb)
+            .arg("--predictions")
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{target:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("refusing to write an output"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    assert!(std::fs::read(&weights).unwrap() == before, "the weights were replaced");
+}
+
 /// Caffe prints loss with 6 significant digits ("0.0272693"): ours must print the same.
 fn same_as_printed(ours: f64, printed: &str) {
     let caffe: f64 = printed.split_whitespace().next().unwrap().parse().unwrap();
@@ -95,7 +130,6 @@ fn pruned_lenets_score_what_caffe_scored() {
             .arg(fx.join(weights))
             .args(["--keep", "conv1=0.3,conv2=0.1,ip1=0.01,ip2=0.2", "-o"])
             .arg(&pruned)
-            .arg("--force")
             .output()
             .unwrap();
         assert!(out.status.success());

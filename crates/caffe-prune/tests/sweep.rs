@@ -85,7 +85,7 @@ fn a_swept_setting_scores_what_caffe_scored_and_the_outputs_agree() {
 fn bad_sweep_arguments_fail_with_one_line() {
     let Some(fx) = testkit::fixtures() else { return };
     let golden = fx.join("golden");
-    let base = |extra: &[&str]| {
+    let base_code = |extra: &[&str], code: i32| {
         let out = Command::new(BIN)
             .arg("sweep")
             .arg("--net")
@@ -97,11 +97,22 @@ fn bad_sweep_arguments_fail_with_one_line() {
             .args(extra)
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(out.status.code(), Some(code), "{extra:?}");
         let err = String::from_utf8_lossy(&out.stderr).to_string();
         assert_eq!(err.trim_end().lines().count(), 1, "{err}");
         err
     };
+    let base = |extra: &[&str]| base_code(extra, 1);
+    // A flag sweep would ignore is a usage error.
+    let tmp = tempfile::tempdir().unwrap();
+    let pred = tmp.path().join("p.npy");
+    let err = base_code(&["--grid", "ip1=0.5", "--predictions", pred.to_str().unwrap()], 2);
+    assert!(err.contains("--predictions does not apply to sweep"), "{err}");
+    assert!(!pred.exists());
+    // An output that is an input, under another spelling, is refused before any evaluation.
+    let weights = fx.join("models/lenet_mnist_v2/./lenet_iter_10000.caffemodel");
+    assert!(base(&["--grid", "ip1=0.5", "--csv", weights.to_str().unwrap()])
+        .contains("refusing to write an output over the input"));
     assert!(base(&["--grid", "pool1=0.5"]).contains("not a prunable layer"));
     assert!(base(&["--grid", "ip1=1.5"]).contains("not in [0, 1]"));
     assert!(base(&["--grid", "ip1"]).contains("LAYER="));

@@ -241,7 +241,10 @@ fn retrain_refuses_bad_arguments_in_one_line() {
     };
     check(&[&"--keep", &"conv1=2", &"-o", &out_path], "[0, 1]");
     check(&[&"--keep", &"nosuch=0.5", &"-o", &out_path], "nosuch");
-    check(&[&"--keep", &"conv1=0.5", &"-o", &input], "overwrite");
+    check(
+        &[&"--keep", &"conv1=0.5", &"-o", &input],
+        "refusing to write an output over the input",
+    );
     check(
         &[&"--keep", &"conv1=0.5", &"--schedule", &"1.5", &"-o", &out_path],
         "schedule",

@@ -22,14 +22,12 @@ pub mod text;
 pub mod tree;
 pub mod upgrade;
 pub mod wire;
-pub mod write;
 
 pub use error::{one_line, Error, Result};
 pub use model::{
     is_prunable_type, output_rows, BinaryKind, BlobFile, BlobShape, BlobView, Generation, LayerView, ModelFile, Net,
     SolverStateView, Values,
 };
-pub use write::{refuse_overwriting_input, write_atomic};
 
 use prost::Message as _;
 

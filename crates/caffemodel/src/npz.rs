@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::model::{is_prunable_type, output_rows, Net};
 use sparse::{CompressedMatrix, Csc, Csr, Gaps, GapsRef, NpzReader, NpzWriter};
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// How an `.npz` stores the weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,6 +130,15 @@ pub enum ScipyFormat {
 /// The file name of a layer's scipy npz: '/' in layer names becomes '__'.
 pub fn scipy_file_name(layer: &str) -> String {
     format!("{}.npz", layer.replace('/', "__"))
+}
+
+/// The files [`export_scipy`] writes into `dir`, one per layer with a prunable weight blob.
+pub fn scipy_files(net: &Net<'_>, dir: &Path) -> Vec<PathBuf> {
+    net.layers()
+        .into_iter()
+        .filter(|layer| is_prunable_type(&layer.type_name()) && !layer.blobs().is_empty())
+        .map(|layer| dir.join(scipy_file_name(&layer.name())))
+        .collect()
 }
 
 /// Writes one `scipy.sparse.load_npz`-readable file per prunable weight blob into the folder `dir` (created if

@@ -93,6 +93,9 @@ pub enum SparseError {
 /// What went wrong while writing or reading a `.npz` file.
 #[derive(Debug, thiserror::Error)]
 pub enum NpzError {
+    /// Guards the output: created beside its target, synced and renamed into place (see the `outfile` crate).
+    #[error(transparent)]
+    Output(#[from] outfile::OutputError),
     /// Guards every file-system operation on `path` (open, create, write,
     /// sync, rename).
     #[error("{action} {path}: {source}")]

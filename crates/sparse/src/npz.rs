@@ -14,7 +14,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use tempfile::NamedTempFile;
+use outfile::AtomicFile;
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, DateTime, System, ZipArchive, ZipWriter};
 
@@ -58,7 +58,7 @@ fn validate_key(key: &str) -> Result<(), NpzError> {
 ///
 /// [`finish`]: NpzWriter::finish
 pub struct NpzWriter {
-    zip: ZipWriter<BufWriter<NamedTempFile>>,
+    zip: ZipWriter<BufWriter<AtomicFile>>,
     destination: PathBuf,
     keys: HashSet<String>,
     /// Set when a write failed half-way: the archive is then unusable.
@@ -69,27 +69,10 @@ impl NpzWriter {
     /// Starts an archive that [`finish`](NpzWriter::finish) will place at `path`.
     ///
     /// # Errors
-    /// [`NpzError::Io`] if the temporary file cannot be created in `path`'s folder.
+    /// [`NpzError::Output`] if the temporary file cannot be created in `path`'s folder.
     pub fn create(path: impl AsRef<Path>) -> Result<Self, NpzError> {
         let destination = path.as_ref().to_path_buf();
-        let folder = match destination.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let mut builder = tempfile::Builder::new();
-        builder.prefix(".npz-").suffix(".tmp");
-        // tempfile creates 0600 files; ask for 0666 so the umask decides, as
-        // for any newly created file.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            builder.permissions(std::fs::Permissions::from_mode(0o666));
-        }
-        let temp = builder.tempfile_in(&folder).map_err(|source| NpzError::Io {
-            action: "create temporary file in",
-            path: folder.clone(),
-            source,
-        })?;
+        let temp = AtomicFile::create(&destination)?;
         Ok(NpzWriter {
             zip: ZipWriter::new(BufWriter::with_capacity(CHUNK_BYTES, temp)),
             destination,
@@ -188,7 +171,7 @@ impl NpzWriter {
         key: &str,
         header: &[u8],
         data_bytes: u64,
-        write_data: impl FnOnce(&mut ZipWriter<BufWriter<NamedTempFile>>) -> std::io::Result<()>,
+        write_data: impl FnOnce(&mut ZipWriter<BufWriter<AtomicFile>>) -> std::io::Result<()>,
     ) -> Result<(), NpzError> {
         let member_bytes = header.len() as u64 + data_bytes;
         let options = SimpleFileOptions::default()
@@ -240,14 +223,10 @@ impl NpzWriter {
             .zip
             .finish()
             .map_err(|source| NpzError::Zip { key: None, source })?;
-        let temp = buffered
+        let file = buffered
             .into_inner()
             .map_err(|e| io_error("write temporary file for", e.into_error()))?;
-        temp.as_file()
-            .sync_all()
-            .map_err(|e| io_error("sync temporary file for", e))?;
-        temp.persist(&destination)
-            .map_err(|e| io_error("rename temporary file to", e.error))?;
+        file.commit()?;
         Ok(())
     }
 }
@@ -525,38 +504,21 @@ pub fn read_npy<T: NpyElement>(path: impl AsRef<Path>) -> Result<Array<T>, NpzEr
 /// folder renamed over `path`.
 pub fn write_npy<T: NpyElement>(path: impl AsRef<Path>, shape: &[usize], data: &[T]) -> Result<(), NpzError> {
     let path = path.as_ref();
-    let io = |source| NpzError::Io {
-        action: "write",
-        path: path.to_path_buf(),
-        source,
-    };
     if element_count(shape) != Some(data.len()) {
         return Err(NpzError::ShapeOverflow {
             key: path.display().to_string(),
             shape: shape.to_vec(),
         });
     }
-    let folder = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut temp = tempfile::Builder::new()
-        .prefix(".npy-")
-        .suffix(".tmp")
-        .tempfile_in(&folder)
-        .map_err(io)?;
-    {
-        let mut out = BufWriter::new(temp.as_file_mut());
-        out.write_all(&npy::encode_header(&T::DTYPE, shape)).map_err(io)?;
+    outfile::write_atomic(path, |out| {
+        out.write_all(&npy::encode_header(&T::DTYPE, shape))?;
         let mut buf = Vec::with_capacity(CHUNK_BYTES);
         for chunk in data.chunks(CHUNK_BYTES / T::DTYPE.item_size()) {
             buf.clear();
             T::extend_le_bytes(chunk, &mut buf);
-            out.write_all(&buf).map_err(io)?;
+            out.write_all(&buf)?;
         }
-        out.flush().map_err(io)?;
-    }
-    temp.as_file().sync_all().map_err(io)?;
-    temp.persist(path).map_err(|e| io(e.error))?;
+        Ok(())
+    })?;
     Ok(())
 }

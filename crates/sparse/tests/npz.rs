@@ -233,7 +233,10 @@ fn create_in_missing_folder_is_an_io_error() {
     let err = NpzWriter::create(dir.path().join("no/such/folder/x.npz"))
         .err()
         .unwrap();
-    assert!(matches!(err, NpzError::Io { .. }), "{err}");
+    assert!(
+        matches!(err, NpzError::Output(outfile::OutputError::Io { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("no/such/folder"), "{err}");
 }
 
