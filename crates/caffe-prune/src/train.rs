@@ -31,6 +31,12 @@ pub struct DataArgs {
     /// Replaces the TEST Data layers' source, as --train-data.
     #[arg(long, value_name = "PATH")]
     pub test_data: Option<PathBuf>,
+    /// Adds a test net (a TEST-phase net prototxt), for a solver that has none or as one more.
+    #[arg(long, value_name = "NET.prototxt", requires = "test_iter")]
+    pub test_net: Option<PathBuf>,
+    /// Batches the --test-net runs per test (its Data layer's batch_size times this should cover the test set).
+    #[arg(long, value_name = "N", requires = "test_net", value_parser = clap::value_parser!(i32).range(1..))]
+    pub test_iter: Option<i32>,
     /// Read the prototxts with this caffe.proto (a fork's schema).
     #[arg(long, value_name = "PATH")]
     pub proto: Option<PathBuf>,
@@ -58,7 +64,8 @@ pub struct TrainArgs {
 /// `caffe-prune retrain`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RetrainArgs {
-    /// The solver (.prototxt) with a TEST net (test_iter), whose accuracy is reported per round.
+    /// The solver (.prototxt). With a test net (test_iter, or --test-net) the rounds report its accuracy; the
+    /// training loss is reported either way.
     #[arg(long, value_name = "S.prototxt")]
     pub solver: PathBuf,
     /// The trained model to prune and retrain.
@@ -182,6 +189,17 @@ impl Setup {
                 param.snapshot_prefix = Some(Path::new(dir).join(name).display().to_string());
             }
             Some(_) => {}
+        }
+        if let (Some(net), Some(iter)) = (&data.test_net, data.test_iter) {
+            // As the solver's own test_net (paths as given, else beside the solver), with its test_iter.
+            if !param.test_net_param.is_empty() || param.test_state.len() > param.test_net.len() {
+                bail!(
+                    "{}: --test-net cannot be added to a solver with inline test nets or test states",
+                    solver.display()
+                );
+            }
+            param.test_net.push(net.display().to_string());
+            param.test_iter.push(iter);
         }
         let solver_dir = solver.parent().unwrap_or(Path::new(".")).to_path_buf();
         let mut net_dir = solver_dir.clone();
@@ -462,11 +480,14 @@ pub struct RoundRow {
     pub kept_weights: usize,
     /// Fraction of the pruned layers' weights that are nonzero.
     pub kept_fraction: f64,
-    /// Test accuracy.
-    pub accuracy: f64,
+    /// Test accuracy (`None`: no test net).
+    pub accuracy: Option<f64>,
     /// Test loss.
     pub loss: Option<f64>,
-    /// For --regrow: accuracy after the dense steps, before pruning again.
+    /// The training loss at the end of the round (smoothed over the solver's average_loss iterations; `None` in
+    /// round 0, before any training).
+    pub train_loss: Option<f64>,
+    /// For --regrow: test accuracy after the dense steps, before pruning again.
     pub accuracy_before_reprune: Option<f64>,
     /// For --regrow: nonzero weights of the pruned layers after the dense steps.
     pub kept_weights_before_reprune: Option<usize>,
@@ -477,8 +498,8 @@ pub struct RoundRow {
 pub struct RetrainReport {
     /// `fixed mask`, `gradual (schedule ...)` or `regrow (dense steps, then re-prune)`.
     pub mode: String,
-    /// The unpruned model's test accuracy.
-    pub dense_accuracy: f64,
+    /// The unpruned model's test accuracy (`None`: no test net).
+    pub dense_accuracy: Option<f64>,
     /// Weights in the pruned layers.
     pub weights: usize,
     /// Round 0 (pruned, untrained) and every round after.
@@ -489,11 +510,11 @@ pub struct RetrainReport {
     pub iterations_per_s: f64,
 }
 
-/// The first test net's accuracy (the output named `accuracy`, else the first) and loss.
-fn accuracy_of(reports: &[TestReport]) -> Result<(f64, Option<f64>)> {
-    let report = reports
-        .first()
-        .context("the solver has no test net to measure accuracy with")?;
+/// The first test net's accuracy (the output named `accuracy`, else the first) and loss; `None` without a test net.
+fn accuracy_of(reports: &[TestReport]) -> Result<(Option<f64>, Option<f64>)> {
+    let Some(report) = reports.first() else {
+        return Ok((None, None));
+    };
     let accuracy = report
         .outputs
         .iter()
@@ -505,7 +526,7 @@ fn accuracy_of(reports: &[TestReport]) -> Result<(f64, Option<f64>)> {
         .iter()
         .find(|o| o.loss_weight != 0.0)
         .map(|o| f64::from(o.value * o.loss_weight));
-    Ok((f64::from(accuracy.value), loss))
+    Ok((Some(f64::from(accuracy.value)), loss))
 }
 
 /// Prunes the named layers' weight blobs of the solver's net in place to `keep`; returns the masks.
@@ -535,10 +556,12 @@ fn nonzero(solver: &Solver, layers: &BTreeMap<String, f64>) -> usize {
 /// Rounds' progress on stderr.
 struct RoundProgress {
     bar: ProgressBar,
+    last_loss: Option<f32>,
 }
 
 impl Observer for RoundProgress {
     fn on_iteration(&mut self, report: &IterationReport) -> Control {
+        self.last_loss = Some(report.smoothed_loss);
         if report.lr.is_some() {
             self.bar.set_message(format!("loss {:.6}", report.smoothed_loss));
             self.bar.inc(1);
@@ -570,12 +593,6 @@ pub fn retrain(args: &RetrainArgs) -> Result<RetrainReport> {
     }
     let keep: BTreeMap<String, f64> = crate::plan::parse_keep(&args.keep)?;
     let mut setup = Setup::read(&args.solver, &args.data)?;
-    if setup.nets.tests.is_empty() {
-        bail!(
-            "{}: the solver has no test net (test_iter with a TEST phase net): retrain reports test accuracy per round",
-            args.solver.display()
-        );
-    }
     // Rounds are measured here: no periodic tests or snapshots inside them.
     setup.param.base_lr = Some(setup.param.base_lr() * args.lr_scale);
     setup.param.test_interval = Some(0);
@@ -609,7 +626,7 @@ pub fn retrain(args: &RetrainArgs) -> Result<RetrainReport> {
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let mut progress = RoundProgress { bar };
+    let mut progress = RoundProgress { bar, last_loss: None };
     let row = |round: usize, solver: &mut Solver, keep: &BTreeMap<String, f64>, iterations: i64| -> Result<RoundRow> {
         let (accuracy, loss) = accuracy_of(&solver.test_all()?)?;
         let kept_weights = nonzero(solver, keep);
@@ -621,6 +638,7 @@ pub fn retrain(args: &RetrainArgs) -> Result<RetrainReport> {
             kept_fraction: kept_weights as f64 / weights.max(1) as f64,
             accuracy,
             loss,
+            train_loss: None,
             accuracy_before_reprune: None,
             kept_weights_before_reprune: None,
         })
@@ -647,7 +665,8 @@ pub fn retrain(args: &RetrainArgs) -> Result<RetrainReport> {
             let grown = nonzero(&solver, &keep);
             prune_net(&mut solver, &keep)?;
             let mut r = row(round, &mut solver, &keep, iterations)?;
-            r.accuracy_before_reprune = Some(before);
+            r.train_loss = progress.last_loss.map(f64::from);
+            r.accuracy_before_reprune = before;
             r.kept_weights_before_reprune = Some(grown);
             rounds.push(r);
         } else {
@@ -660,15 +679,18 @@ pub fn retrain(args: &RetrainArgs) -> Result<RetrainReport> {
             solver.step(args.steps, &mut progress)?;
             train_seconds += start.elapsed().as_secs_f64();
             iterations += i64::from(args.steps);
-            rounds.push(row(round, &mut solver, &round_keep, iterations)?);
+            let mut r = row(round, &mut solver, &round_keep, iterations)?;
+            r.train_loss = progress.last_loss.map(f64::from);
+            rounds.push(r);
         }
         if let Some(r) = rounds.last() {
+            let measured = match r.accuracy {
+                Some(a) => format!("accuracy {a:.4}"),
+                None => format!("training loss {:.4}", r.train_loss.unwrap_or(f64::NAN)),
+            };
             say(
                 &progress.bar,
-                format!(
-                    "round {round}: accuracy {:.4}, {} weights kept",
-                    r.accuracy, r.kept_weights
-                ),
+                format!("round {round}: {measured}, {} weights kept", r.kept_weights),
             );
         }
     }
@@ -677,7 +699,8 @@ pub fn retrain(args: &RetrainArgs) -> Result<RetrainReport> {
     if !args.regrow && keep_for_round(args.rounds - 1) != keep {
         let masks = prune_net(&mut solver, &keep)?;
         solver.set_masks(&masks)?;
-        let r = row(args.rounds + 1, &mut solver, &keep, iterations)?;
+        let mut r = row(args.rounds + 1, &mut solver, &keep, iterations)?;
+        r.train_loss = progress.last_loss.map(f64::from);
         rounds.push(r);
     }
     write_model(&args.weights, &args.output, &solver)?;
@@ -724,14 +747,32 @@ fn write_model(input: &Path, output: &Path, solver: &Solver) -> Result<()> {
 }
 
 impl RetrainReport {
-    /// Accuracy per round, one line (two with --regrow).
+    /// Test accuracy per round, one line (two with --regrow); the training loss without a test net.
     pub fn chart(&self) -> LineChart {
+        if self.dense_accuracy.is_none() {
+            return LineChart {
+                title: format!(
+                    "Retraining, {} (no test net)",
+                    self.mode.split(" (").next().unwrap_or_default()
+                ),
+                x_label: "round".into(),
+                y_label: "training loss".into(),
+                series: vec![Series {
+                    name: "pruned".into(),
+                    points: self
+                        .rounds
+                        .iter()
+                        .filter_map(|r| r.train_loss.map(|l| (r.round as f64, l)))
+                        .collect(),
+                }],
+            };
+        }
         let mut series = vec![Series {
             name: "pruned".into(),
             points: self
                 .rounds
                 .iter()
-                .map(|r| (r.round as f64, r.accuracy * 100.0))
+                .filter_map(|r| r.accuracy.map(|a| (r.round as f64, a * 100.0)))
                 .collect(),
         }];
         if self.rounds.iter().any(|r| r.accuracy_before_reprune.is_some()) {
@@ -748,7 +789,7 @@ impl RetrainReport {
             title: format!(
                 "Retraining, {} (unpruned: {:.2}%)",
                 self.mode.split(" (").next().unwrap_or_default(),
-                self.dense_accuracy * 100.0
+                self.dense_accuracy.unwrap_or(f64::NAN) * 100.0
             ),
             x_label: "round".into(),
             y_label: "test accuracy (%)".into(),
@@ -761,7 +802,15 @@ impl RetrainReport {
         let mut table = Table::new();
         table.load_preset(UTF8_FULL_CONDENSED);
         let regrow = self.rounds.iter().any(|r| r.accuracy_before_reprune.is_some());
-        let mut header = vec!["round", "iterations", "kept weights", "kept %", "accuracy %", "loss"];
+        let mut header = vec![
+            "round",
+            "iterations",
+            "kept weights",
+            "kept %",
+            "accuracy %",
+            "loss",
+            "train loss",
+        ];
         if regrow {
             header.extend(["dense accuracy %", "dense kept weights"]);
         }
@@ -772,8 +821,9 @@ impl RetrainReport {
                 r.iterations.to_string(),
                 r.kept_weights.to_string(),
                 format!("{:.3}", r.kept_fraction * 100.0),
-                format!("{:.2}", r.accuracy * 100.0),
+                r.accuracy.map_or_else(|| "-".into(), |a| format!("{:.2}", a * 100.0)),
                 r.loss.map_or_else(|| "-".into(), |l| format!("{l:.4}")),
+                r.train_loss.map_or_else(|| "-".into(), |l| format!("{l:.4}")),
             ];
             if regrow {
                 cells.push(
@@ -787,18 +837,18 @@ impl RetrainReport {
             }
             table.add_row(cells);
         }
-        for column in 0..8 {
+        for column in 0..9 {
             if let Some(c) = table.column_mut(column) {
                 c.set_cell_alignment(CellAlignment::Right);
             }
         }
+        let dense = match self.dense_accuracy {
+            Some(a) => format!("unpruned accuracy {:.2}%", a * 100.0),
+            None => "no test net: training loss only".to_string(),
+        };
         format!(
-            "{}; unpruned accuracy {:.2}%; {} weights in the pruned layers\n{table}\n{:.1} iterations/s; wrote {}\n",
-            self.mode,
-            self.dense_accuracy * 100.0,
-            self.weights,
-            self.iterations_per_s,
-            self.output
+            "{}; {dense}; {} weights in the pruned layers\n{table}\n{:.1} iterations/s; wrote {}\n",
+            self.mode, self.weights, self.iterations_per_s, self.output
         )
     }
 }

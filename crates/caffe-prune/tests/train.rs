@@ -224,6 +224,65 @@ fn regrow_lets_pruned_weights_grow_back_then_prunes_again() {
 }
 
 #[test]
+fn retrain_without_a_test_net_reports_the_training_loss_and_a_given_test_net_its_accuracy() {
+    let Some(fx) = testkit::fixtures() else { return };
+    let golden = fx.join("golden");
+    let tmp = tempfile::tempdir().unwrap();
+    // Real Caffe's own training solver: BVLC's settings, no test net.
+    let solver = golden.join("train/lenet_solver_sgd.prototxt");
+    let input = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
+    let retrain = |extra: &[&dyn AsRef<std::ffi::OsStr>]| -> serde_json::Value {
+        let output = tmp.path().join("r.caffemodel");
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+            &"retrain",
+            &"--solver",
+            &solver,
+            &"--weights",
+            &input,
+            &"--keep",
+            &KEEP,
+            &"--rounds",
+            &"2",
+            &"--steps",
+            &"20",
+            &"--json",
+            &"-o",
+            &output,
+        ];
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let report = retrain(&[]);
+    assert!(report["dense_accuracy"].is_null());
+    let rounds = report["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 3);
+    assert!(rounds.iter().all(|r| r["accuracy"].is_null()));
+    assert!(rounds[0]["train_loss"].is_null(), "round 0 has not trained");
+    for r in &rounds[1..] {
+        let loss = r["train_loss"].as_f64().unwrap();
+        assert!(loss > 0.0 && loss < 3.0, "{loss}");
+        assert_eq!(r["kept_weights"], 7646);
+    }
+    // A test net given on the command line: 10 batches of 100 test images.
+    let test_net = golden.join("lenet/lenet_mnist_v2/lenet_test.prototxt");
+    let test_data = golden.join("data/mnist_test_lmdb");
+    let report = retrain(&[
+        &"--test-net",
+        &test_net,
+        &"--test-iter",
+        &"10",
+        &"--test-data",
+        &test_data,
+    ]);
+    assert!(report["dense_accuracy"].as_f64().unwrap() > 0.98);
+    let last = report["rounds"].as_array().unwrap().last().unwrap().clone();
+    assert!(last["accuracy"].as_f64().unwrap() > 0.9, "{last}");
+    assert!(last["train_loss"].as_f64().is_some());
+}
+
+#[test]
 fn retrain_refuses_bad_arguments_in_one_line() {
     let Some(fx) = testkit::fixtures() else { return };
     let input = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
