@@ -16,7 +16,15 @@ use std::process::ExitCode;
 
 /// Convert Caffe files: upgrade V0/V1 nets and solvers to the modern layout, print a caffemodel as prototxt text.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    after_help = "Examples:\n  \
+        caffe-convert old_v1.caffemodel -o new.caffemodel --upgrade\n  \
+        caffe-convert pruned.caffemodel -o pruned.npz --index-bits 5      (the tutorial's sparse dict)\n  \
+        caffe-convert pruned.caffemodel -o - | less                      (the net as text, weights left out)\n  \
+        caffe-convert t10k-images-idx3-ubyte.gz -o mnist_test_lmdb       (IDX to a Caffe LMDB)"
+)]
 struct Args {
     /// Input: .caffemodel (or a legacy weights file), .prototxt, .solverstate or .binaryproto.
     input: PathBuf,
@@ -54,6 +62,8 @@ struct Args {
     /// labels-idx1.
     #[arg(long, value_name = "LABELS")]
     labels: Option<PathBuf>,
+    #[command(flatten)]
+    common: clikit::Common,
 }
 
 /// NPZ layouts.
@@ -77,18 +87,8 @@ enum SparseFormat {
 }
 
 fn main() -> ExitCode {
-    match run(&Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("caffe-convert: error: {}", caffemodel::one_line(e.as_ref()));
-            // A flag that does not fit the conversion is a usage error, as clap's own are.
-            if e.downcast_ref::<clap::Error>().is_some() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-    }
+    let args = Args::parse();
+    clikit::finish("caffe-convert", args.common.apply().and_then(|()| run(&args)))
 }
 
 /// The conversions, each with the flags that apply to it.
@@ -156,8 +156,7 @@ impl Mode {
                     (Mode::NpzExport, "--index-bits" | "--scipy-format") => "this npz layout",
                     _ => self.describe(),
                 };
-                let message = format!("{flag} does not apply to {what}");
-                return Err(clap::Error::raw(clap::error::ErrorKind::ArgumentConflict, message).into());
+                return Err(clikit::usage_error(format!("{flag} does not apply to {what}")));
             }
         }
         Ok(())
@@ -196,10 +195,13 @@ fn emit(args: &Args, bytes: &[u8]) -> Result<()> {
 
 fn report(steps: &upgrade::UpgradeReport, what: &Path) {
     if steps.steps.is_empty() {
-        eprintln!("{}: already in the modern layout, nothing to upgrade", what.display());
+        clikit::note(format!(
+            "{}: already in the modern layout, nothing to upgrade",
+            what.display()
+        ));
     }
     for step in &steps.steps {
-        eprintln!("{}: upgraded: {step}", what.display());
+        clikit::note(format!("{}: upgraded: {step}", what.display()));
     }
 }
 
@@ -322,12 +324,12 @@ fn idx_to_lmdb(args: &Args) -> Result<()> {
     let folder = outfile::AtomicFolder::create(&args.output)?;
     let count = datasets::write_lmdb(&dataset, folder.path())?;
     folder.commit()?;
-    eprintln!(
+    clikit::note(format!(
         "{}: {count} records from {} and {}",
         args.output.display(),
         args.input.display(),
         labels.display()
-    );
+    ));
     Ok(())
 }
 
@@ -415,11 +417,11 @@ fn export_npz(args: &Args) -> Result<()> {
     };
     let count: usize = entries.iter().map(|e| e.count).sum();
     let stored: usize = entries.iter().map(|e| e.stored).sum();
-    eprintln!(
+    clikit::note(format!(
         "{}: {} arrays, {count} values, {stored} stored entries",
         args.output.display(),
         entries.len()
-    );
+    ));
     Ok(())
 }
 
@@ -438,11 +440,11 @@ fn import_npz(args: &Args) -> Result<()> {
     let mut net = model.net()?;
     let entries = caffemodel::npz::import_npz(&mut net, &args.input)?;
     outfile::write_atomic(&args.output, |w| net.encode_to(w))?;
-    eprintln!(
+    clikit::note(format!(
         "{}: {} blobs set from {}",
         args.output.display(),
         entries.len(),
         args.input.display()
-    );
+    ));
     Ok(())
 }

@@ -215,3 +215,17 @@ fn idx_images_become_the_lmdb_caffe_made_record_for_record() {
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(!bad.exists());
 }
+
+#[test]
+fn threads_quiet_and_a_worked_example() {
+    let help = convert(&[&"--help"]);
+    let text = String::from_utf8(help.stdout).unwrap();
+    for needle in ["--threads <N>", "--quiet", "Examples"] {
+        assert!(text.contains(needle), "--help lacks {needle}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet_random.caffemodel");
+    let run = convert(&[&model, &"-o", &dir.path().join("x.npz"), &"--quiet", &"--threads", &"2"]);
+    assert!(run.status.success());
+    assert!(run.stderr.is_empty(), "{}", String::from_utf8_lossy(&run.stderr));
+}

@@ -11,13 +11,18 @@ use std::process::ExitCode;
 
 /// Look inside a Caffe file: .caffemodel (modern, V1 or V0), .prototxt, .solverstate or .binaryproto.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    after_help = "Example:\n  caffe-inspect testdata/lenet.caffemodel --net testdata/lenet.prototxt\n  \
+                  (a row per layer with weights: shapes, params, nonzeros, sparsity, dense and sparse bytes)"
+)]
 struct Args {
     /// The file to inspect.
     file: PathBuf,
     /// A net definition to check the weights against (which layers get weights, which are ignored).
-    #[arg(long, value_name = "NET")]
-    prototxt: Option<PathBuf>,
+    #[arg(long, value_name = "NET.prototxt", alias = "prototxt")]
+    net: Option<PathBuf>,
     /// Print JSON instead of tables.
     #[arg(long)]
     json: bool,
@@ -27,27 +32,25 @@ struct Args {
     /// Index bits of the relative-index (gap) form used for the sparse size column.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=16))]
     index_bits: u8,
+    #[command(flatten)]
+    common: clikit::Common,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match report::run(
-        &args.file,
-        args.prototxt.as_deref(),
-        args.proto.as_deref(),
-        args.json,
-        args.index_bits,
-    ) {
-        Ok(text) => {
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            // A closed pipe (`| head`) is not an error worth a message.
-            let _ = out.write_all(text.as_bytes());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("caffe-inspect: error: {}", caffemodel::one_line(e.as_ref()));
-            ExitCode::FAILURE
-        }
-    }
+    let result = args.common.apply().and_then(|()| {
+        let text = report::run(
+            &args.file,
+            args.net.as_deref(),
+            args.proto.as_deref(),
+            args.json,
+            args.index_bits,
+        )?;
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        // A closed pipe (`| head`) is not an error worth a message.
+        let _ = out.write_all(text.as_bytes());
+        Ok(())
+    });
+    clikit::finish("caffe-inspect", result)
 }

@@ -124,3 +124,28 @@ fn bad_input_is_one_line_and_exit_code_1() {
         std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet_random.caffemodel")).unwrap();
     expect_failure(&write("cut.caffemodel", &model[..model.len() / 2]), "at byte");
 }
+
+#[test]
+fn threads_quiet_net_and_a_worked_example() {
+    let help = Command::new(env!("CARGO_BIN_EXE_caffe-inspect"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(help.stdout).unwrap();
+    for needle in ["--threads <N>", "--quiet", "Example", "--net <NET.prototxt>"] {
+        assert!(text.contains(needle), "--help lacks {needle}");
+    }
+    // --prototxt stays as an alias of --net.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata");
+    for flag in ["--net", "--prototxt"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_caffe-inspect"))
+            .arg(root.join("lenet.caffemodel"))
+            .arg(flag)
+            .arg(root.join("lenet.prototxt"))
+            .args(["--threads", "1", "-q"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{flag}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(o.stderr.is_empty());
+    }
+}

@@ -407,10 +407,18 @@ pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
     let mut set = TestSet::open(args)?;
     let mut net = set.spec.build_net()?;
     let mut tally = Tally::new(&net, set.stream.images)?;
+    let bar = clikit::progress_bar(
+        set.stream.images as u64,
+        "eval [{bar:30}] {pos}/{len} images ({per_sec}, ETA {eta})",
+    );
     let start = Instant::now();
-    set.stream
-        .for_each(|batch, take| tally.run(&mut net, &set.spec.wiring, batch, take))?;
+    set.stream.for_each(|batch, take| {
+        tally.run(&mut net, &set.spec.wiring, batch, take)?;
+        bar.inc(take as u64);
+        Ok(())
+    })?;
     let seconds = start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
     if let Some(path) = &args.predictions {
         write_predictions(path, &tally.predictions, tally.classes)?;
     }

@@ -21,7 +21,12 @@ use std::process::ExitCode;
     version,
     about,
     args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
+    subcommand_negates_reqs = true,
+    after_help = "Examples:\n  \
+        caffe-prune testdata/lenet.caffemodel --keep conv1=0.3,conv2=0.1,ip1=0.01,ip2=0.2 \\\n      \
+        -o pruned.caffemodel --npz pruned.npz\n  \
+        caffe-prune testdata/lenet.caffemodel --global-keep 0.05          (report only, nothing written)\n\n\
+        Each subcommand has its own --help with an example."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -31,21 +36,38 @@ struct Cli {
     #[arg(long, global = true)]
     deterministic: bool,
     #[command(flatten)]
+    common: clikit::Common,
+    #[command(flatten)]
     prune: Args,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Accuracy (top-1, top-5), mean loss and speed of a net on a test set (Caffe LMDB or IDX).
+    #[command(after_help = "Example:\n  \
+        caffe-prune eval --net testdata/lenet_train_test.prototxt --weights pruned.caffemodel \\\n      \
+        --data t10k-images-idx3-ubyte.gz --predictions labels.npy")]
     Eval(eval::EvalArgs),
     /// One forward pass on given input arrays; every top blob written as DIR/<blob>.npy.
+    #[command(after_help = "Example:\n  \
+        caffe-prune forward --net testdata/lenet.prototxt --weights testdata/lenet.caffemodel \\\n      \
+        --input data=x.npy -o blobs/      (x.npy: float32, shape 1x1x28x28)")]
     Forward(eval::ForwardArgs),
     /// Prune one layer at a time over a grid of keep fractions and measure each setting's accuracy: a table, CSV,
     /// SVG plot, and with --budget a suggested --keep.
+    #[command(after_help = "Example:\n  \
+        caffe-prune sweep --net lenet_test.prototxt --weights lenet.caffemodel --data mnist_test_lmdb \\\n      \
+        --grid ip1=0.01:0.2:5 --csv sweep.csv --plot sweep.svg --budget 0.5")]
     Sweep(sweep::SweepArgs),
     /// Train a net from a solver prototxt, as `caffe train`: progress bar, tests, snapshots Caffe can resume.
+    #[command(after_help = "Examples:\n  \
+        caffe-prune train --solver testdata/lenet_solver.prototxt\n  \
+        caffe-prune train --solver testdata/lenet_solver.prototxt --resume lenet_iter_5000.solverstate")]
     Train(train::TrainArgs),
     /// Prune a trained model, then retrain it with the pruned weights held at exactly zero; accuracy per round.
+    #[command(after_help = "Example:\n  \
+        caffe-prune retrain --solver testdata/lenet_solver.prototxt --weights lenet.caffemodel \\\n      \
+        --keep conv1=0.3,conv2=0.1,ip1=0.01,ip2=0.2 --rounds 12 --steps 500 -o retrained.caffemodel --plot rounds.svg")]
     Retrain(train::RetrainArgs),
 }
 
@@ -159,23 +181,13 @@ fn dispatch(cli: &Cli) -> Result<()> {
         }
         Some(Command::Forward(args)) => {
             let names = eval::forward(args)?;
-            eprintln!("wrote {} blobs to {}", names.len(), args.output.display());
+            clikit::note(format!("wrote {} blobs to {}", names.len(), args.output.display()));
             Ok(())
         }
     }
 }
 
 fn main() -> ExitCode {
-    match dispatch(&Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("caffe-prune: error: {}", caffemodel::one_line(e.as_ref()));
-            // A flag that does not fit the command is a usage error, as clap's own are.
-            if e.downcast_ref::<clap::Error>().is_some() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-    }
+    let cli = Cli::parse();
+    clikit::finish("caffe-prune", cli.common.apply().and_then(|()| dispatch(&cli)))
 }

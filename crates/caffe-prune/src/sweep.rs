@@ -6,7 +6,7 @@ use crate::eval::{EvalArgs, Preloaded, TestSet};
 use crate::plot::{LineChart, Series};
 use anyhow::{bail, Context, Result};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, Table};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -244,11 +244,9 @@ impl Evaluator {
 }
 
 fn progress(len: usize) -> ProgressBar {
-    let bar = ProgressBar::new(len as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} settings, {elapsed} elapsed, ETA {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
+    let bar = clikit::progress_bar(
+        len as u64,
+        "{prefix} [{bar:30}] {pos}/{len} settings, {elapsed} elapsed, ETA {eta}",
     );
     bar.set_prefix("sweep");
     bar
@@ -257,8 +255,9 @@ fn progress(len: usize) -> ProgressBar {
 /// Runs the sweep.
 pub fn sweep(args: &SweepArgs) -> Result<Report> {
     if args.eval.predictions.is_some() {
-        let message = "--predictions does not apply to sweep (eval writes them)";
-        return Err(clap::Error::raw(clap::error::ErrorKind::ArgumentConflict, message).into());
+        return Err(clikit::usage_error(
+            "--predictions does not apply to sweep (eval writes them)",
+        ));
     }
     let outputs: Vec<&std::path::Path> = args.csv.iter().chain(&args.plot).map(PathBuf::as_path).collect();
     outfile::check_outputs(&outputs, &args.eval.inputs())?;

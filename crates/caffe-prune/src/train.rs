@@ -9,7 +9,7 @@ use caffe_proto::{NetParameter, SolverParameter};
 use caffemodel::text::{self, Schema};
 use caffemodel::ModelFile;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, Table};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use prost::Message as _;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -208,7 +208,7 @@ impl Setup {
             if let Some(dir) = path.parent() {
                 net_dir = dir.to_path_buf();
             }
-            read_net(&path, &schema).map_err(|e| caffemodel::one_line(e.as_ref()))
+            read_net(&path, &schema).map_err(|e| clikit::one_line(e.as_ref()))
         })
         .with_context(|| solver.display().to_string())?;
         let layers = data_layers(&nets)?;
@@ -282,13 +282,11 @@ struct Progress {
 
 impl Progress {
     fn new(first: i32, last: i32, inputs: Vec<PathBuf>) -> Progress {
-        let bar = ProgressBar::new(u64::try_from(last.max(first)).unwrap_or(0));
-        bar.set_position(u64::try_from(first).unwrap_or(0));
-        bar.set_style(
-            ProgressStyle::with_template("[{bar:30}] iter {pos}/{len} {msg} ({per_sec}, ETA {eta})")
-                .expect("valid template")
-                .progress_chars("=> "),
+        let bar = clikit::progress_bar(
+            u64::try_from(last.max(first)).unwrap_or(0),
+            "[{bar:30}] iter {pos}/{len} {msg} ({per_sec}, ETA {eta})",
         );
+        bar.set_position(u64::try_from(first).unwrap_or(0));
         Progress {
             bar,
             tests: Vec::new(),
@@ -302,7 +300,7 @@ impl Progress {
 /// A line above the progress bar, or on stderr as it is when the bar is hidden (stderr not a terminal, e.g. a log).
 fn say(bar: &ProgressBar, line: String) {
     if bar.is_hidden() {
-        eprintln!("{line}");
+        clikit::note(line);
     } else {
         bar.println(line);
     }
@@ -620,11 +618,9 @@ pub fn retrain(args: &RetrainArgs) -> Result<RetrainReport> {
             None => keep.clone(),
         }
     };
-    let bar = ProgressBar::new(args.rounds as u64 * args.steps as u64);
-    bar.set_style(
-        ProgressStyle::with_template("[{bar:30}] iter {pos}/{len} {prefix} {msg} ({per_sec}, ETA {eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
+    let bar = clikit::progress_bar(
+        args.rounds as u64 * args.steps as u64,
+        "[{bar:30}] iter {pos}/{len} {prefix} {msg} ({per_sec}, ETA {eta})",
     );
     let mut progress = RoundProgress { bar, last_loss: None };
     let row = |round: usize, solver: &mut Solver, keep: &BTreeMap<String, f64>, iterations: i64| -> Result<RoundRow> {

@@ -354,3 +354,35 @@ fn bad_rules_are_clear_errors() {
         assert!(!out.exists());
     }
 }
+
+#[test]
+fn every_command_has_threads_quiet_and_a_worked_example() {
+    for sub in [
+        None,
+        Some("eval"),
+        Some("forward"),
+        Some("sweep"),
+        Some("train"),
+        Some("retrain"),
+    ] {
+        let help = Command::new(PRUNE).args(sub).arg("--help").output().unwrap();
+        let text = String::from_utf8(help.stdout).unwrap();
+        for needle in ["--threads <N>", "--quiet", "Example", "--deterministic"] {
+            assert!(text.contains(needle), "{sub:?} --help lacks {needle}");
+        }
+    }
+    // --quiet: results on stdout, nothing on stderr; --threads 0 is a usage error.
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet_random.caffemodel");
+    let o = Command::new(PRUNE)
+        .arg(&model)
+        .args(["--keep", "conv1=0.5", "--threads", "1", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(o.status.success() && !o.stdout.is_empty() && o.stderr.is_empty());
+    let o = Command::new(PRUNE)
+        .arg(&model)
+        .args(["--keep", "conv1=0.5", "--threads", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}

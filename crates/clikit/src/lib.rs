@@ -1,0 +1,137 @@
+//! What the workspace's command-line tools share, so each says it once: the flags every command takes
+//! (`--threads`, `--quiet`), progress bars that stay out of logs and `--quiet` runs, usage errors for flags that do
+//! not apply, and the one-line error with its exit code (1 for a failure, 2 for a usage error, as clap's own).
+
+#![warn(missing_docs)]
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The flags every command takes. Flatten into a clap parser; mark them `global` so they also follow a subcommand.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Common {
+    /// Worker threads for the parallel parts (default: one per core; RAYON_NUM_THREADS is honoured too).
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+    /// No progress bars and no notes on stderr: only results (stdout) and errors.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+}
+
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+impl Common {
+    /// Puts the flags in force for the whole process: call once, before any work.
+    ///
+    /// # Errors
+    /// When the thread pool cannot be built (a pool was already set up in this process).
+    pub fn apply(&self) -> anyhow::Result<()> {
+        QUIET.store(self.quiet, Ordering::Relaxed);
+        if let Some(threads) = self.threads {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(usize::from(threads))
+                .build_global()
+                .map_err(|e| anyhow::anyhow!("--threads {threads}: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `--quiet` is in force.
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// A note for the person at the terminal (what was written, what was upgraded), on stderr unless `--quiet`.
+pub fn note(line: impl std::fmt::Display) {
+    if !quiet() {
+        eprintln!("{line}");
+    }
+}
+
+/// A progress bar of `len` steps with the given indicatif template, hidden under `--quiet` (indicatif itself hides
+/// it when stderr is not a terminal, so logs stay clean).
+pub fn progress_bar(len: u64, template: &str) -> indicatif::ProgressBar {
+    if quiet() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    let style = indicatif::ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar
+}
+
+/// A flag given where it does not apply: reported as a usage error (exit code 2).
+pub fn usage_error(message: impl std::fmt::Display) -> anyhow::Error {
+    clap::Error::raw(clap::error::ErrorKind::ArgumentConflict, message.to_string()).into()
+}
+
+/// An error and all its causes on one line, each cause once (a cause whose text the message already holds is left
+/// out: I/O errors are often quoted by the error that wraps them).
+pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let text = e.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = e.source();
+    }
+    line.replace('\n', " ")
+}
+
+/// The end of a tool's `main`: success, or `TOOL: error: <one line>` on stderr with exit code 2 for a usage error
+/// and 1 for anything else.
+pub fn finish(tool: &str, result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{tool}: error: {}", one_line(e.as_ref()));
+            if e.downcast_ref::<clap::Error>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Wrapped(&'static str, std::io::Error);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{}: {}", self.0, self.1)
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.1)
+        }
+    }
+
+    #[test]
+    fn causes_already_in_the_message_are_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let error = Wrapped("/x.caffemodel", io);
+        assert_eq!(one_line(&error), "/x.caffemodel: No such file or directory");
+        let chained = anyhow::Error::new(std::io::Error::other("disk\nfull")).context("writing out.npz");
+        assert_eq!(one_line(chained.as_ref()), "writing out.npz: disk full");
+    }
+
+    #[test]
+    fn usage_errors_exit_2_and_failures_1() {
+        assert_eq!(finish("t", Err(usage_error("--x does not apply"))), ExitCode::from(2));
+        assert_eq!(finish("t", Err(anyhow::anyhow!("broken"))), ExitCode::FAILURE);
+        assert_eq!(finish("t", Ok(())), ExitCode::SUCCESS);
+    }
+}
