@@ -320,7 +320,7 @@ pub fn sweep(args: &SweepArgs) -> Result<Report> {
     };
     if let Some(path) = &args.csv {
         let csv = report.to_csv();
-        outfile::write_atomic(path, |out| out.write_all(csv.as_bytes()))?;
+        outfile::write_atomic(path, |out| out.write_all(&csv))?;
     }
     if let Some(path) = &args.plot {
         let svg = report.chart().to_svg();
@@ -463,21 +463,25 @@ fn opt(v: Option<f64>) -> String {
 
 impl Report {
     /// The measurements as CSV.
-    pub fn to_csv(&self) -> String {
-        let mut csv = String::from("layer,keep,sparsity,top1,top5,loss\n");
-        for r in &self.rows {
-            let _ = writeln!(
-                csv,
-                "{},{},{:.6},{:.6},{},{}",
-                r.layer,
-                r.keep,
-                r.sparsity,
-                r.score.top1,
-                opt(r.score.top5),
-                opt(r.score.loss)
-            );
+    pub fn to_csv(&self) -> Vec<u8> {
+        // The csv crate quotes what needs quoting: a layer named `fc,1` or `a "b"` comes back as it was.
+        let mut out = csv::Writer::from_writer(Vec::new());
+        let rows = std::iter::once(["layer", "keep", "sparsity", "top1", "top5", "loss"].map(String::from)).chain(
+            self.rows.iter().map(|r| {
+                [
+                    r.layer.clone(),
+                    r.keep.to_string(),
+                    format!("{:.6}", r.sparsity),
+                    format!("{:.6}", r.score.top1),
+                    opt(r.score.top5),
+                    opt(r.score.loss),
+                ]
+            }),
+        );
+        for row in rows {
+            out.write_record(&row).expect("writing to memory cannot fail");
         }
-        csv
+        out.into_inner().expect("writing to memory cannot fail")
     }
 
     /// Top-1 accuracy against keep fraction, one line per layer.
@@ -570,6 +574,45 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_keeps_layer_names_with_commas_and_quotes() {
+        let score = Score {
+            top1: 0.5,
+            top5: None,
+            loss: Some(1.25),
+        };
+        let names = ["fc,1", "conv \"a\"", "plain", "line\nbreak"];
+        let report = Report {
+            images: 1,
+            dense: score.clone(),
+            rows: names
+                .iter()
+                .map(|name| Row {
+                    layer: name.to_string(),
+                    keep: 0.1,
+                    sparsity: 0.9,
+                    score: score.clone(),
+                    drop_points: 0.0,
+                })
+                .collect(),
+            suggestion: None,
+        };
+        let csv = report.to_csv();
+        let mut reader = csv::Reader::from_reader(csv.as_slice());
+        assert_eq!(
+            reader.headers().unwrap(),
+            vec!["layer", "keep", "sparsity", "top1", "top5", "loss"]
+        );
+        let back: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(back.len(), names.len());
+        for (record, name) in back.iter().zip(names) {
+            assert_eq!(&record[0], name);
+            assert_eq!(&record[1], "0.1");
+            assert_eq!(&record[4], "");
+            assert_eq!(&record[5], "1.250000");
+        }
+    }
 
     #[test]
     fn linspace_includes_both_ends() {
