@@ -37,6 +37,13 @@ pub struct EvalArgs {
     /// Images per forward pass (default: the Data layer's batch_size, else 100).
     #[arg(long)]
     pub batch: Option<usize>,
+    /// Stages of the TEST net, added to the net's own (layers are chosen by Caffe's include/exclude rules).
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    pub stage: Vec<String>,
+    /// The TEST net's level, compared with the rules' min_level/max_level (it replaces the net's own, as in Caffe's
+    /// tools).
+    #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
+    pub level: i32,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -210,14 +217,13 @@ impl TestSet {
     /// Reads the net, the weights and opens the data as the TEST Data layer (or `--data`) says.
     pub fn open(args: &EvalArgs) -> Result<TestSet> {
         let loaded = load(&args.net)?;
-        // The TEST Data layer: its batch size, transform and source.
-        let data_layer = loaded.param.layer.iter().find(|l| {
-            l.r#type() == "Data"
-                && (l.include.is_empty()
-                    || l.include
-                        .iter()
-                        .any(|r| r.phase == Some(caffe_proto::Phase::Test as i32)))
-        });
+        let mut options = engine::NetOptions::test();
+        options.stages = args.stage.clone();
+        options.level = args.level;
+        // The Data layer the TEST net keeps under Caffe's rules (phase, level, stages): its batch size, transform
+        // and source.
+        let kept = engine::graph::filter_layers(&loaded.param, &options.state(&loaded.param))?;
+        let data_layer = kept.iter().find(|l| l.r#type() == "Data");
         let transform = data_layer.and_then(|l| l.transform_param.clone()).unwrap_or_default();
         let source = data_layer
             .and_then(|l| l.data_param.as_ref())
@@ -254,9 +260,7 @@ impl TestSet {
         // Inputs: the image top and (when the net has one) the label top of the data layer, or the Input layer's top.
         let inputs: Vec<String> = match data_layer {
             Some(l) => l.top.clone(),
-            None => loaded
-                .param
-                .layer
+            None => kept
                 .iter()
                 .find(|l| l.r#type() == "Input")
                 .map(|l| l.top.clone())
@@ -264,7 +268,7 @@ impl TestSet {
         };
         let data_blob = inputs.first().cloned().context("the net has no input blob")?;
         let label_blob = inputs.get(1).cloned();
-        let mut options = engine::NetOptions::test().with_input_shape(&data_blob, &first.shape);
+        options = options.with_input_shape(&data_blob, &first.shape);
         if let Some(label) = &label_blob {
             options = options.with_input_shape(label, &[first.shape[0]]);
         }

@@ -57,6 +57,51 @@ fn predictions_never_replace_an_input() {
     assert!(std::fs::read(&weights).unwrap() == before, "the weights were replaced");
 }
 
+#[test]
+fn the_data_layer_follows_caffes_rules_for_stage_and_level() {
+    let Some(fx) = testkit::fixtures() else { return };
+    let golden = fx.join("golden");
+    let tmp = tempfile::tempdir().unwrap();
+    // The golden TEST net with a second Data layer for stage "other" and level >= 2, reading nothing that exists.
+    let net = std::fs::read_to_string(golden.join("lenet/lenet_mnist_v2/lenet_test.prototxt")).unwrap();
+    let net = net.replacen(
+        "  include { phase: TEST }\n  transform_param",
+        "  include { phase: TEST not_stage: \"other\" max_level: 1 }\n  transform_param",
+        1,
+    );
+    let other = "layer {\n  name: \"other\"\n  type: \"Data\"\n  top: \"data\"\n  top: \"label\"\n  \
+                 include { phase: TEST stage: \"other\" }\n  include { phase: TEST min_level: 2 }\n  \
+                 data_param { source: \"no/such/lmdb\" batch_size: 10 backend: LMDB }\n}\n";
+    let net = net.replacen("layer {", &format!("{other}layer {{"), 1);
+    let path = tmp.path().join("staged.prototxt");
+    std::fs::write(&path, net).unwrap();
+    let weights = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
+    let run = |extra: &[&str]| {
+        Command::new(BIN)
+            .arg("eval")
+            .arg("--net")
+            .arg(&path)
+            .arg("--weights")
+            .arg(&weights)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // Without a stage, level 0: the original layer, fed by --data.
+    let data = golden.join("data/mnist_test_lmdb");
+    let o = run(&["--data", data.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["images"], 10000);
+    // With the stage, or at level 2, the other layer: its missing source is the error.
+    for extra in [["--stage", "other"], ["--level", "2"]] {
+        let o = run(&extra);
+        assert_eq!(o.status.code(), Some(1), "{extra:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("no/such/lmdb"), "{extra:?}: {err}");
+    }
+}
+
 /// Caffe prints loss with 6 significant digits ("0.0272693"): ours must print the same.
 fn same_as_printed(ours: f64, printed: &str) {
     let caffe: f64 = printed.split_whitespace().next().unwrap().parse().unwrap();

@@ -45,6 +45,16 @@ impl NetOptions {
         Self::default()
     }
 
+    /// The state `param`'s layers are filtered with ([`crate::graph::filter_layers`]): the net's own `state`, with
+    /// these options' phase and level and their stages added, as Caffe's `Net(file, phase, level, stages)`.
+    pub fn state(&self, param: &NetParameter) -> NetState {
+        let mut state: NetState = param.state.clone().unwrap_or_default();
+        state.phase = Some(self.phase as i32);
+        state.level = Some(self.level);
+        state.stage.extend(self.stages.iter().cloned());
+        state
+    }
+
     /// TRAIN phase, level 0, no stages, no input shapes.
     pub fn train() -> Self {
         NetOptions {
@@ -269,11 +279,7 @@ impl Net {
                 inputs: param.input.clone(),
             });
         }
-        let mut state: NetState = param.state.clone().unwrap_or_default();
-        state.phase = Some(options.phase as i32);
-        state.level = Some(options.level);
-        state.stage.extend(options.stages.iter().cloned());
-        let layers = insert_splits(&filter_layers(param, &state)?)?;
+        let layers = insert_splits(&filter_layers(param, &options.state(param))?)?;
 
         let mut net = Net {
             name: param.name().to_string(),
