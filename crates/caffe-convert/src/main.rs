@@ -301,13 +301,8 @@ fn is_idx_images(path: &Path) -> bool {
 fn idx_to_lmdb(args: &Args) -> Result<()> {
     let labels = match &args.labels {
         Some(l) => l.clone(),
-        None => {
-            let name = args.input.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            if !name.contains("images-idx3") {
-                bail!("{}: give the labels file with --labels", args.input.display());
-            }
-            args.input.with_file_name(name.replace("images-idx3", "labels-idx1"))
-        }
+        None => datasets::labels_path_for(&args.input)
+            .with_context(|| format!("{}: give the labels file with --labels", args.input.display()))?,
     };
     if args.output.as_os_str() == "-" {
         bail!("an LMDB is a folder: give -o DB_FOLDER, not -");

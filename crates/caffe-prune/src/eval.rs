@@ -95,10 +95,7 @@ pub fn load(args: &NetArgs) -> Result<Loaded> {
         Some(p) => Schema::from_proto_file(p)?,
         None => Schema::builtin(),
     };
-    let mut param = text::read_net(&args.net, &schema)?;
-    if caffemodel::upgrade::net_needs_upgrade(&param) {
-        caffemodel::upgrade::upgrade_net(&mut param).with_context(|| format!("{}: upgrade", args.net.display()))?;
-    }
+    let param = text::read_net_upgraded(&args.net, &schema)?;
     let weights = weights_of(&ModelFile::open(&args.weights)?)?;
     Ok(Loaded { param, weights })
 }
@@ -126,14 +123,7 @@ pub struct EvalReport {
 fn open_dataset(args: &EvalArgs, source: Option<&str>, net_dir: &Path) -> Result<Box<dyn Dataset>> {
     let path = match (&args.data, source) {
         (Some(p), _) => p.clone(),
-        (None, Some(s)) => {
-            let direct = PathBuf::from(s);
-            if direct.exists() {
-                direct
-            } else {
-                net_dir.join(s)
-            }
-        }
+        (None, Some(s)) => beside(s, net_dir),
         (None, None) => bail!("no --data given and the net has no Data layer source"),
     };
     if path.is_dir() {
@@ -141,13 +131,8 @@ fn open_dataset(args: &EvalArgs, source: Option<&str>, net_dir: &Path) -> Result
     }
     let labels = match &args.labels {
         Some(l) => l.clone(),
-        None => {
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            if !name.contains("images-idx3") {
-                bail!("{}: give the labels file with --labels", path.display());
-            }
-            path.with_file_name(name.replace("images-idx3", "labels-idx1"))
-        }
+        None => datasets::labels_path_for(&path)
+            .with_context(|| format!("{}: give the labels file with --labels", path.display()))?,
     };
     Ok(Box::new(IdxDataset::open(&path, &labels)?))
 }
@@ -237,16 +222,7 @@ impl TestSet {
         let net_dir = args.net.net.parent().unwrap_or(Path::new("."));
         let dataset = open_dataset(args, source.as_deref(), net_dir)?;
         let mean = match &transform.mean_file {
-            Some(m) => {
-                let path = if Path::new(m).exists() {
-                    PathBuf::from(m)
-                } else {
-                    net_dir.join(m)
-                };
-                let file = ModelFile::open(&path)?;
-                file.blob()?;
-                Some(caffe_proto::BlobProto::decode(file.bytes()).with_context(|| path.display().to_string())?)
-            }
+            Some(m) => Some(read_mean(m, net_dir)?),
             None => None,
         };
         let transformer = Transformer::new(&transform, caffe_proto::Phase::Test, mean.as_ref())?;
@@ -401,6 +377,25 @@ impl Tally {
             images_per_s: images as f64 / seconds,
         }
     }
+}
+
+/// A path from a net or solver file: as given when it exists (or is absolute), else relative to `base`.
+pub fn beside(path: &str, base: &Path) -> PathBuf {
+    let given = PathBuf::from(path);
+    if given.exists() || given.is_absolute() {
+        given
+    } else {
+        base.join(given)
+    }
+}
+
+/// A `transform_param.mean_file` (a .binaryproto blob), found by [`beside`] from `base`, the folder the data
+/// sources are resolved against.
+pub fn read_mean(name: &str, base: &Path) -> Result<caffe_proto::BlobProto> {
+    let path = beside(name, base);
+    let file = ModelFile::open(&path)?;
+    file.blob()?;
+    caffe_proto::BlobProto::decode(file.bytes()).with_context(|| path.display().to_string())
 }
 
 /// Runs `eval`.

@@ -205,7 +205,7 @@ fn grid(args: &SweepArgs, prunable: &[String]) -> Result<Grid> {
 /// Weight-blob layers of the TEST net that the pruning rules apply to, in net order.
 fn prunable_layers(net: &engine::Net) -> Vec<String> {
     net.layers()
-        .filter(|l| matches!(l.layer_type.as_str(), "Convolution" | "InnerProduct" | "Deconvolution"))
+        .filter(|l| caffemodel::is_prunable_type(&l.layer_type))
         .filter(|l| net.params(&l.name).is_some_and(|p| !p.is_empty()))
         .map(|l| l.name.clone())
         .collect()

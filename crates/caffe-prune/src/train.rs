@@ -104,24 +104,6 @@ pub struct RetrainArgs {
     pub data: DataArgs,
 }
 
-/// A path as given when it exists, else relative to `dir`.
-fn beside(path: &str, dir: &Path) -> PathBuf {
-    let given = PathBuf::from(path);
-    if given.exists() || given.is_absolute() {
-        given
-    } else {
-        dir.join(given)
-    }
-}
-
-fn read_net(path: &Path, schema: &Schema) -> Result<NetParameter> {
-    let mut param = text::read_net(path, schema)?;
-    if caffemodel::upgrade::net_needs_upgrade(&param) {
-        caffemodel::upgrade::upgrade_net(&mut param).with_context(|| format!("{}: upgrade", path.display()))?;
-    }
-    Ok(param)
-}
-
 /// Everything a solver needs, read from the files.
 struct Setup {
     param: SolverParameter,
@@ -152,16 +134,15 @@ fn source_of(path: &Path) -> Result<train::Source> {
     if path.is_dir() {
         return Ok(train::Source::Lmdb(path.to_path_buf()));
     }
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    if !name.contains("images-idx3") {
-        bail!(
+    let labels = datasets::labels_path_for(path).with_context(|| {
+        format!(
             "{}: not an LMDB folder, and no labels file can be found from the name (expected *images-idx3*)",
             path.display()
-        );
-    }
+        )
+    })?;
     Ok(train::Source::Idx {
         images: path.to_path_buf(),
-        labels: path.with_file_name(name.replace("images-idx3", "labels-idx1")),
+        labels,
     })
 }
 
@@ -204,11 +185,11 @@ impl Setup {
         let solver_dir = solver.parent().unwrap_or(Path::new(".")).to_path_buf();
         let mut net_dir = solver_dir.clone();
         let nets = SolverNets::resolve(&param, |name| {
-            let path = beside(name, &solver_dir);
+            let path = eval::beside(name, &solver_dir);
             if let Some(dir) = path.parent() {
                 net_dir = dir.to_path_buf();
             }
-            read_net(&path, &schema).map_err(|e| clikit::one_line(e.as_ref()))
+            text::read_net_upgraded(&path, &schema).map_err(|e| clikit::one_line(&e))
         })
         .with_context(|| solver.display().to_string())?;
         let layers = data_layers(&nets)?;
@@ -247,10 +228,7 @@ impl Setup {
             }
         };
         for mean in nets.mean_files() {
-            let path = beside(&mean, &options.base_dir);
-            let file = ModelFile::open(&path)?;
-            file.blob()?;
-            let blob = caffe_proto::BlobProto::decode(file.bytes()).with_context(|| path.display().to_string())?;
+            let blob = eval::read_mean(&mean, &options.base_dir)?;
             options.mean_files.insert(mean, blob);
         }
         Ok(Setup {
@@ -424,7 +402,7 @@ pub fn train(args: &TrainArgs) -> Result<TrainReport> {
             .learned_net
             .as_deref()
             .context("the solver state names no learned_net to resume from")?;
-        let learned = beside(learned, state_path.parent().unwrap_or(Path::new(".")));
+        let learned = eval::beside(learned, state_path.parent().unwrap_or(Path::new(".")));
         inputs.push(learned.clone());
         let model = ModelFile::open(&learned)?;
         solver.load_weights(&eval::weights_of(&model)?)?;

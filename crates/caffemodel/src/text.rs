@@ -110,6 +110,16 @@ pub fn read_net(path: &Path, schema: &Schema) -> Result<caffe_proto::NetParamete
     transcode(path, &dynamic)
 }
 
+/// Reads a net `.prototxt` and upgrades a V0/V1 or legacy-input layout to the modern one, as Caffe's
+/// `ReadNetParamsFromTextFileOrDie` does before building a net.
+pub fn read_net_upgraded(path: &Path, schema: &Schema) -> Result<caffe_proto::NetParameter> {
+    let mut net = read_net(path, schema)?;
+    if crate::upgrade::net_needs_upgrade(&net) {
+        crate::upgrade::upgrade_net(&mut net).map_err(|e| Error::invalid(path, format!("upgrade: {e}")))?;
+    }
+    Ok(net)
+}
+
 /// Reads a solver `.prototxt` into the typed SolverParameter.
 pub fn read_solver(path: &Path, schema: &Schema) -> Result<caffe_proto::SolverParameter> {
     let text = read_text_file(path)?;

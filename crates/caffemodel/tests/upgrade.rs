@@ -3,7 +3,7 @@
 //! `upgrade_net_proto_text` and `upgrade_solver_proto_text`), plus hand-built
 //! legacy nets for the paths the fixtures do not exercise.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use caffe_proto::{
     v1_layer_parameter::LayerType, BlobProto, BlobShape, ConvolutionParameter, DataParameter, FillerParameter,
@@ -16,19 +16,7 @@ use caffemodel::upgrade::{
 use prost::Message;
 use prost_reflect::DynamicMessage;
 
-/// The shared fixtures, or `None` (test skipped) when they are missing outside
-/// CI; under CI (`CI=true`) missing fixtures fail the test.
-fn fixtures() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
-    if dir.join("MANIFEST.json").is_file() {
-        return Some(dir);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("fixtures missing at {} (required when CI=true)", dir.display());
-    }
-    eprintln!("note: fixtures not found at {}; skipping", dir.display());
-    None
-}
+use testkit::fixtures;
 
 fn read(dir: &Path, name: &str) -> Vec<u8> {
     std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))

@@ -277,6 +277,15 @@ pub struct IdxDataset {
     shape: Option<Shape>,
 }
 
+/// The labels file that goes with an MNIST-style images file: the same name with `images-idx3` replaced by
+/// `labels-idx1` (`t10k-images-idx3-ubyte.gz` -> `t10k-labels-idx1-ubyte.gz`), or `None` when the name has no
+/// `images-idx3` to replace.
+pub fn labels_path_for(images: &Path) -> Option<PathBuf> {
+    let name = images.file_name()?.to_str()?;
+    name.contains("images-idx3")
+        .then(|| images.with_file_name(name.replace("images-idx3", "labels-idx1")))
+}
+
 impl IdxDataset {
     /// Pairs images with labels; their counts must be equal (Caffe's convert_mnist_data CHECKs it).
     pub fn new(images: IdxImages, labels: IdxLabels) -> Result<Self, Error> {

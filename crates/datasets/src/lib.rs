@@ -36,5 +36,5 @@ mod transform;
 pub use dataset::{Batch, Batcher, Dataset, Record, RecordReader, Shape, Values};
 pub use datum::{write_lmdb, LmdbDataset, LmdbWriter, RawReader, RawRecord, CAFFE_COMMIT_EVERY};
 pub use error::{Error, Location};
-pub use idx::{IdxDataset, IdxImages, IdxLabels};
+pub use idx::{labels_path_for, IdxDataset, IdxImages, IdxLabels};
 pub use transform::Transformer;

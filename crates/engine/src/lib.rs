@@ -63,34 +63,5 @@ pub use net::{ExternalInput, LayerInfo, LearnableParam, Net, NetOptions};
 pub use tensor::Tensor;
 pub use weights::{shape_equals, CopyReport, LayerWeights, WeightBlob};
 
-/// The layer types the engine computes, besides the data-reading types whose tops the caller feeds
-/// ([`DATA_LAYER_TYPES`]).
-pub const COMPUTE_LAYER_TYPES: &[&str] = &[
-    "Accuracy",
-    "BatchNorm",
-    "Bias",
-    "Concat",
-    "Convolution",
-    "Deconvolution",
-    "Dropout",
-    "Eltwise",
-    "EuclideanLoss",
-    "Flatten",
-    "InnerProduct",
-    "LRN",
-    "Pooling",
-    "PReLU",
-    "ReLU",
-    "Reshape",
-    "Scale",
-    "Sigmoid",
-    "Silence",
-    "Slice",
-    "Softmax",
-    "SoftmaxWithLoss",
-    "Split",
-    "TanH",
-];
-
 /// Layer types whose tops become [`ExternalInput`]s.
 pub const DATA_LAYER_TYPES: &[&str] = layers::DATA_SOURCE_TYPES;

@@ -4,16 +4,8 @@
 //! run kept (its real weights had no ties at the cut), and `t = 1` layers stay untouched.
 //! The golden cut values need the real weights; the caffemodel crate's tests check those.
 
-use std::path::PathBuf;
-
 use prune::{prune_in_place, Rule};
 use serde_json::Value;
-
-fn fixtures() -> PathBuf {
-    // The repository's `crates/prune`, then `../shared/fixtures` beside the repository.
-    let crate_dir = std::fs::canonicalize(env!("CARGO_MANIFEST_DIR")).expect("crate directory");
-    crate_dir.join("../../../shared/fixtures")
-}
 
 /// Distinct magnitudes (i + 1) * 2^-20, alternating signs, reversed so order is not sorted.
 fn distinct_weights(len: usize) -> Vec<f32> {
@@ -32,8 +24,9 @@ fn distinct_weights(len: usize) -> Vec<f32> {
 
 #[test]
 fn kept_counts_match_real_caffe_pruning_runs() {
-    let root = fixtures().join("golden/pruned");
-    let models = std::fs::read_dir(&root).unwrap_or_else(|e| panic!("fixtures missing at {}: {e}", root.display()));
+    let Some(fixtures) = testkit::fixtures() else { return };
+    let root = fixtures.join("golden/pruned");
+    let models = std::fs::read_dir(&root).unwrap_or_else(|e| panic!("{}: {e}", root.display()));
     let mut layers_checked = 0;
     for model in models {
         let model = model.unwrap().path();

@@ -1,22 +1,7 @@
 //! Locating the shared fixtures (real Caffe files, never copied into the repo).
 
-use std::path::PathBuf;
-
-/// The fixtures folder, `../shared/fixtures` relative to the repository root.
-///
-/// When it is missing, a test must fail under CI (`CI=true`) and otherwise
-/// print a note and skip; `None` means "skip".
-pub fn fixtures_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
-    if dir.join("FILES.json").is_file() {
-        return Some(dir);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("fixtures missing at {} (required when CI=true)", dir.display());
-    }
-    eprintln!("note: fixtures not found at {}; skipping", dir.display());
-    None
-}
+/// `../shared/fixtures` (`None`: skip; missing under `CI=true`: a failure): one rule for every crate, in testkit.
+pub use testkit::fixtures as fixtures_dir;
 
 /// Every file listed in the fixtures' FILES.json, as paths relative to the
 /// fixtures folder, sorted.

@@ -2,22 +2,13 @@
 #![allow(dead_code)]
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use engine::LayerWeights;
 
-/// `../shared/fixtures`, or `None` (with a note) when absent outside CI; under CI=true absence is a failure.
-pub fn fixtures() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
-    if dir.join("MANIFEST.json").is_file() {
-        return Some(dir);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("fixtures missing at {} (CI=true requires them)", dir.display());
-    }
-    eprintln!("note: fixtures missing at {}; test skipped", dir.display());
-    None
-}
+/// `../shared/fixtures`: one rule for every crate, in testkit.
+#[allow(unused_imports)] // not every test file uses it
+pub use testkit::fixtures;
 
 /// A `.npy` array of little-endian f32 (`<f4`) or u8 (`|u1`), C order, widened to f32.
 pub struct Npy {
@@ -92,10 +83,8 @@ pub fn weights(path: &Path) -> Vec<LayerWeights> {
 
 /// A prototxt as a typed, upgraded (modern-layout) NetParameter.
 pub fn read_prototxt(path: &Path) -> caffe_proto::NetParameter {
-    let mut net = caffemodel::text::read_net(path, &caffemodel::text::Schema::builtin())
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    caffemodel::upgrade::upgrade_net(&mut net).unwrap();
-    net
+    caffemodel::text::read_net_upgraded(path, &caffemodel::text::Schema::builtin())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// A prototxt exactly as written (no upgrade).

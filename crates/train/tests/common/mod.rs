@@ -1,15 +1,14 @@
 //! Shared helpers of the train crate's integration tests: fixtures, prototxt and caffemodel reading.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use caffe_proto::{NetParameter, SolverParameter};
 use engine::LayerWeights;
 
-/// `../shared/fixtures`, or `None` (skip) outside CI.
-pub fn fixtures() -> Option<PathBuf> {
-    testkit::fixtures()
-}
+/// `../shared/fixtures`: one rule for every crate, in testkit.
+#[allow(unused_imports)] // not every test file uses it
+pub use testkit::fixtures;
 
 /// Every layer's blobs of a caffemodel (any generation), as plain data.
 pub fn weights(path: &Path) -> Vec<LayerWeights> {
@@ -19,10 +18,8 @@ pub fn weights(path: &Path) -> Vec<LayerWeights> {
 
 /// A prototxt as an upgraded (modern-layout) NetParameter.
 pub fn read_net(path: &Path) -> NetParameter {
-    let mut net = caffemodel::text::read_net(path, &caffemodel::text::Schema::builtin())
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    caffemodel::upgrade::upgrade_net(&mut net).unwrap();
-    net
+    caffemodel::text::read_net_upgraded(path, &caffemodel::text::Schema::builtin())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// A solver prototxt.
