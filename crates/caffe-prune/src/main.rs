@@ -7,6 +7,7 @@
 mod eval;
 mod plan;
 mod plot;
+mod quant;
 mod sweep;
 mod train;
 
@@ -69,6 +70,11 @@ enum Command {
         caffe-prune retrain --solver testdata/lenet_solver.prototxt --weights lenet.caffemodel \\\n      \
         --keep conv1=0.3,conv2=0.1,ip1=0.01,ip2=0.2 --rounds 12 --steps 500 -o retrained.caffemodel --plot rounds.svg")]
     Retrain(train::RetrainArgs),
+    /// Share weights (Deep Compression stage 2): per layer, k-means over the nonzero weights to at most 2^B - 1
+    /// values, the pruning mask kept exactly; the bytes after pruning, quantization and Huffman coding.
+    #[command(after_help = "Example:\n  \
+        caffe-prune quantize retrained.caffemodel --bits conv1=8,conv2=8,ip1=5,ip2=5 -o quantized.caffemodel")]
+    Quantize(quant::QuantizeArgs),
 }
 
 /// Pruning arguments (the command without a subcommand).
@@ -172,6 +178,15 @@ fn dispatch(cli: &Cli) -> Result<()> {
         }
         Some(Command::Retrain(args)) => {
             let report = train::retrain(args)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(())
+        }
+        Some(Command::Quantize(args)) => {
+            let report = quant::quantize_model(args)?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -1,0 +1,131 @@
+//! `caffe-prune quantize` as a user runs it: weight sharing of a pruned LeNet keeps the mask, stays within the bit
+//! budget, changes nothing else, and refuses bad arguments in one line.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_caffe-prune");
+
+fn blobs(path: &Path) -> BTreeMap<(String, usize), Vec<f32>> {
+    let model = caffemodel::ModelFile::open(path).unwrap();
+    let net = model.net().unwrap();
+    let mut out = BTreeMap::new();
+    for layer in net.layers() {
+        for (i, blob) in layer.blobs().iter().enumerate() {
+            out.insert((layer.name().to_string(), i), blob.data().to_vec_f32());
+        }
+    }
+    out
+}
+
+#[test]
+fn sharing_keeps_the_mask_and_the_bit_budget_and_nothing_else_changes() {
+    let Some(fx) = testkit::fixtures() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let pruned = tmp.path().join("p.caffemodel");
+    let quantized = tmp.path().join("q.caffemodel");
+    let input = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
+    let out = Command::new(BIN)
+        .arg(&input)
+        .args(["--keep", "conv1=0.3,conv2=0.1,ip1=0.01,ip2=0.2", "-q", "-o"])
+        .arg(&pruned)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["quantize", "--json", "--bits", "conv2=6", "-o"])
+        .arg(&quantized)
+        .arg(&pruned)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let before = blobs(&pruned);
+    let after = blobs(&quantized);
+    assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>());
+    let bits: BTreeMap<&str, u32> = [("conv1", 8), ("conv2", 6), ("ip1", 5), ("ip2", 5)].into();
+    for ((layer, index), old) in &before {
+        let new = &after[&(layer.clone(), *index)];
+        if *index == 1 || !bits.contains_key(layer.as_str()) {
+            assert!(old == new, "{layer}/{index} changed");
+            continue;
+        }
+        // The mask, exactly; the shared values, within the budget.
+        assert!(
+            old.iter().zip(new).all(|(a, b)| (*a == 0.0) == (*b == 0.0)),
+            "{layer}: mask changed"
+        );
+        let shared: BTreeSet<u32> = new.iter().filter(|v| **v != 0.0).map(|v| v.to_bits()).collect();
+        assert!(
+            shared.len() < 1 << bits[layer.as_str()],
+            "{layer}: {} shared values",
+            shared.len()
+        );
+        let row = report["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["layer"] == layer.as_str())
+            .unwrap();
+        assert_eq!(row["centroids"], shared.len());
+        assert_eq!(row["bits"], bits[layer.as_str()]);
+        // Each weight took a value near it: at most half the widest gap between neighbouring shared values, plus
+        // the distance outside the range.
+        let scale = old.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let worst = old.iter().zip(new).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst <= scale, "{layer}: moved by {worst}");
+    }
+    // The payload bytes aside, the file is the input's: same length (float payloads keep their size).
+    assert_eq!(
+        std::fs::metadata(&pruned).unwrap().len(),
+        std::fs::metadata(&quantized).unwrap().len()
+    );
+    // Stage sizes shrink in order.
+    let (p, q, h) = (
+        report["model_pruned_bytes"].as_u64().unwrap(),
+        report["model_quantized_bytes"].as_u64().unwrap(),
+        report["model_coded_bytes"].as_u64().unwrap(),
+    );
+    assert!(
+        report["model_dense_bytes"].as_u64().unwrap() > p && p > q && q > h,
+        "{report}"
+    );
+}
+
+#[test]
+fn bad_quantize_arguments_fail_in_one_line() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet_random.caffemodel");
+    let tmp = tempfile::tempdir().unwrap();
+    let out_path = tmp.path().join("q.caffemodel");
+    for (extra, message) in [
+        (vec!["--bits", "conv1=9"], "1..8"),
+        (vec!["--bits", "conv1"], "LAYER=B"),
+        (vec!["--bits", "nosuch=4"], "no layer named 'nosuch'"),
+        (vec!["--bits", "pool1=4"], "no weight blob"),
+    ] {
+        let o = Command::new(BIN)
+            .arg("quantize")
+            .arg(&model)
+            .args(&extra)
+            .arg("-o")
+            .arg(&out_path)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{extra:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(message) && err.lines().count() == 1, "{extra:?}: {err}");
+        assert!(!out_path.exists());
+    }
+    let before = std::fs::read(&model).unwrap();
+    let o = Command::new(BIN)
+        .arg("quantize")
+        .arg(&model)
+        .arg("-o")
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("refusing"));
+    assert!(std::fs::read(&model).unwrap() == before);
+}
