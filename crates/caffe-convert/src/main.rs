@@ -48,7 +48,7 @@ struct Args {
     /// is a folder), or every blob dense.
     #[arg(long, value_enum)]
     layout: Option<NpzLayout>,
-    /// Bits per relative index in the sparse layout (default 8; 5 is the paper's LeNet setting).
+    /// Bits per relative index in the sparse and codebook layouts (default 8; 5 is the paper's LeNet setting).
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=16))]
     index_bits: Option<u8>,
     /// Compressed format of the scipy layout (default csc).
@@ -75,6 +75,9 @@ enum NpzLayout {
     Scipy,
     /// Every blob dense in its stored shape.
     Dense,
+    /// The tutorial's quantized dict: per weight blob a float32 codebook, uint8 codes and uint8 gaps (a quantized
+    /// model: at most 255 shared values per blob).
+    Codebook,
 }
 
 /// scipy compressed formats.
@@ -136,7 +139,7 @@ impl Mode {
             (
                 "--index-bits",
                 args.index_bits.is_some(),
-                self == Mode::NpzExport && layout == NpzLayout::Sparse,
+                self == Mode::NpzExport && matches!(layout, NpzLayout::Sparse | NpzLayout::Codebook),
             ),
             (
                 "--scipy-format",
@@ -399,6 +402,13 @@ fn export_npz(args: &Args) -> Result<()> {
             },
         )?,
         NpzLayout::Dense => npz::export_npz(&net, &args.output, npz::Layout::Dense)?,
+        NpzLayout::Codebook => npz::export_npz(
+            &net,
+            &args.output,
+            npz::Layout::Codebook {
+                index_bits: args.index_bits.unwrap_or(8),
+            },
+        )?,
         NpzLayout::Scipy => {
             let files = npz::scipy_files(&net, &args.output);
             let inputs = [args.input.as_path()];

@@ -129,3 +129,92 @@ fn bad_quantize_arguments_fail_in_one_line() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("refusing"));
     assert!(std::fs::read(&model).unwrap() == before);
 }
+
+/// numpy rebuilds each quantized blob from the codebook dict: `codebook[codes]` placed by the gaps.
+const PY_CODEBOOK: &str = r#"
+import sys, numpy as np
+d = np.load(sys.argv[1], allow_pickle=False)
+raw = sys.argv[2]
+for layer in ["conv1", "conv2", "ip1", "ip2"]:
+    cb, codes, gaps = d[layer + "_codebook"], d[layer + "_maskcode_W"], d[layer + "_maskcode_indx"]
+    shape = d[layer + "_W_shape"]
+    assert cb.dtype == np.float32 and codes.dtype == np.uint8 and gaps.dtype == np.uint8
+    assert cb[0] == 0.0 and np.all(np.diff(cb[1:]) > 0)
+    pos = np.cumsum(gaps.astype(np.int64) + 1) - 1
+    w = np.zeros(int(np.prod(shape)), np.float32)
+    w[pos[pos < w.size]] = cb[codes[pos < w.size]]
+    want = np.fromfile(raw + "/" + layer + ".f32", dtype="<f4")
+    assert np.array_equal(w, want), layer
+    assert np.array_equal(d[layer + "_b"], np.fromfile(raw + "/" + layer + "_b.f32", dtype="<f4")), layer
+print("ok")
+"#;
+
+#[test]
+fn the_codebook_dict_rebuilds_every_blob_in_numpy_and_imports_back_byte_for_byte() {
+    let Some(fx) = testkit::fixtures() else { return };
+    if !testkit::python_has(&["numpy"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (pruned, quantized) = (tmp.path().join("p.caffemodel"), tmp.path().join("q.caffemodel"));
+    let input = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
+    for args in [
+        vec![
+            input.as_os_str(),
+            "--keep".as_ref(),
+            "conv1=0.3,conv2=0.1,ip1=0.01,ip2=0.2".as_ref(),
+            "-o".as_ref(),
+            pruned.as_os_str(),
+        ],
+        vec![
+            "quantize".as_ref(),
+            pruned.as_os_str(),
+            "-o".as_ref(),
+            quantized.as_os_str(),
+        ],
+    ] {
+        let out = Command::new(BIN).args(args).arg("-q").output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let raw = tmp.path().join("raw");
+    std::fs::create_dir_all(&raw).unwrap();
+    for ((layer, index), values) in blobs(&quantized) {
+        let name = if index == 0 {
+            format!("{layer}.f32")
+        } else {
+            format!("{layer}_b.f32")
+        };
+        std::fs::write(
+            raw.join(name),
+            values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+        )
+        .unwrap();
+    }
+    for bits in [5u8, 8] {
+        let npz = tmp.path().join(format!("q{bits}.npz"));
+        let model = caffemodel::ModelFile::open(&quantized).unwrap();
+        let layout = caffemodel::npz::Layout::Codebook { index_bits: bits };
+        caffemodel::npz::export_npz(&model.net().unwrap(), &npz, layout).unwrap();
+        let py = Command::new("python3")
+            .args(["-c", PY_CODEBOOK])
+            .arg(&npz)
+            .arg(&raw)
+            .output()
+            .unwrap();
+        assert!(
+            py.status.success(),
+            "bits {bits}: {}",
+            String::from_utf8_lossy(&py.stderr)
+        );
+        // export -> import into the original gives the quantized file byte for byte.
+        let base = caffemodel::ModelFile::open(&input).unwrap();
+        let mut net = base.net().unwrap();
+        caffemodel::npz::import_npz(&mut net, &npz).unwrap();
+        assert!(net.to_bytes() == std::fs::read(&quantized).unwrap(), "bits {bits}");
+    }
+    // An unquantized model does not fit one-byte codes: a clear error.
+    let model = caffemodel::ModelFile::open(&pruned).unwrap();
+    let layout = caffemodel::npz::Layout::Codebook { index_bits: 5 };
+    let err = caffemodel::npz::export_npz(&model.net().unwrap(), &tmp.path().join("x.npz"), layout).unwrap_err();
+    assert!(err.to_string().contains("quantize the model first"), "{err}");
+}

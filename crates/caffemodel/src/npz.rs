@@ -25,6 +25,33 @@ pub enum Layout {
     },
     /// Every blob dense in its stored shape.
     Dense,
+    /// The tutorial's quantized dict: each prunable weight blob, whose nonzero values must be at most 255 shared
+    /// values (a quantized model), as `L_codebook` (float32; index 0 holds 0.0, then the shared values ascending),
+    /// `L_maskcode_W` (uint8 codes into the codebook) and `L_maskcode_indx` (uint8 gaps of the relative-index walk,
+    /// fillers included, as the sparse layout's), plus `L_W_shape`; every other blob dense.
+    /// `codebook[maskcode_W]` expanded with the gaps gives the blob exactly.
+    Codebook {
+        /// Bits per gap, 1..=8.
+        index_bits: u8,
+    },
+}
+
+/// The codebook of a quantized blob: +0.0, then its distinct nonzero values ascending (at most 255 of them).
+fn codebook_of(values: &[f32]) -> std::result::Result<Vec<f32>, String> {
+    let distinct: BTreeSet<u32> = values.iter().filter(|v| **v != 0.0).map(|v| v.to_bits()).collect();
+    if distinct.len() > 255 {
+        return Err(format!(
+            "{} distinct nonzero values do not fit one-byte codes (at most 255): quantize the model first",
+            distinct.len()
+        ));
+    }
+    if let Some(bad) = values.iter().find(|v| v.is_nan()) {
+        return Err(format!("{bad} cannot be a shared value"));
+    }
+    let mut codebook: Vec<f32> = distinct.into_iter().map(f32::from_bits).collect();
+    codebook.sort_by(f32::total_cmp);
+    codebook.insert(0, 0.0);
+    Ok(codebook)
 }
 
 /// The npz key of blob `index` of layer `layer`.
@@ -79,6 +106,43 @@ pub fn export_npz(net: &Net<'_>, out: &Path, layout: Layout) -> Result<Vec<BlobE
                 w.add(key, shape, v).map_err(|e| npz_error(out, e))
             };
             match layout {
+                Layout::Codebook { index_bits } if index == 0 && is_prunable_type(&type_name) => {
+                    let bad = |e: String| Error::invalid(out, format!("layer '{name}': {e}"));
+                    if index_bits > 8 {
+                        return Err(bad(format!(
+                            "{index_bits} index bits do not fit uint8 gaps (at most 8)"
+                        )));
+                    }
+                    let codebook = codebook_of(&values).map_err(bad)?;
+                    let encoded = sparse::encode_gaps(&values, index_bits).map_err(|e| bad(e.to_string()))?;
+                    let codes: Vec<u8> = encoded
+                        .values
+                        .iter()
+                        .map(|v| match codebook.binary_search_by(|c| c.total_cmp(v)) {
+                            Ok(code) => code as u8,
+                            // Fillers and -0.0 store 0.0, code 0.
+                            Err(_) => 0,
+                        })
+                        .collect();
+                    let Gaps::U8(gaps) = &encoded.gaps else {
+                        return Err(bad("uint8 gaps expected".into()));
+                    };
+                    let n = codes.len();
+                    let stem = format!("{name}_maskcode");
+                    add(&mut writer, &format!("{name}_codebook"), &[codebook.len()], &codebook)?;
+                    writer
+                        .add(&format!("{stem}_W"), &[n], &codes)
+                        .and_then(|()| writer.add(&format!("{stem}_indx"), &[n], gaps))
+                        .and_then(|()| writer.add(&format!("{key}_shape"), &[dims.len()], &dims))
+                        .map_err(|e| npz_error(out, e))?;
+                    entries.push(BlobEntry {
+                        layer: name.to_string(),
+                        blob: index,
+                        key: format!("{stem}_W"),
+                        count: values.len(),
+                        stored: n,
+                    });
+                }
                 Layout::Sparse { index_bits } if index == 0 && is_prunable_type(&type_name) => {
                     let encoded = sparse::encode_gaps(&values, index_bits)
                         .map_err(|e| Error::invalid(out, format!("layer '{name}': {e}")))?;
@@ -116,6 +180,59 @@ pub fn export_npz(net: &Net<'_>, out: &Path, layout: Layout) -> Result<Vec<BlobE
     }
     writer.finish().map_err(|e| npz_error(out, e))?;
     Ok(entries)
+}
+
+/// Blob 0 of layer `name` from the codebook layout's arrays (see [`Layout::Codebook`]), every key checked.
+fn read_codebook_blob(
+    reader: &mut NpzReader,
+    unused: &mut BTreeSet<String>,
+    input: &Path,
+    name: &str,
+    key: &str,
+    dims: &[i64],
+    count: usize,
+) -> Result<Vec<f32>> {
+    let (codes_key, indx_key, shape_key) = (
+        format!("{name}_maskcode_W"),
+        format!("{name}_maskcode_indx"),
+        format!("{key}_shape"),
+    );
+    for k in [&codes_key, &indx_key, &shape_key] {
+        if !unused.remove(k) {
+            return Err(Error::invalid(
+                input,
+                format!("'{name}_codebook' has no matching '{k}'"),
+            ));
+        }
+    }
+    let read_err = |e| npz_error(input, e);
+    let stored_shape = reader.read::<i64>(&shape_key).map_err(read_err)?.data;
+    if stored_shape != dims {
+        return Err(Error::invalid(
+            input,
+            format!("'{shape_key}' is {stored_shape:?} but layer '{name}' blob 0 has shape {dims:?}"),
+        ));
+    }
+    let codebook = reader.read::<f32>(&format!("{name}_codebook")).map_err(read_err)?.data;
+    let codes = reader.read::<u8>(&codes_key).map_err(read_err)?.data;
+    let gaps = reader.read::<u8>(&indx_key).map_err(read_err)?.data;
+    let values = codes
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            codebook.get(usize::from(c)).copied().ok_or_else(|| {
+                Error::invalid(
+                    input,
+                    format!(
+                        "'{codes_key}'[{i}] = {c} is past the codebook's {} entries",
+                        codebook.len()
+                    ),
+                )
+            })
+        })
+        .collect::<Result<Vec<f32>>>()?;
+    sparse::decode_gaps(&values, GapsRef::U8(&gaps), count)
+        .map_err(|e| Error::invalid(input, format!("'{codes_key}': {e}")))
 }
 
 /// Compressed sparse format for [`export_scipy`].
@@ -203,6 +320,12 @@ pub fn import_npz(net: &mut Net<'_>, input: &Path) -> Result<Vec<BlobEntry>> {
             let dims = blob.shape().dims;
             let shape = dims_usize(net.path(), &name, &dims)?;
             let count = blob.data().len();
+            let codebook_key = format!("{name}_codebook");
+            if index == 0 && unused.remove(&codebook_key) {
+                let values = read_codebook_blob(&mut reader, &mut unused, input, &name, &key, &dims, count)?;
+                planned.push((layer.index, index, format!("{name}_maskcode_W"), values));
+                continue;
+            }
             if !unused.remove(&key) {
                 return Err(Error::invalid(
                     input,
