@@ -98,6 +98,17 @@ pub enum Error {
         /// Entries in the mask.
         found: usize,
     },
+    /// A codebook does not fit its parameter: unknown parameter, length, a code past the codebook, or a first
+    /// entry that is not 0.0 (code 0 holds the pruned weights).
+    #[error("codebook for {layer}[{index}]: {problem}")]
+    Codebook {
+        /// The layer.
+        layer: String,
+        /// The blob index.
+        index: usize,
+        /// What is wrong.
+        problem: String,
+    },
     /// A solver state does not fit this solver's net.
     #[error("solver state: {0}")]
     State(String),

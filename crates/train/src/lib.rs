@@ -64,6 +64,7 @@ pub use error::Error;
 pub use feeder::{DataFeeder, DataOptions, Feeder, FnFeeder, Source};
 pub use lr::LrPolicy;
 pub use solver::{
-    Control, IterationReport, Observer, Output, ParamMask, Snapshot, Solver, SolverNets, TestNetSpec, TestReport,
+    Control, IterationReport, Observer, Output, ParamCodebook, ParamMask, Snapshot, Solver, SolverNets, TestNetSpec,
+    TestReport,
 };
 pub use update::SolverKind;

@@ -199,6 +199,43 @@ impl ParamMask {
     }
 }
 
+/// Shared weights for one learnable parameter (Deep Compression's trained quantization): weight `i` is
+/// `codebook[codes[i]]`; code 0 is the pruned weights' `+0.0`, never trained.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamCodebook {
+    /// The layer.
+    pub layer: String,
+    /// The blob index within the layer (0: weights).
+    pub index: usize,
+    /// One code per value, C order.
+    pub codes: Vec<u8>,
+    /// The shared values; entry 0 is `0.0`.
+    pub codebook: Vec<f32>,
+}
+
+/// A parameter's codebook while training: the centroids are what the solver updates, with their own history.
+#[derive(Clone, Debug)]
+struct SharedWeights {
+    layer: String,
+    index: usize,
+    codes: Vec<u8>,
+    centroids: Vec<f32>,
+    /// The centroids' gradient, then their update value.
+    gradient: Vec<f32>,
+    history: Vec<f32>,
+    history2: Vec<f32>,
+    scratch: Vec<f32>,
+}
+
+impl SharedWeights {
+    /// `data[i] = centroids[codes[i]]`.
+    fn expand(&self, data: &mut [f32]) {
+        for (w, &c) in data.iter_mut().zip(&self.codes) {
+            *w = self.centroids[usize::from(c)];
+        }
+    }
+}
+
 /// One value of an output blob (Caffe prints one line per value).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Output {
@@ -336,6 +373,8 @@ pub struct Solver {
     param_shapes: Vec<Vec<usize>>,
     scratch: Vec<f32>,
     masks: Vec<Option<Vec<bool>>>,
+    /// Shared weights per learnable parameter (trained quantization).
+    shared: Vec<Option<SharedWeights>>,
     iter: i32,
     current_step: i32,
     losses: Vec<f32>,
@@ -509,6 +548,7 @@ impl Solver {
             regularization,
             train_layers,
             masks: vec![None; sizes.len()],
+            shared: vec![None; sizes.len()],
             net,
             feeder,
             tests,
@@ -627,6 +667,71 @@ impl Solver {
         self.masks = new;
         self.apply_masks(true);
         Ok(())
+    }
+
+    /// Shares weights (trained quantization, replacing earlier codebooks): each named parameter becomes
+    /// `codebook[codes]` now and after every update. An update sums the gradients of the weights sharing a value
+    /// (Han et al.'s rule), adds the value's weight decay, and moves the value by the solver's own rule with its own
+    /// history (momentum, AdaGrad, Adam, ...), scaled by the parameter's `lr_mult`; code 0 (the pruned weights' 0.0)
+    /// never moves. The codebooks' history is not part of snapshots.
+    pub fn set_codebooks(&mut self, codebooks: &[ParamCodebook]) -> Result<(), Error> {
+        let sets = self.kind.history_sets();
+        let mut new = vec![None; self.shared.len()];
+        {
+            let mut params = self.net.learnable_params_mut();
+            for book in codebooks {
+                let problem = |problem: String| Error::Codebook {
+                    layer: book.layer.clone(),
+                    index: book.index,
+                    problem,
+                };
+                let Some(position) = params
+                    .iter()
+                    .position(|p| p.layer == book.layer && p.index == book.index)
+                else {
+                    return Err(problem("the train net has no such learnable parameter".into()));
+                };
+                let expected = params[position].data.len();
+                if book.codes.len() != expected {
+                    return Err(problem(format!("{} codes for {expected} values", book.codes.len())));
+                }
+                if book.codebook.first() != Some(&0.0) {
+                    return Err(problem("entry 0 must be 0.0 (the pruned weights)".into()));
+                }
+                let k = book.codebook.len();
+                if let Some(code) = book.codes.iter().find(|&&c| usize::from(c) >= k) {
+                    return Err(problem(format!("code {code} past the codebook's {k} entries")));
+                }
+                let shared = SharedWeights {
+                    layer: book.layer.clone(),
+                    index: book.index,
+                    codes: book.codes.clone(),
+                    centroids: book.codebook.clone(),
+                    gradient: vec![0.0; k],
+                    history: vec![0.0; k],
+                    history2: vec![0.0; if sets > 1 { k } else { 0 }],
+                    scratch: vec![0.0; k],
+                };
+                shared.expand(params[position].data.data_mut());
+                new[position] = Some(shared);
+            }
+        }
+        self.shared = new;
+        Ok(())
+    }
+
+    /// The codebooks as they stand (after training: the fine-tuned shared values).
+    pub fn codebooks(&self) -> Vec<ParamCodebook> {
+        self.shared
+            .iter()
+            .flatten()
+            .map(|s| ParamCodebook {
+                layer: s.layer.clone(),
+                index: s.index,
+                codes: s.codes.clone(),
+                codebook: s.centroids.clone(),
+            })
+            .collect()
     }
 
     /// Zeroes masked entries of the diffs and history, and of the data when `data` is set.
@@ -859,8 +964,44 @@ impl Solver {
                 let norm = 1.0f32 / iter_size as f32;
                 diff.iter_mut().for_each(|d| *d *= norm);
             }
-            // Regularize
             let local_decay = weight_decay * param.decay_mult;
+            let local_rate = rate * param.lr_mult;
+            if let Some(shared) = &mut self.shared[i] {
+                // Trained quantization: one gradient per shared value, the sum over its weights; then the solver's
+                // rule on the values; the weights are re-derived after the update.
+                let SharedWeights {
+                    codes,
+                    centroids,
+                    layer: _,
+                    index: _,
+                    gradient,
+                    history,
+                    history2,
+                    scratch,
+                } = shared;
+                gradient.fill(0.0);
+                for (&c, &d) in codes.iter().zip(diff.iter()) {
+                    gradient[usize::from(c)] += d;
+                }
+                gradient[0] = 0.0;
+                if local_decay != 0.0 {
+                    for (g, &c) in gradient.iter_mut().zip(centroids.iter()).skip(1) {
+                        *g += match regularization {
+                            Regularization::L2 => local_decay * c,
+                            Regularization::L1 => {
+                                local_decay * (f32::from(u8::from(0.0 < c)) - f32::from(u8::from(c < 0.0)))
+                            }
+                        };
+                    }
+                }
+                compute_update(kind, &hyper, local_rate, iter, gradient, history, history2, scratch);
+                for (c, &u) in centroids.iter_mut().zip(gradient.iter()).skip(1) {
+                    *c -= u;
+                }
+                diff.fill(0.0);
+                continue;
+            }
+            // Regularize
             if local_decay != 0.0 {
                 match regularization {
                     Regularization::L2 => {
@@ -878,7 +1019,6 @@ impl Solver {
                 }
             }
             // ComputeUpdateValue
-            let local_rate = rate * param.lr_mult;
             let history2: &mut [f32] = match second.get_mut(i) {
                 Some(h) => h,
                 None => &mut [],
@@ -891,6 +1031,11 @@ impl Solver {
             let diff = param.diff.data();
             for (w, &d) in param.data.data_mut().iter_mut().zip(diff) {
                 *w -= d;
+            }
+        }
+        for (param, shared) in params.iter_mut().zip(&self.shared) {
+            if let Some(shared) = shared {
+                shared.expand(param.data.data_mut());
             }
         }
         drop(params);

@@ -622,3 +622,85 @@ fn generic_net_gives_one_test_net_per_test_iter_with_its_state() {
     assert_eq!(nets.tests[1].state.stage, ["val"]);
     assert!(nets.tests.iter().all(|t| t.state.phase() == caffe_proto::Phase::Test));
 }
+
+#[test]
+fn shared_weights_move_by_the_summed_gradients_of_their_weights() {
+    use train::ParamCodebook;
+    let codes = vec![1u8, 2, 1, 0, 1, 2];
+    let codebook = vec![0.0f32, 0.3, -0.2];
+    let expanded: Vec<f32> = codes.iter().map(|&c| codebook[usize::from(c)]).collect();
+    // Plain SGD, no momentum or decay: one step of a twin solver without sharing gives each weight's gradient.
+    let param = solver_param("SGD", |p| {
+        p.weight_decay = Some(0.0);
+        p.lr_policy = Some("fixed".into());
+    });
+    let mut twin = solver(&param, 4);
+    twin.load_weights(&[LayerWeights {
+        name: "ip".into(),
+        blobs: vec![
+            WeightBlob::new(vec![2, 3], expanded.clone()),
+            WeightBlob::new(vec![2], B0.to_vec()),
+        ],
+    }])
+    .unwrap();
+    twin.step(1, &mut ()).unwrap();
+    let moved: Vec<f32> = expanded.iter().zip(weights(&twin).0).map(|(a, b)| a - b).collect();
+    let mut shared = solver(&param, 4);
+    let book = ParamCodebook {
+        layer: "ip".into(),
+        index: 0,
+        codes: codes.clone(),
+        codebook: codebook.clone(),
+    };
+    shared.set_codebooks(std::slice::from_ref(&book)).unwrap();
+    assert_eq!(weights(&shared).0, expanded);
+    shared.step(1, &mut ()).unwrap();
+    let (w, b) = weights(&shared);
+    // Each value moved by the sum of its weights' steps (lr * gradient); code 0 did not move.
+    for (i, &c) in codes.iter().enumerate() {
+        let expected = codebook[usize::from(c)]
+            - codes
+                .iter()
+                .zip(&moved)
+                .filter(|(&k, _)| k == c && c != 0)
+                .map(|(_, m)| m)
+                .sum::<f32>();
+        assert!((w[i] - expected).abs() < 1e-6, "weight {i}: {} vs {expected}", w[i]);
+    }
+    assert_eq!(w[3], 0.0);
+    // The bias trained as usual, as in the twin.
+    assert_eq!(b, weights(&twin).1);
+    let after = shared.codebooks();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].codes, codes);
+    assert!(w
+        .iter()
+        .zip(&codes)
+        .all(|(v, &c)| *v == after[0].codebook[usize::from(c)]));
+
+    // With momentum and decay over several steps the sharing holds exactly.
+    let param = solver_param("SGD", |p| p.momentum = Some(0.9));
+    let mut shared = solver(&param, 4);
+    shared.set_codebooks(&[book]).unwrap();
+    shared.step(5, &mut ()).unwrap();
+    let w = weights(&shared).0;
+    assert_eq!((w[0], w[2], w[3]), (w[4], w[4], 0.0));
+    assert_eq!(w[1], w[5]);
+
+    // Codebooks that do not fit are refused.
+    for (codes, codebook, problem) in [
+        (vec![1u8; 5], vec![0.0, 1.0], "5 codes for 6 values"),
+        (vec![3u8; 6], vec![0.0, 1.0], "past the codebook"),
+        (vec![1u8; 6], vec![0.5, 1.0], "entry 0 must be 0.0"),
+    ] {
+        let err = shared
+            .set_codebooks(&[ParamCodebook {
+                layer: "ip".into(),
+                index: 0,
+                codes,
+                codebook,
+            }])
+            .unwrap_err();
+        assert!(err.to_string().contains(problem), "{err}");
+    }
+}
