@@ -1,6 +1,7 @@
-//! `caffe-prune quantize`: post-training weight sharing (Deep Compression stage 2) of a caffemodel, and what each
-//! stage of the compression would store. Glue: `quantize` clusters, `sparse` counts the relative-index entries,
-//! `entropy` sizes the Huffman-coded streams, `caffemodel` rewrites the payloads.
+//! `caffe-prune quantize`: weight sharing (Deep Compression stage 2) of a caffemodel, after training or trained
+//! (the shared values fine-tuned by the solver), and what each stage of the compression would store. Glue:
+//! `quantize` clusters, `train` fine-tunes, `sparse` counts the relative-index entries, `entropy` sizes the
+//! Huffman-coded streams, `caffemodel` rewrites the payloads.
 
 use anyhow::{bail, Context, Result};
 use caffemodel::ModelFile;
@@ -13,7 +14,26 @@ use std::path::{Path, PathBuf};
 #[derive(clap::Args, Debug, Clone)]
 pub struct QuantizeArgs {
     /// The model to quantize (.caffemodel, any generation), usually pruned and retrained.
-    pub input: PathBuf,
+    #[arg(required_unless_present = "solver", conflicts_with = "solver")]
+    pub input: Option<PathBuf>,
+    /// Trained quantization: fine-tune the shared values with this solver (.prototxt) in --rounds of --steps
+    /// iterations; each value moves by the summed gradients of its weights, by the solver's rule.
+    #[arg(long, value_name = "S.prototxt", requires = "weights")]
+    pub solver: Option<PathBuf>,
+    /// With --solver: the model to quantize.
+    #[arg(long, value_name = "W.caffemodel", requires = "solver")]
+    pub weights: Option<PathBuf>,
+    /// With --solver: rounds of fine-tuning, accuracy measured after each.
+    #[arg(long, default_value_t = 4, requires = "solver")]
+    pub rounds: usize,
+    /// With --solver: solver iterations per round.
+    #[arg(long, default_value_t = 500, requires = "solver")]
+    pub steps: i32,
+    /// With --solver: multiplies the solver's base_lr.
+    #[arg(long, default_value_t = 1.0, requires = "solver")]
+    pub lr_scale: f32,
+    #[command(flatten)]
+    pub data: crate::train::DataArgs,
     /// Bits per layer, LAYER=B (1..8: at most 2^B - 1 shared nonzero values). Layers not named take the paper's
     /// LeNet setting by type: Convolution and Deconvolution 8, InnerProduct 5. Biases are left as they are.
     #[arg(long, value_name = "LAYER=B,...", value_delimiter = ',')]
@@ -118,9 +138,28 @@ pub struct LayerRow {
     pub coded_bytes: u64,
 }
 
+/// One round of trained quantization.
+#[derive(Serialize, Debug, Clone)]
+pub struct QuantRound {
+    /// The round (0: shared values as clustered, before fine-tuning).
+    pub round: usize,
+    /// Solver iterations so far.
+    pub iterations: i64,
+    /// Test accuracy (`None`: no test net).
+    pub accuracy: Option<f64>,
+    /// Test loss.
+    pub loss: Option<f64>,
+    /// Smoothed training loss at the end of the round.
+    pub train_loss: Option<f64>,
+}
+
 /// What `quantize` did.
 #[derive(Serialize, Debug)]
 pub struct QuantizeReport {
+    /// With --solver: the model's test accuracy before sharing.
+    pub dense_accuracy: Option<f64>,
+    /// With --solver: accuracy per round of fine-tuning (round 0: right after clustering).
+    pub rounds: Vec<QuantRound>,
     /// The input model.
     pub input: String,
     /// k-means start.
@@ -146,111 +185,163 @@ fn bytes_of_bits(bits: u64) -> u64 {
     bits.div_ceil(8)
 }
 
-/// Quantizes one blob; the row and the shared values.
-fn quantize_layer(
+/// The row of one shared blob: `original` before sharing, `quantized` after (codebook and codes).
+fn layer_row(
     layer: &str,
     type_name: &str,
-    values: &[f32],
     bits: u32,
-    init: quantize::Init,
+    original: &[f32],
+    quantized: &quantize::Quantized,
     index_bits: u8,
-) -> Result<(LayerRow, Vec<f32>)> {
-    let options = quantize::KMeansOptions::new(bits).with_init(init);
-    let quantized = quantize::quantize(values, &options).with_context(|| format!("layer '{layer}'"))?;
+) -> Result<LayerRow> {
+    let context = || format!("layer '{layer}'");
     let shared = quantized.reconstruct();
-    let scale = values.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let max_error = values
+    let scale = original.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let max_error = original
         .iter()
         .zip(&shared)
         .map(|(w, q)| f64::from((w - q).abs()))
         .fold(0.0, f64::max)
         / f64::from(scale).max(f64::MIN_POSITIVE);
-    let pruned = sparse::encode_gaps(values, index_bits).with_context(|| format!("layer '{layer}'"))?;
-    let entries = sparse::encode_gaps(&shared, index_bits).with_context(|| format!("layer '{layer}'"))?;
-    let codes = quantize::assign(&entries.values, &quantized.codebook).with_context(|| format!("layer '{layer}'"))?;
-    let gaps: Vec<u8> = match &entries.gaps {
-        sparse::Gaps::U8(g) => g.clone(),
-        sparse::Gaps::U16(_) => bail!("layer '{layer}': index bits above 8 are not coded"),
+    let pruned_entries = sparse::gap_entry_count(original, index_bits).with_context(context)?;
+    let entries = sparse::encode_gaps(&shared, index_bits).with_context(context)?;
+    // Codes of the stored entries by value (fine-tuned codebooks need not stay ascending; fillers hold 0.0).
+    let code_of: std::collections::HashMap<u32, u8> = quantized
+        .codebook
+        .iter()
+        .enumerate()
+        .map(|(code, v)| (v.to_bits(), code as u8))
+        .collect();
+    let codes: Vec<u8> = entries
+        .values
+        .iter()
+        .map(|v| code_of.get(&v.to_bits()).copied().unwrap_or(0))
+        .collect();
+    let sparse::Gaps::U8(gaps) = &entries.gaps else {
+        bail!("layer '{layer}': index bits above 8 are not coded");
     };
     let codebook_bytes = 4 * quantized.codebook.len() as u64;
     let entry_count = entries.values.len() as u64;
-    let row = LayerRow {
+    Ok(LayerRow {
         layer: layer.to_string(),
         type_name: type_name.to_string(),
         bits,
-        weights: values.len(),
-        nonzeros: values.iter().filter(|&&v| v != 0.0).count(),
+        weights: original.len(),
+        nonzeros: shared.iter().filter(|&&v| v != 0.0).count(),
         centroids: quantized.codebook.len() - 1,
         iterations: quantized.iterations,
         max_error,
-        dense_bytes: 4 * values.len() as u64,
-        pruned_bytes: pruned.values.len() as u64 * (4 + 1),
+        dense_bytes: 4 * original.len() as u64,
+        pruned_bytes: pruned_entries as u64 * (4 + 1),
         quantized_bytes: bytes_of_bits(entry_count * u64::from(bits + u32::from(index_bits))) + codebook_bytes,
-        coded_bytes: entropy::encoded_len(&codes) + entropy::encoded_len(&gaps) + codebook_bytes,
-    };
-    Ok((row, shared))
+        coded_bytes: entropy::encoded_len(&codes) + entropy::encoded_len(gaps) + codebook_bytes,
+    })
 }
 
-/// Runs `quantize`.
-pub fn quantize_model(args: &QuantizeArgs) -> Result<QuantizeReport> {
-    let named = parse_bits(&args.bits)?;
-    if let Some(output) = &args.output {
-        outfile::check_outputs(&[output], &[&args.input])?;
-    }
-    let model = ModelFile::open(&args.input)?;
-    let mut net = model.net()?;
-    let layers = net.layers();
+/// Clusters one blob.
+fn share(layer: &str, values: &[f32], bits: u32, init: quantize::Init) -> Result<quantize::Quantized> {
+    let options = quantize::KMeansOptions::new(bits).with_init(init);
+    quantize::quantize(values, &options).with_context(|| format!("layer '{layer}'"))
+}
+
+/// Checks `--bits` against the layers (name, modern type, has weights) of the net.
+fn check_named(named: &BTreeMap<String, u32>, layers: &[(String, String, bool)], source: &Path) -> Result<()> {
     for name in named.keys() {
-        match layers.iter().find(|l| l.name() == name.as_str()) {
-            None => bail!("{}: no layer named '{name}'", args.input.display()),
-            Some(l) if !caffemodel::is_prunable_type(&l.type_name()) || l.blobs().is_empty() => {
+        match layers.iter().find(|(n, _, _)| n == name) {
+            None => bail!("{}: no layer named '{name}'", source.display()),
+            Some((_, type_name, has_weights)) if !caffemodel::is_prunable_type(type_name) || !has_weights => {
                 bail!(
-                    "{}: layer '{name}' ({}) has no weight blob to share",
-                    args.input.display(),
-                    l.modern_type_name()
+                    "{}: layer '{name}' ({type_name}) has no weight blob to share",
+                    source.display()
                 )
             }
             Some(_) => {}
         }
     }
+    Ok(())
+}
+
+/// Runs `quantize`.
+pub fn quantize_model(args: &QuantizeArgs) -> Result<QuantizeReport> {
+    let named = parse_bits(&args.bits)?;
+    let (input, solver_path) = match (&args.input, &args.solver, &args.weights) {
+        (Some(input), None, _) => (input.as_path(), None),
+        (None, Some(solver), Some(weights)) => (weights.as_path(), Some(solver.as_path())),
+        _ => bail!("give the model to quantize, or --solver S --weights W"),
+    };
+    if let Some(output) = &args.output {
+        let inputs: Vec<&Path> = std::iter::once(input).chain(solver_path).collect();
+        outfile::check_outputs(&[output], &inputs)?;
+    }
+    if args.rounds == 0 || args.steps <= 0 {
+        bail!("--rounds and --steps must be positive");
+    }
+    let model = ModelFile::open(input)?;
+    let mut net = model.net()?;
+    let layers = net.layers();
+    let summary: Vec<(String, String, bool)> = layers
+        .iter()
+        .map(|l| (l.name().to_string(), l.modern_type_name(), !l.blobs().is_empty()))
+        .collect();
+    check_named(&named, &summary, input)?;
     let init = args.init.with_seed(args.seed);
-    let mut rows = Vec::new();
-    let mut updates = Vec::new();
+    // Every prunable weight blob: (layer index, name, type, bits, values).
+    let mut targets = Vec::new();
     let mut model_dense = 0u64;
     let mut others = 0u64;
     for layer in &layers {
         let blobs = layer.blobs();
         let dense: u64 = blobs.iter().map(|b| 4 * b.data().len() as u64).sum();
         model_dense += dense;
-        let name = layer.name().to_string();
         let type_name = layer.modern_type_name();
         let Some(weights) = blobs.first().filter(|_| caffemodel::is_prunable_type(&type_name)) else {
             others += dense;
             continue;
         };
+        let name = layer.name().to_string();
         let bits = named.get(&name).copied().unwrap_or_else(|| default_bits(&type_name));
         let values = weights.data().to_vec_f32();
         others += dense - 4 * values.len() as u64;
-        let (row, shared) = quantize_layer(&name, &type_name, &values, bits, init, args.index_bits)?;
-        rows.push(row);
-        updates.push((layer.index, shared));
+        targets.push((layer.index, name, type_name, bits, values));
     }
     drop(layers);
-    if rows.is_empty() {
+    if targets.is_empty() {
         bail!(
             "{}: no Convolution, InnerProduct or Deconvolution layer with weights",
-            args.input.display()
+            input.display()
         );
     }
-    if let Some(output) = &args.output {
-        for (index, shared) in updates {
-            net.set_blob_data(index, 0, shared)?;
+    let mut shared: Vec<quantize::Quantized> = targets
+        .iter()
+        .map(|(_, name, _, bits, values)| share(name, values, *bits, init))
+        .collect::<Result<_>>()?;
+    let (mut dense_accuracy, mut rounds) = (None, Vec::new());
+    if let Some(solver_path) = solver_path {
+        let tuned = fine_tune(args, solver_path, input, &targets, &shared)?;
+        dense_accuracy = tuned.dense_accuracy;
+        rounds = tuned.rounds;
+        for (quantized, book) in shared.iter_mut().zip(tuned.codebooks) {
+            quantized.codebook = book;
+        }
+        if let Some(output) = &args.output {
+            crate::train::write_model(input, output, &tuned.solver)?;
+        }
+    } else if let Some(output) = &args.output {
+        for ((index, ..), quantized) in targets.iter().zip(&shared) {
+            net.set_blob_data(*index, 0, quantized.reconstruct())?;
         }
         outfile::write_atomic(output, |w| net.encode_to(w))?;
     }
+    let rows: Vec<LayerRow> = targets
+        .iter()
+        .zip(&shared)
+        .map(|((_, name, type_name, bits, values), q)| layer_row(name, type_name, *bits, values, q, args.index_bits))
+        .collect::<Result<_>>()?;
     let sum = |f: fn(&LayerRow) -> u64| others + rows.iter().map(f).sum::<u64>();
     Ok(QuantizeReport {
-        input: args.input.display().to_string(),
+        dense_accuracy,
+        rounds,
+        input: input.display().to_string(),
         init: format!("{:?}", args.init).to_lowercase(),
         index_bits: args.index_bits,
         model_dense_bytes: model_dense,
@@ -259,6 +350,93 @@ pub fn quantize_model(args: &QuantizeArgs) -> Result<QuantizeReport> {
         model_coded_bytes: sum(|r| r.coded_bytes),
         layers: rows,
         output: args.output.as_deref().map(|p| Path::new(p).display().to_string()),
+    })
+}
+
+/// What fine-tuning the shared values gave.
+struct Tuned {
+    dense_accuracy: Option<f64>,
+    rounds: Vec<QuantRound>,
+    /// The fine-tuned codebooks, in the order of the targets.
+    codebooks: Vec<Vec<f32>>,
+    solver: train::Solver,
+}
+
+/// Trained quantization: the solver's net starts from the weights, takes the codebooks, and trains them.
+fn fine_tune(
+    args: &QuantizeArgs,
+    solver_path: &Path,
+    weights: &Path,
+    targets: &[(usize, String, String, u32, Vec<f32>)],
+    shared: &[quantize::Quantized],
+) -> Result<Tuned> {
+    use crate::train::{accuracy_of, say, RoundProgress, Setup};
+    let setup = Setup::for_rounds(solver_path, &args.data, args.lr_scale)?;
+    let mut solver = setup.solver()?;
+    solver.load_weights(&crate::train::weights_of(weights)?)?;
+    let (dense_accuracy, _) = accuracy_of(&solver.test_all()?)?;
+    let books: Vec<train::ParamCodebook> = targets
+        .iter()
+        .zip(shared)
+        .map(|((_, name, ..), q)| train::ParamCodebook {
+            layer: name.clone(),
+            index: 0,
+            codes: q.codes.clone(),
+            codebook: q.codebook.clone(),
+        })
+        .collect();
+    solver
+        .set_codebooks(&books)
+        .context("the solver's train net does not match the model")?;
+    let mut progress = RoundProgress {
+        bar: clikit::progress_bar(
+            args.rounds as u64 * args.steps as u64,
+            "[{bar:30}] iter {pos}/{len} {prefix} {msg} ({per_sec}, ETA {eta})",
+        ),
+        last_loss: None,
+    };
+    let mut rounds = Vec::with_capacity(args.rounds + 1);
+    let mut iterations = 0i64;
+    for round in 0..=args.rounds {
+        if round > 0 {
+            progress.bar.set_prefix(format!("round {round}/{}", args.rounds));
+            solver.step(args.steps, &mut progress)?;
+            iterations += i64::from(args.steps);
+        }
+        let (accuracy, loss) = accuracy_of(&solver.test_all()?)?;
+        let train_loss = if round > 0 {
+            progress.last_loss.map(f64::from)
+        } else {
+            None
+        };
+        if let Some(a) = accuracy {
+            say(&progress.bar, format!("round {round}: accuracy {a:.4}"));
+        }
+        rounds.push(QuantRound {
+            round,
+            iterations,
+            accuracy,
+            loss,
+            train_loss,
+        });
+    }
+    progress.bar.finish_and_clear();
+    let tuned = solver.codebooks();
+    let codebooks = targets
+        .iter()
+        .map(|(_, name, ..)| {
+            tuned
+                .iter()
+                .find(|b| &b.layer == name)
+                .map(|b| b.codebook.clone())
+                .with_context(|| format!("layer '{name}' lost its codebook"))
+        })
+        .collect::<Result<_>>()?;
+    Ok(Tuned {
+        dense_accuracy,
+        rounds,
+        codebooks,
+        solver,
     })
 }
 
@@ -294,7 +472,32 @@ impl QuantizeReport {
             }
         }
         let ratio = |b: u64| self.model_dense_bytes as f64 / b.max(1) as f64;
-        let mut text = format!("{table}\n");
+        let mut text = String::new();
+        if !self.rounds.is_empty() {
+            let mut rounds = Table::new();
+            rounds.load_preset(UTF8_FULL_CONDENSED);
+            rounds.set_header(["round", "iterations", "accuracy %", "test loss", "train loss"]);
+            let opt = |v: Option<f64>, scale: f64, digits: usize| {
+                v.map_or_else(|| "-".to_string(), |v| format!("{:.digits$}", v * scale))
+            };
+            for r in &self.rounds {
+                rounds.add_row([
+                    r.round.to_string(),
+                    r.iterations.to_string(),
+                    opt(r.accuracy, 100.0, 2),
+                    opt(r.loss, 1.0, 4),
+                    opt(r.train_loss, 1.0, 4),
+                ]);
+            }
+            let dense = self.dense_accuracy.map_or_else(
+                || "no test net".to_string(),
+                |a| format!("accuracy before sharing {:.2}%", a * 100.0),
+            );
+            text.push_str(&format!(
+                "trained quantization ({dense}; round 0: shared values as clustered)\n{rounds}\n"
+            ));
+        }
+        text.push_str(&format!("{table}\n"));
         text.push_str(&format!(
             "model: {} bytes dense; pruned (P) {} ({:.1}x); + quantized (P+Q) {} ({:.1}x); + Huffman (P+Q+H) {} \
              ({:.1}x); index bits {}, init {}\n",
@@ -332,10 +535,12 @@ mod tests {
     fn sizes_follow_the_streams() {
         // 10 weights, 4 nonzero, two distinct values: 1-bit codes.
         let values = [0.0, 0.5, 0.0, 0.0, -0.5, 0.0, 0.5, 0.0, 0.0, -0.5];
-        let (row, shared) = quantize_layer("l", "InnerProduct", &values, 1, quantize::Init::Linear, 5).unwrap();
+        let quantized = share("l", &values, 1, quantize::Init::Linear).unwrap();
+        let row = layer_row("l", "InnerProduct", 1, &values, &quantized, 5).unwrap();
         // One centroid for 1 bit: the mean of the nonzeros is 0, so the zero rule picks a side.
         assert_eq!(row.centroids, 1);
         assert_eq!(row.nonzeros, 4);
+        let shared = quantized.reconstruct();
         assert!(shared.iter().zip(&values).all(|(q, w)| (*q == 0.0) == (*w == 0.0)));
         // 4 entries in the gap form (gaps 1, 2, 1, 2; nothing trails the last nonzero): 5 bytes each with float
         // values and 5-bit gaps stored in a byte; 1-bit codes + 5-bit gaps = 24 bits, plus a 2-entry codebook.

@@ -105,7 +105,7 @@ pub struct RetrainArgs {
 }
 
 /// Everything a solver needs, read from the files.
-struct Setup {
+pub(crate) struct Setup {
     param: SolverParameter,
     nets: SolverNets,
     data: DataOptions,
@@ -147,7 +147,7 @@ fn source_of(path: &Path) -> Result<train::Source> {
 }
 
 impl Setup {
-    fn read(solver: &Path, data: &DataArgs) -> Result<Setup> {
+    pub(crate) fn read(solver: &Path, data: &DataArgs) -> Result<Setup> {
         let schema = match &data.proto {
             Some(p) => Schema::from_proto_file(p)?,
             None => Schema::builtin(),
@@ -238,13 +238,27 @@ impl Setup {
         })
     }
 
-    fn solver(&self) -> Result<Solver> {
+    /// The solver for training in rounds measured by the caller: base_lr scaled, no periodic tests or snapshots.
+    pub(crate) fn for_rounds(solver: &Path, data: &DataArgs, lr_scale: f32) -> Result<Setup> {
+        if !(lr_scale > 0.0 && lr_scale.is_finite()) {
+            bail!("--lr-scale {lr_scale} must be a positive number");
+        }
+        let mut setup = Setup::read(solver, data)?;
+        setup.param.base_lr = Some(setup.param.base_lr() * lr_scale);
+        setup.param.test_interval = Some(0);
+        setup.param.test_initialization = Some(false);
+        setup.param.snapshot = Some(0);
+        setup.param.snapshot_after_train = Some(false);
+        Ok(setup)
+    }
+
+    pub(crate) fn solver(&self) -> Result<Solver> {
         Ok(Solver::new(&self.param, self.nets.clone(), &self.data)?)
     }
 }
 
 /// Weights of a caffemodel as the engine takes them.
-fn weights_of(path: &Path) -> Result<Vec<engine::LayerWeights>> {
+pub(crate) fn weights_of(path: &Path) -> Result<Vec<engine::LayerWeights>> {
     eval::weights_of(&ModelFile::open(path)?)
 }
 
@@ -276,7 +290,7 @@ impl Progress {
 }
 
 /// A line above the progress bar, or on stderr as it is when the bar is hidden (stderr not a terminal, e.g. a log).
-fn say(bar: &ProgressBar, line: String) {
+pub(crate) fn say(bar: &ProgressBar, line: String) {
     if bar.is_hidden() {
         clikit::note(line);
     } else {
@@ -487,7 +501,7 @@ pub struct RetrainReport {
 }
 
 /// The first test net's accuracy (the output named `accuracy`, else the first) and loss; `None` without a test net.
-fn accuracy_of(reports: &[TestReport]) -> Result<(Option<f64>, Option<f64>)> {
+pub(crate) fn accuracy_of(reports: &[TestReport]) -> Result<(Option<f64>, Option<f64>)> {
     let Some(report) = reports.first() else {
         return Ok((None, None));
     };
@@ -530,9 +544,9 @@ fn nonzero(solver: &Solver, layers: &BTreeMap<String, f64>) -> usize {
 }
 
 /// Rounds' progress on stderr.
-struct RoundProgress {
-    bar: ProgressBar,
-    last_loss: Option<f32>,
+pub(crate) struct RoundProgress {
+    pub(crate) bar: ProgressBar,
+    pub(crate) last_loss: Option<f32>,
 }
 
 impl Observer for RoundProgress {
@@ -568,13 +582,7 @@ pub fn retrain(args: &RetrainArgs) -> Result<RetrainReport> {
         bail!("--schedule value {bad} is not a keep fraction in [0, 1]");
     }
     let keep: BTreeMap<String, f64> = crate::plan::parse_keep(&args.keep)?;
-    let mut setup = Setup::read(&args.solver, &args.data)?;
-    // Rounds are measured here: no periodic tests or snapshots inside them.
-    setup.param.base_lr = Some(setup.param.base_lr() * args.lr_scale);
-    setup.param.test_interval = Some(0);
-    setup.param.test_initialization = Some(false);
-    setup.param.snapshot = Some(0);
-    setup.param.snapshot_after_train = Some(false);
+    let setup = Setup::for_rounds(&args.solver, &args.data, args.lr_scale)?;
     let trained = weights_of(&args.weights)?;
     let mut solver = setup.solver()?;
     solver.load_weights(&trained)?;
@@ -704,7 +712,7 @@ pub fn retrain(args: &RetrainArgs) -> Result<RetrainReport> {
 }
 
 /// A copy of `input` with the payload of every blob the solver trained replaced by its current values.
-fn write_model(input: &Path, output: &Path, solver: &Solver) -> Result<()> {
+pub(crate) fn write_model(input: &Path, output: &Path, solver: &Solver) -> Result<()> {
     let file = ModelFile::open(input)?;
     let mut net = file.net()?;
     let names: Vec<String> = net.layers().iter().map(|l| l.name().to_string()).collect();

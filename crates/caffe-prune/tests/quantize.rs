@@ -218,3 +218,57 @@ fn the_codebook_dict_rebuilds_every_blob_in_numpy_and_imports_back_byte_for_byte
     let err = caffemodel::npz::export_npz(&model.net().unwrap(), &tmp.path().join("x.npz"), layout).unwrap_err();
     assert!(err.to_string().contains("quantize the model first"), "{err}");
 }
+
+#[test]
+fn trained_quantization_recovers_accuracy_and_keeps_the_sharing() {
+    let Some(fx) = testkit::fixtures() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (pruned, tuned) = (tmp.path().join("p.caffemodel"), tmp.path().join("t.caffemodel"));
+    let input = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
+    let out = Command::new(BIN)
+        .arg(&input)
+        .args(["--keep", "conv1=0.3,conv2=0.1,ip1=0.01,ip2=0.2", "-q", "-o"])
+        .arg(&pruned)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // testdata's solver reads the fixtures' MNIST LMDBs and tests on the 10,000 test images.
+    let solver = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet_solver.prototxt");
+    let out = Command::new(BIN)
+        .args(["quantize", "--json", "-q", "--rounds", "2", "--steps", "30", "--solver"])
+        .arg(&solver)
+        .arg("--weights")
+        .arg(&pruned)
+        .arg("-o")
+        .arg(&tuned)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rounds = report["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 3);
+    let accuracy = |r: &serde_json::Value| r["accuracy"].as_f64().unwrap();
+    // Pruned without retraining scores about 57%; fine-tuning only the shared values lifts it far.
+    assert!(accuracy(&rounds[2]) > accuracy(&rounds[0]) + 0.2, "{rounds:?}");
+    let (before, after) = (blobs(&pruned), blobs(&tuned));
+    for layer in ["conv1", "conv2", "ip1", "ip2"] {
+        let (old, new) = (&before[&(layer.to_string(), 0)], &after[&(layer.to_string(), 0)]);
+        assert!(
+            old.iter().zip(new).all(|(a, b)| (*a == 0.0) == (*b == 0.0)),
+            "{layer}: mask changed"
+        );
+        let shared: BTreeSet<u32> = new.iter().filter(|v| **v != 0.0).map(|v| v.to_bits()).collect();
+        let row = report["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["layer"] == layer)
+            .unwrap();
+        assert!(shared.len() <= row["centroids"].as_u64().unwrap() as usize, "{layer}");
+        // The biases trained too.
+        assert!(
+            before[&(layer.to_string(), 1)] != after[&(layer.to_string(), 1)],
+            "{layer} bias"
+        );
+    }
+}
