@@ -78,6 +78,9 @@ enum NpzLayout {
     /// The tutorial's quantized dict: per weight blob a float32 codebook, uint8 codes and uint8 gaps (a quantized
     /// model: at most 255 shared values per blob).
     Codebook,
+    /// Han's released binary layout (Deep-Compression-AlexNet decode.py): counts, then per conv/fc/ip layer a
+    /// codebook (8 bits for conv, 4 else), the bias, packed codes and 4-bit gaps (a quantized model).
+    Han,
 }
 
 /// scipy compressed formats.
@@ -110,7 +113,7 @@ impl Mode {
         } else if has_extension(&args.input, "npz") {
             Mode::NpzImport
         } else if has_extension(&args.output, "npz")
-            || (args.layout == Some(NpzLayout::Scipy) && args.output.as_os_str() != "-")
+            || (matches!(args.layout, Some(NpzLayout::Scipy | NpzLayout::Han)) && args.output.as_os_str() != "-")
         {
             Mode::NpzExport
         } else {
@@ -156,7 +159,7 @@ impl Mode {
         for (flag, is_given, applies) in given {
             if is_given && !applies {
                 let what = match (self, flag) {
-                    (Mode::NpzExport, "--index-bits" | "--scipy-format") => "this npz layout",
+                    (Mode::NpzExport, "--index-bits" | "--scipy-format") => "this layout",
                     _ => self.describe(),
                 };
                 return Err(clikit::usage_error(format!("{flag} does not apply to {what}")));
@@ -402,6 +405,19 @@ fn export_npz(args: &Args) -> Result<()> {
             },
         )?,
         NpzLayout::Dense => npz::export_npz(&net, &args.output, npz::Layout::Dense)?,
+        NpzLayout::Han => {
+            let mut bytes = Vec::new();
+            let layers = caffemodel::han::write_han(&net, &mut bytes)?;
+            outfile::write_atomic(&args.output, |w| w.write_all(&bytes))?;
+            let entries: usize = layers.iter().map(|(_, n)| n).sum();
+            clikit::note(format!(
+                "{}: Han's layout, {} layers, {entries} entries, {} bytes",
+                args.output.display(),
+                layers.len(),
+                bytes.len()
+            ));
+            return Ok(());
+        }
         NpzLayout::Codebook => npz::export_npz(
             &net,
             &args.output,

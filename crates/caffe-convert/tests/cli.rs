@@ -110,13 +110,14 @@ fn flags_that_do_not_apply_to_the_conversion_are_usage_errors() {
         assert_eq!(run.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8_lossy(&run.stderr);
         assert!(stderr.contains(&format!("{flag} does not apply")), "{args:?}: {stderr}");
+        assert!(stderr.starts_with(&format!("caffe-convert: error: {flag}")), "{stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(!text.exists(), "nothing written");
     }
     // Within npz export: index bits belong to the sparse layout, the scipy format to the scipy one.
     let run = convert(&[&model, &"-o", &npz, &"--layout", &"dense", &"--index-bits", &"5"]);
     assert_eq!(run.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&run.stderr).contains("--index-bits does not apply to this npz layout"));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("--index-bits does not apply to this layout"));
     let run = convert(&[&model, &"-o", &npz, &"--upgrade"]);
     assert_eq!(run.status.code(), Some(2));
     assert!(

@@ -272,3 +272,112 @@ fn trained_quantization_recovers_accuracy_and_keeps_the_sharing() {
         );
     }
 }
+
+/// Han's decode.py (songhan/Deep-Compression-AlexNet), its reading loop as released, on our file.
+const PY_HAN: &str = r#"
+import sys, numpy as np
+layers = sys.argv[3].split(",")
+raw = sys.argv[2]
+fin = open(sys.argv[1], "rb")
+nz_num = np.fromfile(fin, dtype=np.uint32, count=len(layers))
+for idx, layer in enumerate(layers):
+    bits = 8 if "conv" in layer else 4
+    codebook = np.fromfile(fin, dtype=np.float32, count=2 ** bits)
+    want_b = np.fromfile(raw + "/" + layer + "_b.f32", dtype="<f4")
+    bias = np.fromfile(fin, dtype=np.float32, count=want_b.size)
+    spm_stream = np.fromfile(fin, dtype=np.uint8, count=(int(nz_num[idx]) - 1) // (8 // bits) + 1)
+    ind_stream = np.fromfile(fin, dtype=np.uint8, count=(int(nz_num[idx]) - 1) // 2 + 1)
+    if bits == 8:
+        code = spm_stream
+    else:
+        code = np.zeros(nz_num[idx], np.uint8)
+        code[0::2] = spm_stream % 16
+        code[1::2] = spm_stream // 16
+    ind = np.zeros(nz_num[idx], np.uint8)
+    ind[0::2] = ind_stream % 16
+    ind[1::2] = ind_stream // 16
+    want = np.fromfile(raw + "/" + layer + ".f32", dtype="<f4")
+    data = np.zeros(want.size, np.float32)
+    ind = np.cumsum(ind.astype(np.int64) + 1) - 1
+    data[ind] = codebook[code]
+    assert np.array_equal(data, want), layer
+    assert np.array_equal(bias, want_b), layer
+assert fin.read() == b"", "trailing bytes"
+print("ok")
+"#;
+
+#[test]
+fn hans_decode_py_reads_our_han_layout() {
+    let Some(fx) = testkit::fixtures() else { return };
+    if !testkit::python_has(&["numpy"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (pruned, quantized) = (tmp.path().join("p.caffemodel"), tmp.path().join("q.caffemodel"));
+    let input = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
+    for args in [
+        vec![
+            input.as_os_str(),
+            "--keep".as_ref(),
+            "conv1=0.3,conv2=0.1,ip1=0.01,ip2=0.2".as_ref(),
+            "-o".as_ref(),
+            pruned.as_os_str(),
+        ],
+        // Han's layout: 8 bits for conv layers, 4 for the rest.
+        vec![
+            "quantize".as_ref(),
+            pruned.as_os_str(),
+            "--bits".as_ref(),
+            "ip1=4,ip2=4".as_ref(),
+            "-o".as_ref(),
+            quantized.as_os_str(),
+        ],
+    ] {
+        let out = Command::new(BIN).args(args).arg("-q").output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let raw = tmp.path().join("raw");
+    std::fs::create_dir_all(&raw).unwrap();
+    for ((layer, index), values) in blobs(&quantized) {
+        let name = if index == 0 {
+            format!("{layer}.f32")
+        } else {
+            format!("{layer}_b.f32")
+        };
+        std::fs::write(
+            raw.join(name),
+            values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+        )
+        .unwrap();
+    }
+    let model = caffemodel::ModelFile::open(&quantized).unwrap();
+    let mut bytes = Vec::new();
+    let layers = caffemodel::han::write_han(&model.net().unwrap(), &mut bytes).unwrap();
+    let names: Vec<&str> = layers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["conv1", "conv2", "ip1", "ip2"]);
+    assert!(layers.iter().all(|(_, n)| n % 2 == 0), "{layers:?}");
+    let han = tmp.path().join("lenet.han");
+    std::fs::write(&han, &bytes).unwrap();
+    let py = Command::new("python3")
+        .args(["-c", PY_HAN])
+        .arg(&han)
+        .arg(&raw)
+        .arg(names.join(","))
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+    // The default 5-bit ip layers do not fit Han's 4-bit codebooks: a clear error.
+    let five = tmp.path().join("q5.caffemodel");
+    let out = Command::new(BIN)
+        .arg("quantize")
+        .arg(&pruned)
+        .arg("-q")
+        .arg("-o")
+        .arg(&five)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let model = caffemodel::ModelFile::open(&five).unwrap();
+    let err = caffemodel::han::write_han(&model.net().unwrap(), &mut Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("quantize it to 4 bits"), "{err}");
+}

@@ -16,6 +16,7 @@
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod han;
 pub mod model;
 pub mod npz;
 pub mod text;

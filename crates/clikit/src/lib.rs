@@ -90,7 +90,10 @@ pub fn finish(tool: &str, result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{tool}: error: {}", one_line(e.as_ref()));
+            let line = one_line(e.as_ref());
+            // clap's own text starts with "error: " and ends with a newline.
+            let line = line.trim_end();
+            eprintln!("{tool}: error: {}", line.strip_prefix("error: ").unwrap_or(line));
             if e.downcast_ref::<clap::Error>().is_some() {
                 ExitCode::from(2)
             } else {
@@ -131,6 +134,11 @@ mod tests {
     #[test]
     fn usage_errors_exit_2_and_failures_1() {
         assert_eq!(finish("t", Err(usage_error("--x does not apply"))), ExitCode::from(2));
+        assert_eq!(
+            one_line(usage_error("--x").as_ref()).trim_end(),
+            "error: --x",
+            "the prefix finish strips"
+        );
         assert_eq!(finish("t", Err(anyhow::anyhow!("broken"))), ExitCode::FAILURE);
         assert_eq!(finish("t", Ok(())), ExitCode::SUCCESS);
     }
