@@ -19,28 +19,56 @@ fn blobs(path: &Path) -> BTreeMap<(String, usize), Vec<f32>> {
     out
 }
 
+/// Runs caffe-prune with `args`; its stdout. Fails the test on an error.
+fn caffe_prune(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<u8> {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// The fixtures' LeNet pruned at the tutorial's rates, written to `out`.
+fn prune_lenet(fx: &Path, out: &Path) {
+    let input = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
+    caffe_prune(&[
+        &input,
+        &"--keep",
+        &"conv1=0.3,conv2=0.1,ip1=0.01,ip2=0.2",
+        &"-q",
+        &"-o",
+        &out,
+    ]);
+}
+
+/// Every blob of `model` as raw little-endian float32, `<layer>.f32` and `<layer>_b.f32` in `dir`, for Python.
+fn write_raw(model: &Path, dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for ((layer, index), values) in blobs(model) {
+        let name = if index == 0 {
+            format!("{layer}.f32")
+        } else {
+            format!("{layer}_b.f32")
+        };
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+}
+
 #[test]
 fn sharing_keeps_the_mask_and_the_bit_budget_and_nothing_else_changes() {
     let Some(fx) = testkit::fixtures() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let pruned = tmp.path().join("p.caffemodel");
-    let quantized = tmp.path().join("q.caffemodel");
-    let input = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
-    let out = Command::new(BIN)
-        .arg(&input)
-        .args(["--keep", "conv1=0.3,conv2=0.1,ip1=0.01,ip2=0.2", "-q", "-o"])
-        .arg(&pruned)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = Command::new(BIN)
-        .args(["quantize", "--json", "--bits", "conv2=6", "-o"])
-        .arg(&quantized)
-        .arg(&pruned)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (pruned, quantized) = (tmp.path().join("p.caffemodel"), tmp.path().join("q.caffemodel"));
+    prune_lenet(&fx, &pruned);
+    let stdout = caffe_prune(&[
+        &"quantize",
+        &"--json",
+        &"--bits",
+        &"conv2=6",
+        &"-o",
+        &quantized,
+        &pruned,
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
     let before = blobs(&pruned);
     let after = blobs(&quantized);
     assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>());
@@ -158,38 +186,10 @@ fn the_codebook_dict_rebuilds_every_blob_in_numpy_and_imports_back_byte_for_byte
     let tmp = tempfile::tempdir().unwrap();
     let (pruned, quantized) = (tmp.path().join("p.caffemodel"), tmp.path().join("q.caffemodel"));
     let input = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
-    for args in [
-        vec![
-            input.as_os_str(),
-            "--keep".as_ref(),
-            "conv1=0.3,conv2=0.1,ip1=0.01,ip2=0.2".as_ref(),
-            "-o".as_ref(),
-            pruned.as_os_str(),
-        ],
-        vec![
-            "quantize".as_ref(),
-            pruned.as_os_str(),
-            "-o".as_ref(),
-            quantized.as_os_str(),
-        ],
-    ] {
-        let out = Command::new(BIN).args(args).arg("-q").output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
+    prune_lenet(&fx, &pruned);
+    caffe_prune(&[&"quantize", &pruned, &"-q", &"-o", &quantized]);
     let raw = tmp.path().join("raw");
-    std::fs::create_dir_all(&raw).unwrap();
-    for ((layer, index), values) in blobs(&quantized) {
-        let name = if index == 0 {
-            format!("{layer}.f32")
-        } else {
-            format!("{layer}_b.f32")
-        };
-        std::fs::write(
-            raw.join(name),
-            values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
-        )
-        .unwrap();
-    }
+    write_raw(&quantized, &raw);
     for bits in [5u8, 8] {
         let npz = tmp.path().join(format!("q{bits}.npz"));
         let model = caffemodel::ModelFile::open(&quantized).unwrap();
@@ -224,27 +224,25 @@ fn trained_quantization_recovers_accuracy_and_keeps_the_sharing() {
     let Some(fx) = testkit::fixtures() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let (pruned, tuned) = (tmp.path().join("p.caffemodel"), tmp.path().join("t.caffemodel"));
-    let input = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
-    let out = Command::new(BIN)
-        .arg(&input)
-        .args(["--keep", "conv1=0.3,conv2=0.1,ip1=0.01,ip2=0.2", "-q", "-o"])
-        .arg(&pruned)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    prune_lenet(&fx, &pruned);
     // testdata's solver reads the fixtures' MNIST LMDBs and tests on the 10,000 test images.
     let solver = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet_solver.prototxt");
-    let out = Command::new(BIN)
-        .args(["quantize", "--json", "-q", "--rounds", "2", "--steps", "30", "--solver"])
-        .arg(&solver)
-        .arg("--weights")
-        .arg(&pruned)
-        .arg("-o")
-        .arg(&tuned)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stdout = caffe_prune(&[
+        &"quantize",
+        &"--json",
+        &"-q",
+        &"--rounds",
+        &"2",
+        &"--steps",
+        &"30",
+        &"--solver",
+        &solver,
+        &"--weights",
+        &pruned,
+        &"-o",
+        &tuned,
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
     let rounds = report["rounds"].as_array().unwrap();
     assert_eq!(rounds.len(), 3);
     let accuracy = |r: &serde_json::Value| r["accuracy"].as_f64().unwrap();
@@ -314,42 +312,19 @@ fn hans_decode_py_reads_our_han_layout() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let (pruned, quantized) = (tmp.path().join("p.caffemodel"), tmp.path().join("q.caffemodel"));
-    let input = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
-    for args in [
-        vec![
-            input.as_os_str(),
-            "--keep".as_ref(),
-            "conv1=0.3,conv2=0.1,ip1=0.01,ip2=0.2".as_ref(),
-            "-o".as_ref(),
-            pruned.as_os_str(),
-        ],
-        // Han's layout: 8 bits for conv layers, 4 for the rest.
-        vec![
-            "quantize".as_ref(),
-            pruned.as_os_str(),
-            "--bits".as_ref(),
-            "ip1=4,ip2=4".as_ref(),
-            "-o".as_ref(),
-            quantized.as_os_str(),
-        ],
-    ] {
-        let out = Command::new(BIN).args(args).arg("-q").output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
+    prune_lenet(&fx, &pruned);
+    // Han's layout: 8 bits for conv layers, 4 for the rest.
+    caffe_prune(&[
+        &"quantize",
+        &pruned,
+        &"--bits",
+        &"ip1=4,ip2=4",
+        &"-q",
+        &"-o",
+        &quantized,
+    ]);
     let raw = tmp.path().join("raw");
-    std::fs::create_dir_all(&raw).unwrap();
-    for ((layer, index), values) in blobs(&quantized) {
-        let name = if index == 0 {
-            format!("{layer}.f32")
-        } else {
-            format!("{layer}_b.f32")
-        };
-        std::fs::write(
-            raw.join(name),
-            values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
-        )
-        .unwrap();
-    }
+    write_raw(&quantized, &raw);
     let model = caffemodel::ModelFile::open(&quantized).unwrap();
     let mut bytes = Vec::new();
     let layers = caffemodel::han::write_han(&model.net().unwrap(), &mut bytes).unwrap();
