@@ -52,6 +52,9 @@ pub struct QuantizeArgs {
     /// those payloads change). Without -o, only the report.
     #[arg(short, long, value_name = "OUT.caffemodel")]
     pub output: Option<PathBuf>,
+    /// With --solver: draw test accuracy (or, without a test net, the training loss) per round (SVG).
+    #[arg(long, value_name = "FILE.svg", requires = "solver")]
+    pub plot: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -269,9 +272,13 @@ pub fn quantize_model(args: &QuantizeArgs) -> Result<QuantizeReport> {
         (None, Some(solver), Some(weights)) => (weights.as_path(), Some(solver.as_path())),
         _ => bail!("give the model to quantize, or --solver S --weights W"),
     };
-    if let Some(output) = &args.output {
-        let inputs: Vec<&Path> = std::iter::once(input).chain(solver_path).collect();
-        outfile::check_outputs(&[output], &inputs)?;
+    let inputs: Vec<&Path> = std::iter::once(input).chain(solver_path).collect();
+    let outputs: Vec<&Path> = args.output.iter().chain(&args.plot).map(PathBuf::as_path).collect();
+    outfile::check_outputs(&outputs, &inputs)?;
+    if let Some(plot) = &args.plot {
+        if plot.extension().and_then(|e| e.to_str()) != Some("svg") {
+            bail!("{}: the plot is written as SVG: give a .svg file name", plot.display());
+        }
     }
     if args.rounds == 0 || args.steps <= 0 {
         bail!("--rounds and --steps must be positive");
@@ -338,7 +345,7 @@ pub fn quantize_model(args: &QuantizeArgs) -> Result<QuantizeReport> {
         .map(|((_, name, type_name, bits, values), q)| layer_row(name, type_name, *bits, values, q, args.index_bits))
         .collect::<Result<_>>()?;
     let sum = |f: fn(&LayerRow) -> u64| others + rows.iter().map(f).sum::<u64>();
-    Ok(QuantizeReport {
+    let report = QuantizeReport {
         dense_accuracy,
         rounds,
         input: input.display().to_string(),
@@ -350,7 +357,12 @@ pub fn quantize_model(args: &QuantizeArgs) -> Result<QuantizeReport> {
         model_coded_bytes: sum(|r| r.coded_bytes),
         layers: rows,
         output: args.output.as_deref().map(|p| Path::new(p).display().to_string()),
-    })
+    };
+    if let Some(plot) = &args.plot {
+        let svg = report.chart().to_svg();
+        outfile::write_atomic(plot, |out| std::io::Write::write_all(out, svg.as_bytes()))?;
+    }
+    Ok(report)
 }
 
 /// What fine-tuning the shared values gave.
@@ -441,6 +453,37 @@ fn fine_tune(
 }
 
 impl QuantizeReport {
+    /// Test accuracy per round of fine-tuning, or the training loss when there is no test net.
+    pub fn chart(&self) -> crate::plot::LineChart {
+        let with_accuracy = self.rounds.iter().any(|r| r.accuracy.is_some());
+        let points = self
+            .rounds
+            .iter()
+            .filter_map(|r| {
+                let y = if with_accuracy {
+                    r.accuracy.map(|a| a * 100.0)
+                } else {
+                    r.train_loss
+                };
+                y.map(|y| (r.round as f64, y))
+            })
+            .collect();
+        crate::plot::LineChart {
+            title: "Trained quantization".into(),
+            x_label: "round".into(),
+            y_label: if with_accuracy {
+                "test accuracy (%)"
+            } else {
+                "training loss"
+            }
+            .into(),
+            series: vec![crate::plot::Series {
+                name: "shared weights".into(),
+                points,
+            }],
+        }
+    }
+
     /// The table: a row per layer, then the whole model's bytes and ratio at each stage.
     pub fn to_text(&self) -> String {
         let mut table = Table::new();

@@ -227,6 +227,7 @@ fn trained_quantization_recovers_accuracy_and_keeps_the_sharing() {
     prune_lenet(&fx, &pruned);
     // testdata's solver reads the fixtures' MNIST LMDBs and tests on the 10,000 test images.
     let solver = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet_solver.prototxt");
+    let plot = tmp.path().join("rounds.svg");
     let stdout = caffe_prune(&[
         &"quantize",
         &"--json",
@@ -241,7 +242,11 @@ fn trained_quantization_recovers_accuracy_and_keeps_the_sharing() {
         &pruned,
         &"-o",
         &tuned,
+        &"--plot",
+        &plot,
     ]);
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert_eq!(svg.matches("<polyline").count(), 1, "one line: the accuracy per round");
     let report: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
     let rounds = report["rounds"].as_array().unwrap();
     assert_eq!(rounds.len(), 3);
