@@ -4,6 +4,15 @@
 //! produce, and comes out byte-for-byte the same for the same data.
 
 use std::fmt::Write as _;
+use std::path::Path;
+
+/// Refuses a plot file name that does not end in `.svg`, the one format written, before any work starts.
+pub fn check_svg_name(path: &Path) -> anyhow::Result<()> {
+    if path.extension().and_then(|e| e.to_str()) != Some("svg") {
+        anyhow::bail!("{}: the plot is written as SVG: give a .svg file name", path.display());
+    }
+    Ok(())
+}
 
 /// One named line of (x, y) points.
 pub struct Series {

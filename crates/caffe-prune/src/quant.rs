@@ -276,9 +276,7 @@ pub fn quantize_model(args: &QuantizeArgs) -> Result<QuantizeReport> {
     let outputs: Vec<&Path> = args.output.iter().chain(&args.plot).map(PathBuf::as_path).collect();
     outfile::check_outputs(&outputs, &inputs)?;
     if let Some(plot) = &args.plot {
-        if plot.extension().and_then(|e| e.to_str()) != Some("svg") {
-            bail!("{}: the plot is written as SVG: give a .svg file name", plot.display());
-        }
+        crate::plot::check_svg_name(plot)?;
     }
     if args.rounds == 0 || args.steps <= 0 {
         bail!("--rounds and --steps must be positive");

@@ -262,9 +262,7 @@ pub fn sweep(args: &SweepArgs) -> Result<Report> {
     let outputs: Vec<&std::path::Path> = args.csv.iter().chain(&args.plot).map(PathBuf::as_path).collect();
     outfile::check_outputs(&outputs, &args.eval.inputs())?;
     if let Some(plot) = &args.plot {
-        if plot.extension().and_then(|e| e.to_str()) != Some("svg") {
-            bail!("{}: the plot is written as SVG: give a .svg file name", plot.display());
-        }
+        crate::plot::check_svg_name(plot)?;
     }
     if let Some(b) = args.budget {
         if !(b >= 0.0 && b.is_finite()) {

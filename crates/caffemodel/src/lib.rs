@@ -24,7 +24,7 @@ pub mod tree;
 pub mod upgrade;
 pub mod wire;
 
-pub use error::{one_line, Error, Result};
+pub use error::{Error, Result};
 pub use model::{
     is_prunable_type, output_rows, BinaryKind, BlobFile, BlobShape, BlobView, Generation, LayerView, ModelFile, Net,
     SolverStateView, Values,
