@@ -315,6 +315,7 @@ impl<'f> Net<'f> {
             .nth(blob)
             .ok_or_else(|| Error::invalid(path, format!("layer {layer} has no blob {blob}")))?;
         let mut remaining = &values[..];
+        let want = data_field(blob_msg);
         let data_len: usize = data_payloads(blob_msg).map(|(p, e)| p.len(e)).sum();
         if data_len != values.len() {
             return Err(Error::invalid(
@@ -327,15 +328,18 @@ impl<'f> Net<'f> {
         }
         for node in &mut blob_msg.nodes {
             if let Node::Values {
-                number: number @ (5 | 8),
-                elem,
-                payload,
+                number, elem, payload, ..
             } = node
             {
+                // Only the payloads the blob's values are read from (a blob may hold both data and double_data).
+                if *number != want {
+                    continue;
+                }
                 let n = payload.len(*elem);
                 let (head, tail) = remaining.split_at(n);
                 remaining = tail;
-                let packed = !matches!(payload, Payload::Unpacked { .. });
+                // Keep the encoding the field has now (also after an earlier edit made it owned).
+                let packed = payload.is_packed();
                 *payload = match elem {
                     Elem::F32 => Payload::OwnedF32 {
                         values: head.to_vec(),
@@ -347,7 +351,6 @@ impl<'f> Net<'f> {
                         packed,
                     },
                 };
-                let _ = number;
             }
         }
         Ok(())
@@ -383,15 +386,26 @@ fn blobs_mut<'m, 'f>(layer: &'m mut Message<'f>) -> Vec<&'m mut Message<'f>> {
     out
 }
 
-fn data_payloads<'m, 'f>(blob: &'m Message<'f>) -> impl Iterator<Item = (&'m Payload<'f>, Elem)> + 'm {
-    // `data` (5) when present, else `double_data` (8); Caffe reads double_data only when data is empty.
-    let has_f32 = blob
+/// The field a blob's values are read from, as Caffe's `Blob::FromProto` chooses: `double_data` (8) when it holds
+/// any value, else `data` (5).
+fn data_field(blob: &Message<'_>) -> u32 {
+    let has_f64 = blob
         .nodes
         .iter()
-        .any(|n| matches!(n, Node::Values { number: 5, payload, elem } if !payload.is_empty(*elem)));
-    let want = if has_f32 { 5 } else { 8 };
+        .any(|n| matches!(n, Node::Values { number: 8, payload, elem, .. } if !payload.is_empty(*elem)));
+    if has_f64 {
+        8
+    } else {
+        5
+    }
+}
+
+fn data_payloads<'m, 'f>(blob: &'m Message<'f>) -> impl Iterator<Item = (&'m Payload<'f>, Elem)> + 'm {
+    let want = data_field(blob);
     blob.nodes.iter().filter_map(move |n| match n {
-        Node::Values { number, elem, payload } if *number == want => Some((payload, *elem)),
+        Node::Values {
+            number, elem, payload, ..
+        } if *number == want => Some((payload, *elem)),
         _ => None,
     })
 }
@@ -414,6 +428,16 @@ impl<'n, 'f> LayerView<'n, 'f> {
         self.message.children().find(|c| c.kind == MessageKind::V0Layer)
     }
 
+    /// String field `number` of the wrapped V0 layer. A file may repeat the (singular) `layer` field; protobuf
+    /// merges the occurrences, so the last value set in any of them counts.
+    fn v0_string(&self, number: u32) -> Option<Cow<'f, str>> {
+        self.message
+            .children()
+            .filter(|c| c.kind == MessageKind::V0Layer)
+            .filter_map(|v0| raw_string(v0, number))
+            .last()
+    }
+
     /// The layer's generation.
     pub fn generation(&self) -> Generation {
         match self.message.kind {
@@ -429,8 +453,7 @@ impl<'n, 'f> LayerView<'n, 'f> {
             MessageKind::V1Layer => raw_string(self.message, 4),
             _ => raw_string(self.message, 1),
         };
-        own.or_else(|| self.v0().and_then(|v0| raw_string(v0, 1)))
-            .unwrap_or(Cow::Borrowed(""))
+        own.or_else(|| self.v0_string(1)).unwrap_or(Cow::Borrowed(""))
     }
 
     /// The layer's type as stored: a string for modern and V0 layers, the enum's name for V1 ones
@@ -438,7 +461,7 @@ impl<'n, 'f> LayerView<'n, 'f> {
     pub fn type_name(&self) -> Cow<'f, str> {
         match self.generation() {
             Generation::Modern => raw_string(self.message, 2).unwrap_or(Cow::Borrowed("")),
-            Generation::V0 => self.v0().and_then(|v0| raw_string(v0, 2)).unwrap_or(Cow::Borrowed("")),
+            Generation::V0 => self.v0_string(2).unwrap_or(Cow::Borrowed("")),
             Generation::V1 => {
                 let value = self.message.last_raw(5).map(|f| f.varint()).unwrap_or(0);
                 Cow::Owned(v1_type_name(value))
@@ -510,7 +533,8 @@ pub fn v1_type_name(value: u64) -> String {
         .unwrap_or_else(|| format!("UNKNOWN_{value}"))
 }
 
-/// A blob's shape as stored: from `shape` when present, else the legacy 4-D num/channels/height/width.
+/// A blob's shape as stored, chosen as Caffe's `Blob::FromProto` does: the legacy 4-D num/channels/height/width
+/// when any of them is present (a missing one is 0), else `shape` (no `shape` either: 0-D).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlobShape {
     /// The dimensions.
@@ -543,16 +567,15 @@ pub struct BlobView<'n, 'f> {
 }
 
 impl<'n, 'f> BlobView<'n, 'f> {
-    /// The blob's shape as stored (legacy 4-D shapes stay 4-D).
+    /// The blob's shape as stored (legacy 4-D shapes stay 4-D), by Caffe's rule: legacy fields first, see
+    /// [`BlobShape`].
     pub fn shape(&self) -> BlobShape {
         let mut dims = Vec::new();
-        let mut has_shape = false;
         let mut legacy = [0i64; 4];
         let mut has_legacy = false;
         for field in self.message.raw_fields() {
             match field.number {
                 7 => {
-                    has_shape = true;
                     // BlobShape.dim (1) is packed int64; repeated occurrences concatenate, as protobuf merges them.
                     for dim in Fields::new(field.value, field.value_offset).flatten() {
                         if dim.number != 1 {
@@ -582,9 +605,7 @@ impl<'n, 'f> BlobView<'n, 'f> {
                 _ => {}
             }
         }
-        if has_shape {
-            BlobShape { dims, legacy: false }
-        } else if has_legacy {
+        if has_legacy {
             BlobShape {
                 dims: legacy.to_vec(),
                 legacy: true,
@@ -594,7 +615,7 @@ impl<'n, 'f> BlobView<'n, 'f> {
         }
     }
 
-    /// The blob's data: `data` when present, else `double_data`.
+    /// The blob's data: `double_data` when it holds any value, else `data` (Caffe's `Blob::FromProto`).
     pub fn data(&self) -> Values<'n, 'f> {
         let segments: Vec<_> = data_payloads(self.message).collect();
         let len = segments.iter().map(|(p, e)| p.len(*e)).sum();
@@ -606,7 +627,7 @@ impl<'n, 'f> BlobView<'n, 'f> {
         self.message
             .nodes
             .iter()
-            .any(|n| matches!(n, Node::Values { number: 6 | 9, payload, elem } if !payload.is_empty(*elem)))
+            .any(|n| matches!(n, Node::Values { number: 6 | 9, payload, elem, .. } if !payload.is_empty(*elem)))
     }
 
     /// Absolute file offset of the blob message.

@@ -2,8 +2,16 @@
 //!
 //! Only the path to the weights is parsed into nodes: net -> layers -> blobs -> float payloads. Every other field,
 //! known or unknown to our schema (forks add `*_param` fields and reuse BlobProto numbers 10 and up), is kept as the
-//! exact bytes the file had, in the order it had them. Encoding writes the same field order with canonical tags and
-//! recomputed lengths, so an untouched file encodes to identical bytes and an edited payload changes nothing else.
+//! exact bytes the file had, in the order it had them. Encoding writes the same field order with recomputed lengths,
+//! so an untouched file encodes to identical bytes and an edited payload changes nothing else.
+//!
+//! Protobuf lets a writer spend more bytes than needed: a tag or a length as an overlong varint (`c1 00` for field 8,
+//! fixed64), a packed field written element by element, one repeated field split over several runs, a zero-length
+//! packed field. Caffe's C++ writer never does, but any protobuf reader accepts it, and so does this one. Raw fields
+//! keep their bytes anyway; for the fields the tree parses (child messages and blob payloads) the tag and length
+//! bytes the file had are kept where they differ from the shortest form ([`Node::Head`], the `head` of
+//! [`Node::Values`]) and written back as long as they still describe the field, so such files roundtrip byte for
+//! byte too. Only a field whose length an edit changed gets a freshly encoded (shortest) length.
 
 use crate::wire::{self, Fields, RawField, WireError, WireErrorKind, WireType};
 use std::io::{self, Write};
@@ -170,7 +178,8 @@ impl Payload<'_> {
         self.len(elem) == 0
     }
 
-    fn is_packed(&self) -> bool {
+    /// True when the payload is (or will be written as) one packed field rather than a field per element.
+    pub fn is_packed(&self) -> bool {
         match self {
             Self::Packed { .. } => true,
             Self::Unpacked { .. } => false,
@@ -273,6 +282,17 @@ pub enum Node<'a> {
         elem: Elem,
         /// The elements.
         payload: Payload<'a>,
+        /// The field's head as the file had it, when that was not the shortest encoding: the tag and length of a
+        /// packed field, or the tag every element of an unpacked run repeats. Written back while it still fits
+        /// (same number, wire type and, when packed, length); `None` writes the shortest form.
+        head: Option<&'a [u8]>,
+    },
+    /// Only ever the first node of a message whose tag or length in its parent was not the shortest encoding (a
+    /// valid but overlong varint): those bytes as the file had them. It encodes to nothing itself; the parent
+    /// writes it in place of the shortest tag and length while it still gives the message's length.
+    Head {
+        /// The tag and length bytes of this message's field in its parent.
+        bytes: &'a [u8],
     },
 }
 
@@ -283,7 +303,7 @@ pub struct Message<'a> {
     pub kind: MessageKind,
     /// Absolute file offset of the message's first byte.
     pub offset: u64,
-    /// The message's fields in file order.
+    /// The message's fields in file order (after a [`Node::Head`] when its own head in the parent was overlong).
     pub nodes: Vec<Node<'a>>,
 }
 
@@ -341,10 +361,13 @@ impl<'a> Message<'a> {
                 };
                 let index = child_counts[slot];
                 child_counts[slot] += 1;
-                let message = Message::parse(child, field.value, field.value_offset).map_err(|mut e| {
+                let mut message = Message::parse(child, field.value, field.value_offset).map_err(|mut e| {
                     e.path.insert(0, (name, index));
                     e
                 })?;
+                if let Some(head) = overlong_head(&field, Some(field.value.len() as u64)) {
+                    message.nodes.insert(0, Node::Head { bytes: head });
+                }
                 nodes.push(Node::Message {
                     number: field.number,
                     message,
@@ -413,6 +436,14 @@ impl<'a> Message<'a> {
         self.nodes.iter().map(node_len).sum()
     }
 
+    /// The tag and length this message had in its parent, when the file used more bytes for them than needed.
+    pub fn kept_head(&self) -> Option<&'a [u8]> {
+        match self.nodes.first() {
+            Some(Node::Head { bytes }) => Some(bytes),
+            _ => None,
+        }
+    }
+
     /// Appends the encoded fields of this message.
     pub fn encode_to<W: Write + ?Sized>(&self, out: &mut W) -> io::Result<()> {
         for node in &self.nodes {
@@ -420,15 +451,50 @@ impl<'a> Message<'a> {
                 Node::Raw { bytes, .. } => out.write_all(bytes)?,
                 Node::Message { number, message } => {
                     let mut head = Vec::with_capacity(16);
-                    wire::put_tag(&mut head, *number, WireType::LengthDelimited);
-                    wire::put_varint(&mut head, message.encoded_len());
+                    let len = Some(message.encoded_len());
+                    put_head(&mut head, message.kept_head(), *number, WireType::LengthDelimited, len);
                     out.write_all(&head)?;
                     message.encode_to(out)?;
                 }
-                Node::Values { number, elem, payload } => encode_values(out, *number, *elem, payload)?,
+                Node::Values {
+                    number,
+                    elem,
+                    payload,
+                    head,
+                } => encode_values(out, *number, *elem, payload, *head)?,
+                Node::Head { .. } => {}
             }
         }
         Ok(())
+    }
+}
+
+/// The head (tag, and length for `len: Some`) of `field` when it is longer than the shortest encoding.
+fn overlong_head<'a>(field: &RawField<'a>, len: Option<u64>) -> Option<&'a [u8]> {
+    let head = &field.bytes[..(field.value_offset - field.offset) as usize];
+    let shortest = wire::tag_len(field.number) + len.map_or(0, wire::varint_len);
+    (head.len() != shortest).then_some(head)
+}
+
+/// Appends the head to write before a field: `kept` (the file's own, possibly overlong, bytes) while it still says
+/// `number`, `wire` and `len`, else the shortest encoding.
+fn put_head(out: &mut Vec<u8>, kept: Option<&[u8]>, number: u32, wire: WireType, len: Option<u64>) {
+    match kept {
+        Some(kept) if wire::decode_head(kept) == Some((number, wire, len)) => out.extend_from_slice(kept),
+        _ => {
+            wire::put_tag(out, number, wire);
+            if let Some(len) = len {
+                wire::put_varint(out, len);
+            }
+        }
+    }
+}
+
+/// Length of what [`put_head`] appends.
+fn head_len(kept: Option<&[u8]>, number: u32, wire: WireType, len: Option<u64>) -> usize {
+    match kept {
+        Some(kept) if wire::decode_head(kept) == Some((number, wire, len)) => kept.len(),
+        _ => wire::tag_len(number) + len.map_or(0, wire::varint_len),
     }
 }
 
@@ -479,6 +545,7 @@ fn push_values<'a>(
                 bytes: field.value,
                 offset: field.value_offset,
             },
+            head: overlong_head(field, Some(field.value.len() as u64)),
         });
         return Ok(());
     }
@@ -489,7 +556,8 @@ fn push_values<'a>(
         };
         return Err(wrong_wire(field, name, expected));
     }
-    // Extend the previous run when this element directly follows it with the same tag.
+    // Extend the previous run when this element directly follows it with the same tag (the same number, wire type
+    // and tag length: a varint of a given value and length has one encoding, so the same tag bytes).
     if let Some(Node::Values {
         number,
         payload:
@@ -519,6 +587,7 @@ fn push_values<'a>(
             stride: field.bytes.len(),
             offset: field.offset,
         },
+        head: overlong_head(field, None),
     });
     Ok(())
 }
@@ -528,67 +597,78 @@ fn node_len(node: &Node<'_>) -> u64 {
         Node::Raw { bytes, .. } => bytes.len() as u64,
         Node::Message { number, message } => {
             let len = message.encoded_len();
-            (wire::tag_len(*number) + wire::varint_len(len)) as u64 + len
+            head_len(message.kept_head(), *number, WireType::LengthDelimited, Some(len)) as u64 + len
         }
-        Node::Values { number, elem, payload } => {
+        Node::Values {
+            number,
+            elem,
+            payload,
+            head,
+        } => {
             let n = payload.len(*elem) as u64;
             let size = elem.size() as u64;
             if payload.is_packed() {
                 let len = n * size;
-                (wire::tag_len(*number) + wire::varint_len(len)) as u64 + len
+                head_len(*head, *number, WireType::LengthDelimited, Some(len)) as u64 + len
             } else {
-                n * (wire::tag_len(*number) as u64 + size)
+                n * (head_len(*head, *number, elem.unpacked_wire(), None) as u64 + size)
             }
         }
+        Node::Head { .. } => 0,
     }
 }
 
-fn encode_values<W: Write + ?Sized>(out: &mut W, number: u32, elem: Elem, payload: &Payload<'_>) -> io::Result<()> {
+fn encode_values<W: Write + ?Sized>(
+    out: &mut W,
+    number: u32,
+    elem: Elem,
+    payload: &Payload<'_>,
+    kept: Option<&[u8]>,
+) -> io::Result<()> {
     let n = payload.len(elem);
     let mut head = Vec::with_capacity(16);
-    if payload.is_packed() {
-        wire::put_tag(&mut head, number, WireType::LengthDelimited);
-        wire::put_varint(&mut head, (n * elem.size()) as u64);
+    // A packed payload's tag and length are written once, before it; an unpacked one's tag before every element.
+    let tag: &[u8] = if payload.is_packed() {
+        put_head(
+            &mut head,
+            kept,
+            number,
+            WireType::LengthDelimited,
+            Some((n * elem.size()) as u64),
+        );
         out.write_all(&head)?;
-    }
+        &[]
+    } else {
+        put_head(&mut head, kept, number, elem.unpacked_wire(), None);
+        &head
+    };
     match payload {
         // A borrowed packed payload is its elements' little-endian bytes, which is exactly their encoding.
         Payload::Packed { bytes, .. } => out.write_all(bytes),
         Payload::Unpacked { .. } => {
-            let mut tag = Vec::new();
-            wire::put_tag(&mut tag, number, elem.unpacked_wire());
             let mut buf = Vec::with_capacity(tag.len() + 8);
             for i in 0..n {
                 buf.clear();
-                buf.extend_from_slice(&tag);
+                buf.extend_from_slice(tag);
                 buf.extend_from_slice(payload.borrowed_elem(i, elem).unwrap_or(&[]));
                 out.write_all(&buf)?;
             }
             Ok(())
         }
-        Payload::OwnedF32 { values, packed } => {
-            write_elems(out, values.iter().map(|v| v.to_le_bytes()), *packed, number, elem)
-        }
-        Payload::OwnedF64 { values, packed } => {
-            write_elems(out, values.iter().map(|v| v.to_le_bytes()), *packed, number, elem)
-        }
+        Payload::OwnedF32 { values, .. } => write_elems(out, values.iter().map(|v| v.to_le_bytes()), tag),
+        Payload::OwnedF64 { values, .. } => write_elems(out, values.iter().map(|v| v.to_le_bytes()), tag),
     }
 }
 
+/// Writes each element after `tag` (empty for a packed payload, whose head is already written).
 fn write_elems<W: Write + ?Sized, const N: usize>(
     out: &mut W,
     elems: impl Iterator<Item = [u8; N]>,
-    packed: bool,
-    number: u32,
-    elem: Elem,
+    tag: &[u8],
 ) -> io::Result<()> {
-    let mut tag = Vec::new();
-    if !packed {
-        wire::put_tag(&mut tag, number, elem.unpacked_wire());
-    }
     let mut buf = Vec::with_capacity(64 * 1024);
     for bytes in elems {
-        buf.extend_from_slice(&tag);
+        buf.extend_from_slice(tag);
         buf.extend_from_slice(&bytes);
         if buf.len() >= 60 * 1024 {
             out.write_all(&buf)?;

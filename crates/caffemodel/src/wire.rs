@@ -206,6 +206,25 @@ pub fn varint_len(value: u64) -> usize {
     (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
 }
 
+/// What a field's head (its tag, and for a length-delimited field the length after it) says: field number, wire
+/// type and length. `None` unless `head` is exactly one valid tag, plus one length varint when the wire type is
+/// length-delimited, with nothing left over. Used to check that a head kept from a file, which may use longer
+/// varints than needed, still fits the field it would be written before.
+pub fn decode_head(head: &[u8]) -> Option<(u32, WireType, Option<u64>)> {
+    let (tag, n) = decode_varint(head).ok()?;
+    let number = tag >> 3;
+    if number == 0 || number > MAX_FIELD_NUMBER {
+        return None;
+    }
+    let wire = WireType::from_bits(tag & 7)?;
+    let rest = &head[n..];
+    if wire != WireType::LengthDelimited {
+        return rest.is_empty().then_some((number as u32, wire, None));
+    }
+    let (len, m) = decode_varint(rest).ok()?;
+    (m == rest.len()).then_some((number as u32, wire, Some(len)))
+}
+
 /// Appends a field tag.
 pub fn put_tag(out: &mut Vec<u8>, number: u32, wire: WireType) {
     put_varint(out, (u64::from(number) << 3) | u64::from(wire.bits()));
@@ -384,6 +403,27 @@ mod tests {
         assert_eq!(varint_len(127), 1);
         assert_eq!(varint_len(128), 2);
         assert_eq!(varint_len(u64::MAX), 10);
+    }
+
+    #[test]
+    fn heads_decode_whole_or_not_at_all() {
+        // Field 100, length-delimited, length 3: shortest a2 06 03; overlong a2 86 00 83 00 says the same.
+        let lens = Some(3);
+        assert_eq!(
+            decode_head(&[0xa2, 0x06, 0x03]),
+            Some((100, WireType::LengthDelimited, lens))
+        );
+        assert_eq!(
+            decode_head(&[0xa2, 0x86, 0x00, 0x83, 0x00]),
+            Some((100, WireType::LengthDelimited, lens))
+        );
+        // Field 8, fixed64: c1 00 (the fuzzer's overlong tag).
+        assert_eq!(decode_head(&[0xc1, 0x00]), Some((8, WireType::Fixed64, None)));
+        // Missing length, bytes left over, field 0, wire type 7.
+        assert_eq!(decode_head(&[0xa2, 0x06]), None);
+        assert_eq!(decode_head(&[0x08, 0x00]), None);
+        assert_eq!(decode_head(&[0x02, 0x00]), None);
+        assert_eq!(decode_head(&[0x0f]), None);
     }
 
     #[test]
