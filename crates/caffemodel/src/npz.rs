@@ -371,7 +371,7 @@ pub fn import_npz(net: &mut Net<'_>, input: &Path) -> Result<Vec<BlobEntry>> {
                 }
                 array.data
             };
-            if values.len() != count && count != 0 {
+            if values.len() != count {
                 return Err(Error::invalid(
                     input,
                     format!(

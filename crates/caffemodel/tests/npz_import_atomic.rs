@@ -1,15 +1,13 @@
 //! `npz::import_npz` promises that on any mismatch nothing is changed. Found while writing the npz_import fuzz
 //! target (its fixed net has no data-less blob, so the fuzzer does not stop on this): a blob with a shape but no
-//! data (count 0) accepts an array of any length in the planning pass (`values.len() != count && count != 0`),
-//! then `Net::set_blob_data` refuses it after the earlier blobs were already replaced, and the error names the net,
-//! not the npz. The fix belongs in src/npz.rs (check every planned array against what `set_blob_data` accepts
-//! before changing anything); this test is ignored until then.
+//! data (count 0) accepted an array of any length in the planning pass, then `Net::set_blob_data` refused it after
+//! the earlier blobs were already replaced, and the error named the net, not the npz. Planning now requires every
+//! array to hold exactly the values the blob holds, as `set_blob_data` does.
 
 use caffe_proto::{BlobProto, BlobShape, LayerParameter, NetParameter};
 use prost::Message;
 
 #[test]
-#[ignore = "src/npz.rs: a failed import into a data-less blob leaves earlier blobs changed (reported)"]
 fn a_failed_import_into_a_blob_without_data_changes_nothing() {
     let layer = |name: &str, data: Vec<f32>| LayerParameter {
         name: Some(name.into()),
