@@ -1,13 +1,15 @@
 //! `caffe-convert`: converts between Caffe's file forms, and upgrades legacy ones.
 //!
 //! The output format follows the output's extension: `.prototxt` (or `.txt`, or `-` for stdout) is protobuf text,
-//! `.npz` is NumPy (`--layout sparse|scipy|dense`), anything else is binary. `IN.npz --into BASE.caffemodel` puts the
+//! `.npz` is NumPy (`--layout sparse|scipy|dense|codebook|han`), `.caffez` is the compressed model (a quantized
+//! caffemodel with its weights arithmetic-coded; a `.caffez` input is given back byte for byte), anything else is
+//! binary. `IN.npz --into BASE.caffemodel` puts the
 //! arrays back into a copy of BASE. MNIST-format IDX images (`IMAGES.idx[.gz] --labels LABELS -o DB`) become a Caffe
 //! LMDB as Caffe's `convert_mnist_data` writes it. Thin glue over the `caffemodel` and `datasets` crates.
 
 use anyhow::{bail, Context, Result};
 use caffemodel::text::{self, Schema};
-use caffemodel::{upgrade, BinaryKind, ModelFile};
+use caffemodel::{upgrade, BinaryKind};
 use clap::Parser;
 use prost::Message as _;
 use std::io::Write;
@@ -23,12 +25,14 @@ use std::process::ExitCode;
         caffe-convert old_v1.caffemodel -o new.caffemodel --upgrade\n  \
         caffe-convert pruned.caffemodel -o pruned.npz --index-bits 5      (the tutorial's sparse dict)\n  \
         caffe-convert pruned.caffemodel -o - | less                      (the net as text, weights left out)\n  \
+        caffe-convert quantized.caffemodel -o model.caffez               (Deep Compression's coded file)\n  \
+        caffe-convert model.caffez -o quantized.caffemodel               (and back, byte for byte)\n  \
         caffe-convert t10k-images-idx3-ubyte.gz -o mnist_test_lmdb       (IDX to a Caffe LMDB)"
 )]
 struct Args {
-    /// Input: .caffemodel (or a legacy weights file), .prototxt, .solverstate or .binaryproto.
+    /// Input: .caffemodel (or a legacy weights file), .caffez, .prototxt, .solverstate or .binaryproto.
     input: PathBuf,
-    /// Output file; its extension picks the format (.prototxt/.txt = text). `-` writes text to stdout.
+    /// Output file; its extension picks the format (.prototxt/.txt = text, .npz, .caffez). `-` writes text to stdout.
     #[arg(short, long, value_name = "OUT")]
     output: PathBuf,
     /// Upgrade V0/V1 nets (and old solver files) to the modern layout, as Caffe's upgrade_net_proto_* tools do.
@@ -103,6 +107,7 @@ enum Mode {
     IdxToLmdb,
     NpzImport,
     NpzExport,
+    Compress,
     Convert,
 }
 
@@ -112,6 +117,8 @@ impl Mode {
             Mode::IdxToLmdb
         } else if has_extension(&args.input, "npz") {
             Mode::NpzImport
+        } else if has_extension(&args.output, "caffez") {
+            Mode::Compress
         } else if has_extension(&args.output, "npz")
             || (matches!(args.layout, Some(NpzLayout::Scipy | NpzLayout::Han)) && args.output.as_os_str() != "-")
         {
@@ -127,6 +134,7 @@ impl Mode {
             Mode::IdxToLmdb => "an IDX to LMDB conversion",
             Mode::NpzImport => "an npz import (--into)",
             Mode::NpzExport => "an npz export",
+            Mode::Compress => "a compression to .caffez",
             Mode::Convert => "a conversion to text or binary protobuf",
         }
     }
@@ -237,12 +245,13 @@ fn run(args: &Args) -> Result<()> {
         Mode::IdxToLmdb => return idx_to_lmdb(args),
         Mode::NpzImport => return import_npz(args),
         Mode::NpzExport => return export_npz(args),
+        Mode::Compress => return compress(args),
         Mode::Convert => {}
     }
     if is_text_path(&args.input) && args.input.as_os_str() != "-" {
         return convert_text(args, &schema, to_text);
     }
-    let model = ModelFile::open(&args.input)?;
+    let model = caffez::open_model(&args.input)?;
     match BinaryKind::from_path(&args.input) {
         BinaryKind::Net if args.upgrade => {
             // The typed path: every parameter must be moved, which needs the whole message.
@@ -394,7 +403,7 @@ fn convert_text(args: &Args, schema: &Schema, to_text: bool) -> Result<()> {
 /// caffemodel -> npz (or a folder of scipy npz files).
 fn export_npz(args: &Args) -> Result<()> {
     use caffemodel::npz;
-    let model = ModelFile::open(&args.input)?;
+    let model = caffez::open_model(&args.input)?;
     let net = model.net()?;
     let entries = match args.layout.unwrap_or(NpzLayout::Sparse) {
         NpzLayout::Sparse => npz::export_npz(
@@ -446,6 +455,31 @@ fn export_npz(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// caffemodel -> .caffez: the quantized weight blobs arithmetic-coded, everything else kept.
+fn compress(args: &Args) -> Result<()> {
+    let model = caffez::open_model(&args.input)?;
+    let compressed = caffez::compress(&model)?;
+    outfile::write_atomic(&args.output, |w| w.write_all(&compressed.bytes))?;
+    for blob in compressed.blobs.iter().filter(|b| b.bits.is_none()) {
+        clikit::note(format!(
+            "{}: layer '{}' keeps its {} weights as they are ({} distinct values: not quantized)",
+            args.input.display(),
+            blob.layer,
+            blob.count,
+            blob.distinct
+        ));
+    }
+    let coded = compressed.blobs.iter().filter(|b| b.bits.is_some()).count();
+    clikit::note(format!(
+        "{}: {} bytes, {:.1}x smaller than the {}-byte model; {coded} weight blobs coded",
+        args.output.display(),
+        compressed.bytes.len(),
+        compressed.model_len as f64 / compressed.bytes.len() as f64,
+        compressed.model_len,
+    ));
+    Ok(())
+}
+
 /// npz + BASE.caffemodel -> caffemodel: BASE with its blobs replaced by the arrays; only payloads change.
 fn import_npz(args: &Args) -> Result<()> {
     let Some(base) = &args.into else {
@@ -457,7 +491,7 @@ fn import_npz(args: &Args) -> Result<()> {
     if is_text_path(&args.output) || has_extension(&args.output, "npz") {
         bail!("{}: the output of an npz import is a caffemodel", args.output.display());
     }
-    let model = ModelFile::open(base)?;
+    let model = caffez::open_model(base)?;
     let mut net = model.net()?;
     let entries = caffemodel::npz::import_npz(&mut net, &args.input)?;
     outfile::write_atomic(&args.output, |w| net.encode_to(w))?;

@@ -68,6 +68,10 @@ const SIGNATURES: &[(&[u8], &str)] = &[
     (b"\x93NUMPY", "a NumPy .npy file"),
     (b"\x7fELF", "an ELF executable"),
     (b"%PDF", "a PDF document"),
+    (
+        b"\x89CAFFEZ\n",
+        "a .caffez compressed model (`caffe-convert IN.caffez -o OUT.caffemodel` gives the caffemodel back)",
+    ),
 ];
 
 impl ModelFile {
@@ -687,6 +691,16 @@ impl Values<'_, '_> {
                 (head.is_empty() && tail.is_empty()).then_some(body)
             }
             (Payload::OwnedF32 { values, .. }, _) => Some(values),
+            _ => None,
+        }
+    }
+
+    /// Where the values lie in the file when they are one packed little-endian f32 payload: the byte range of
+    /// the payload (its field's tag and length come just before). `None` for doubles, unpacked or split values,
+    /// and values set in memory.
+    pub fn packed_f32_range(&self) -> Option<std::ops::Range<u64>> {
+        match self.segments.as_slice() {
+            [(Payload::Packed { bytes, offset }, Elem::F32)] => Some(*offset..*offset + bytes.len() as u64),
             _ => None,
         }
     }

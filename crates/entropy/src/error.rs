@@ -180,9 +180,61 @@ pub enum DecodeError {
         /// The buffer's length.
         got: usize,
     },
+
+    /// Guards that a sparse chunk's codes are 1 to 8 bits wide.
+    #[error("a code width of {bits} bits (must be 1 to 8)")]
+    CodeWidth {
+        /// The width given.
+        bits: u32,
+    },
+
+    /// Guards that a sparse chunk keeps no more weights than it has positions, and has at most
+    /// [`crate::sparse::MAX_CHUNK_LEN`] positions.
+    #[error("{kept} kept weights claimed in a chunk of {len} positions")]
+    KeptExceedsChunk {
+        /// The claimed count of kept weights.
+        kept: u64,
+        /// The chunk's positions.
+        len: u64,
+    },
+
+    /// Guards that every decoded gap lands inside the chunk.
+    #[error("the gap of kept weight {entry} runs past the chunk's {len} positions")]
+    GapPastEnd {
+        /// The index of the kept weight.
+        entry: u64,
+        /// The chunk's positions.
+        len: u64,
+    },
+
+    /// Guards that a kept weight has a nonzero code (code 0 is the pruned weight, never coded).
+    #[error("kept weight {entry} decodes to code 0")]
+    ZeroCode {
+        /// The index of the kept weight.
+        entry: u64,
+    },
+
+    /// Guards that a range-coded stream holds every byte its symbols need.
+    #[error("the stream ends {missing} bytes early")]
+    StreamOverrun {
+        /// Bytes missing.
+        missing: u64,
+    },
+
+    /// Guards that a range-coded stream ends with its last symbol (one chunk, one length).
+    #[error("{unused} bytes of the stream are left after its last symbol")]
+    StreamUnused {
+        /// Bytes never read.
+        unused: usize,
+    },
+
+    /// Guards that a range-coded stream starts with a zero byte and ends in the state the encoder's flush
+    /// leaves (so a damaged stream of the right length is still refused, mostly).
+    #[error("the stream's start or end state is not one an encoder writes")]
+    StreamState,
 }
 
-/// Why a stream could not be encoded with a caller-supplied code.
+/// Why a stream could not be encoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EncodeError {
@@ -193,5 +245,30 @@ pub enum EncodeError {
         symbol: u8,
         /// Its first position in the stream.
         position: usize,
+    },
+
+    /// Guards that a sparse chunk's codes are 1 to 8 bits wide.
+    #[error("a code width of {bits} bits (must be 1 to 8)")]
+    CodeWidth {
+        /// The width given.
+        bits: u32,
+    },
+
+    /// Guards that every code fits the chunk's width.
+    #[error("code {code} at position {position} does not fit in {bits} bits")]
+    CodeTooWide {
+        /// The code.
+        code: u8,
+        /// Where it is.
+        position: usize,
+        /// The width.
+        bits: u32,
+    },
+
+    /// Guards the chunk length limit [`crate::sparse::MAX_CHUNK_LEN`].
+    #[error("a chunk of {len} positions exceeds the limit of 2^24")]
+    ChunkTooLong {
+        /// The chunk's length.
+        len: usize,
     },
 }

@@ -5,7 +5,7 @@ use crate::{decode, DecodeError, ALPHABET_SIZE};
 
 /// Appends `value` as an unsigned LEB128 varint: 7 bits a byte, least significant group first, high bit set on
 /// every byte but the last.
-pub(crate) fn write_varint(out: &mut Vec<u8>, mut value: u64) {
+pub fn write_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push(value as u8 | 0x80);
         value >>= 7;
@@ -14,13 +14,13 @@ pub(crate) fn write_varint(out: &mut Vec<u8>, mut value: u64) {
 }
 
 /// Bytes [`write_varint`] writes for `value` (1 to 10).
-pub(crate) fn varint_len(value: u64) -> u64 {
+pub fn varint_len(value: u64) -> u64 {
     u64::from((64 - (value | 1).leading_zeros()).div_ceil(7))
 }
 
 /// Reads the varint at `offset`: its value and the offset after it. Refuses overlong forms (a zero last byte after
 /// the first) and values above `u64::MAX`, so every value has exactly one encoding.
-fn read_varint(bytes: &[u8], offset: usize, what: &'static str) -> Result<(u64, usize), DecodeError> {
+pub fn read_varint(bytes: &[u8], offset: usize, what: &'static str) -> Result<(u64, usize), DecodeError> {
     let mut value = 0u64;
     for index in 0..10 {
         let Some(&byte) = bytes.get(offset + index) else {
