@@ -172,8 +172,11 @@ fn code_blob(report: &BlobReport, values: &[f32], codebook: &[f32]) -> Result<Bl
     varint::write(&mut body, values.len() as u64);
     body.push(bits as u8);
     varint::write(&mut body, codebook.len() as u64);
-    for v in codebook {
-        body.extend_from_slice(&v.to_le_bytes());
+    let mut previous = None;
+    for &value in codebook {
+        let key = format::key_of_float(value);
+        varint::write(&mut body, previous.map_or(key, |p: u32| key - p - 1).into());
+        previous = Some(key);
     }
     varint::write(&mut body, CHUNK_LEN as u64);
     let code_of = |v: f32| -> u8 {

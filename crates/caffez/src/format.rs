@@ -71,7 +71,7 @@ pub struct BlobSection<'a> {
     pub count: u64,
     /// Code width in bits (1..=8).
     pub bits: u32,
-    /// The nonzero shared values, as stored (little-endian f32, ascending by IEEE total order).
+    /// The nonzero shared values, ascending by IEEE total order (stored as steps between their order keys).
     pub codebook: Vec<f32>,
     /// Positions per chunk (the last chunk may be shorter).
     pub chunk_len: u64,
@@ -413,23 +413,32 @@ fn parse_blob<'a>(
             format!("{entries} values do not fit {bits}-bit codes (code 0 is the pruned weight)"),
         ));
     }
+    // The values ascend in IEEE total order, so their order keys ascend: the first key, then each step minus one.
     let at = cursor.offset();
-    let raw = cursor.take(entries * 4, "codebook")?;
-    let codebook: Vec<f32> = raw
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    for (i, pair) in codebook.windows(2).enumerate() {
-        if pair[0].total_cmp(&pair[1]).is_ge() {
-            return Err(cursor.invalid(
-                "codebook",
-                at + 4 * i as u64,
-                "values must be strictly ascending (IEEE total order)",
-            ));
-        }
+    if entries > (cursor.bytes.len() - cursor.at) as u64 {
+        return Err(FormatError::Truncated {
+            what: format!("{}, codebook", cursor.what),
+            offset: at,
+            needed: entries,
+            available: (cursor.bytes.len() - cursor.at) as u64,
+        });
     }
-    if let Some(i) = codebook.iter().position(|v| v.to_bits() == 0) {
-        return Err(cursor.invalid("codebook", at + 4 * i as u64, "+0.0 is code 0, never a codebook value"));
+    let mut codebook = Vec::with_capacity(entries as usize);
+    let mut key = 0u64;
+    for i in 0..entries {
+        let step = cursor.varint("codebook")?;
+        key = if i == 0 {
+            Some(step)
+        } else {
+            key.checked_add(step).and_then(|k| k.checked_add(1))
+        }
+        .filter(|&k| k <= u64::from(u32::MAX))
+        .ok_or_else(|| cursor.invalid("codebook", at, format!("value {i} steps past the last float")))?;
+        let value = float_of_key(key as u32);
+        if value.to_bits() == 0 {
+            return Err(cursor.invalid("codebook", at, "+0.0 is code 0, never a codebook value"));
+        }
+        codebook.push(value);
     }
     let at = cursor.offset();
     let chunk_len = cursor.varint("chunk length")?;
@@ -480,6 +489,22 @@ fn parse_blob<'a>(
         chunk_len,
         chunks,
     })
+}
+
+/// The order key of an f32: unsigned integers that ascend as the floats do in IEEE total order (negative
+/// values have every bit flipped, the others their sign bit set).
+pub fn key_of_float(value: f32) -> u32 {
+    let bits = value.to_bits();
+    if bits >> 31 == 1 {
+        !bits
+    } else {
+        bits | 1 << 31
+    }
+}
+
+/// The f32 whose order key is `key` (the inverse of [`key_of_float`]).
+pub fn float_of_key(key: u32) -> f32 {
+    f32::from_bits(if key >> 31 == 1 { key & !(1 << 31) } else { !key })
 }
 
 /// Appends one section: kind, body length, body, CRC-32 of the three.
