@@ -2,6 +2,7 @@
 //!
 //! Thin glue: the `caffemodel` crate reads the file; this binary computes the figures and prints them.
 
+mod compression;
 mod report;
 mod stats;
 
@@ -9,13 +10,15 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Look inside a Caffe file: .caffemodel (modern, V1 or V0), .prototxt, .solverstate or .binaryproto.
+/// Look inside a Caffe file: .caffemodel (modern, V1 or V0), .caffez, .prototxt, .solverstate or .binaryproto.
 #[derive(Parser, Debug)]
 #[command(
     version,
     about,
     after_help = "Example:\n  caffe-inspect testdata/lenet.caffemodel --net testdata/lenet.prototxt\n  \
-                  (a row per layer with weights: shapes, params, nonzeros, sparsity, dense and sparse bytes)"
+                  (a row per layer with weights: shapes, params, nonzeros, sparsity, dense and sparse bytes)\n  \
+                  caffe-inspect model.caffez --index-bits 5\n  \
+                  (and, for a quantized model, Deep Compression's Table 3: bits per weight and index, bytes, ratios)"
 )]
 struct Args {
     /// The file to inspect.

@@ -24,23 +24,32 @@ pub fn run(file: &Path, prototxt: Option<&Path>, proto: Option<&Path>, json: boo
     if ext == "prototxt" || ext == "pbtxt" {
         return net_structure(file, &schema, json);
     }
-    let model = ModelFile::open(file)?;
+    let model = caffez::open_model(file)?;
     match BinaryKind::from_path(file) {
         BinaryKind::Net => {
             let net = model.net()?;
-            let report = weights_report(&model, &net, index_bits);
+            let mut report = weights_report(&model, &net, index_bits);
+            let stored = std::fs::metadata(file).map(|m| m.len()).unwrap_or(report.size);
+            report.caffez_bytes = (stored != report.size).then_some(stored);
             let check = match prototxt {
                 Some(p) => Some(net_check(&net, p, &schema)?),
                 None => None,
             };
+            let compression = crate::compression::compression_report(&model, index_bits)?;
             Ok(if json {
                 let mut value = serde_json::to_value(&report)?;
                 if let Some(check) = check {
                     value["prototxt_check"] = serde_json::to_value(check)?;
                 }
+                if let Some(compression) = compression {
+                    value["compression"] = serde_json::to_value(compression)?;
+                }
                 serde_json::to_string_pretty(&value)? + "\n"
             } else {
                 let mut out = report.to_text(index_bits);
+                if let Some(compression) = compression {
+                    out.push_str(&compression.to_text());
+                }
                 if let Some(check) = check {
                     out.push_str(&check.to_text());
                 }
@@ -121,8 +130,11 @@ pub struct Total {
 pub struct WeightsReport {
     /// The file as given.
     pub file: String,
-    /// File size in bytes.
+    /// Size of the caffemodel in bytes.
     pub size: u64,
+    /// Size of the file when it is a `.caffez` (then `size` is the caffemodel it gives back).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caffez_bytes: Option<u64>,
     /// `modern`, `V1` or `V0`.
     pub format: &'static str,
     /// Net name.
@@ -251,6 +263,7 @@ pub fn weights_report(model: &ModelFile, net: &Net<'_>, index_bits: u8) -> Weigh
     WeightsReport {
         file: model.path().display().to_string(),
         size: model.bytes().len() as u64,
+        caffez_bytes: None,
         format: net.generation().as_str(),
         name: net.name().map(|n| n.into_owned()).unwrap_or_default(),
         layer_count: layers.len(),
@@ -266,13 +279,13 @@ pub fn weights_report(model: &ModelFile, net: &Net<'_>, index_bits: u8) -> Weigh
     }
 }
 
-fn new_table(header: &[&str]) -> Table {
+pub(crate) fn new_table(header: &[&str]) -> Table {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_header(header.to_vec());
     table
 }
 
-fn right_align(table: &mut Table, from: usize) {
+pub(crate) fn right_align(table: &mut Table, from: usize) {
     let n = table.column_count();
     for i in from..n {
         if let Some(col) = table.column_mut(i) {
@@ -293,7 +306,18 @@ impl WeightsReport {
     fn to_text(&self, index_bits: u8) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "file:    {}", self.file);
-        let _ = writeln!(out, "size:    {} bytes", self.size);
+        match self.caffez_bytes {
+            Some(stored) => {
+                let _ = writeln!(
+                    out,
+                    "size:    {stored} bytes (.caffez; the caffemodel it gives back: {} bytes)",
+                    self.size
+                );
+            }
+            None => {
+                let _ = writeln!(out, "size:    {} bytes", self.size);
+            }
+        }
         let _ = writeln!(out, "format:  {}", self.format);
         let _ = writeln!(
             out,

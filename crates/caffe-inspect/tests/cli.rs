@@ -149,3 +149,89 @@ fn threads_quiet_net_and_a_worked_example() {
         assert!(o.stderr.is_empty());
     }
 }
+
+/// testdata's LeNet with every weight blob pruned to `keep` by magnitude and shared to `bits` bits.
+fn quantized_lenet(keep: f64, bits: u32) -> Vec<u8> {
+    let path = testkit::repo_root().join("testdata/lenet.caffemodel");
+    let model = caffemodel::ModelFile::open(&path).unwrap();
+    let mut net = model.net().unwrap();
+    let targets: Vec<(usize, Vec<f32>)> = net
+        .layers()
+        .iter()
+        .filter(|l| caffemodel::is_prunable_type(&l.modern_type_name()))
+        .map(|l| (l.index, l.blobs()[0].data().to_vec_f32()))
+        .collect();
+    for (index, mut values) in targets {
+        let mut magnitudes: Vec<f32> = values.iter().map(|v| v.abs()).collect();
+        magnitudes.sort_by(f32::total_cmp);
+        let cut = magnitudes[((1.0 - keep) * (magnitudes.len() - 1) as f64) as usize];
+        values.iter_mut().filter(|v| v.abs() <= cut).for_each(|v| *v = 0.0);
+        let shared = quantize::quantize(&values, &quantize::KMeansOptions::new(bits)).unwrap();
+        net.set_blob_data(index, 0, shared.reconstruct()).unwrap();
+    }
+    net.to_bytes()
+}
+
+#[test]
+fn a_quantized_model_and_its_caffez_get_deep_compressions_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, coded) = (tmp.path().join("q.caffemodel"), tmp.path().join("q.caffez"));
+    std::fs::write(&model, quantized_lenet(0.1, 5)).unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_caffe-inspect"))
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("weight bits P+Q+H") && text.contains("as .caffez"),
+        "{text}"
+    );
+
+    let from_model = json(&model);
+    let table = &from_model["compression"];
+    let rows = table["layers"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "{table}");
+    // The file a caffez writer makes of it is exactly what the table says.
+    let file = caffemodel::ModelFile::open(&model).unwrap();
+    let compressed = caffez::compress(&file).unwrap();
+    std::fs::write(&coded, &compressed.bytes).unwrap();
+    assert_eq!(table["caffez_bytes"].as_u64(), Some(compressed.bytes.len() as u64));
+    for row in rows {
+        // The width the codebook needs: k-means may leave fewer than 2^5 - 1 values.
+        assert!((1..=5).contains(&row["weight_bits_pq"].as_u64().unwrap()), "{row}");
+        assert!((row["kept_percent"].as_f64().unwrap() - 10.0).abs() < 0.5, "{row}");
+        // Index and weight bits per kept weight add up to the coded streams, within the section's codebook and
+        // framing (a few hundred bytes at most for LeNet's layers).
+        let kept = row["weights"].as_f64().unwrap() * row["kept_percent"].as_f64().unwrap() / 100.0;
+        let streams = kept * (row["weight_bits_pqh"].as_f64().unwrap() + row["index_bits_pqh"].as_f64().unwrap()) / 8.0;
+        let bytes = row["bytes_pqh"].as_f64().unwrap();
+        assert!(streams < bytes && bytes < streams + 200.0, "{row}");
+    }
+
+    // The .caffez itself: the same table, and its own size beside the model's.
+    let from_caffez = json(&coded);
+    assert_eq!(
+        from_caffez["caffez_bytes"].as_u64(),
+        Some(compressed.bytes.len() as u64)
+    );
+    assert_eq!(from_caffez["size"], from_model["size"]);
+    assert_eq!(from_caffez["compression"]["layers"], table["layers"]);
+
+    // A dense model has no such table.
+    let dense = json(&testkit::repo_root().join("testdata/lenet.caffemodel"));
+    assert!(dense.get("compression").is_none());
+
+    // A damaged .caffez: one line naming the section and offset.
+    let mut bytes = compressed.bytes.clone();
+    let last = bytes.len() - 10;
+    bytes[last] ^= 0x40;
+    std::fs::write(&coded, &bytes).unwrap();
+    let out = inspect(&[&coded]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("section") && err.contains("byte") && err.lines().count() == 1,
+        "{err}"
+    );
+}
