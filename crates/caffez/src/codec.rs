@@ -86,7 +86,7 @@ pub fn compress(model: &ModelFile) -> Result<Compressed, CompressError> {
         if let (Some(range), true) = (range, codebook.len() <= 255 && !values.is_empty()) {
             let section = code_blob(&report, &values, &codebook)?;
             report.bits = Some(code_bits(codebook.len()));
-            report.bytes = section.body.len() as u64 + 13;
+            report.bytes = section.len() + 13;
             report.cost_bits = Some(section.cost_bits);
             coded.push((range, section));
         }
@@ -154,6 +154,12 @@ struct BlobBody {
 }
 
 impl BlobBody {
+    /// Bytes of the finished body (the insert offset counted at its final width, which the cut decides:
+    /// at most 10 bytes, at least 1).
+    fn len(&self) -> u64 {
+        (self.head.len() + self.body.len()) as u64 + varint::len(self.insert_at)
+    }
+
     fn finish(&self) -> Vec<u8> {
         let mut out = self.head.clone();
         varint::write(&mut out, self.insert_at);
@@ -261,26 +267,34 @@ impl CaffezFile<'_> {
         match skeleton.method {
             Method::Stored => Ok(std::borrow::Cow::Borrowed(skeleton.data)),
             Method::Deflate => {
-                let limit = usize::try_from(skeleton.raw_len).map_err(|_| FormatError::OutOfMemory {
+                use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
+                use miniz_oxide::inflate::TINFLStatus;
+                // raw_len is at most 1032 times the stored bytes (checked when parsing).
+                let len = usize::try_from(skeleton.raw_len).map_err(|_| FormatError::OutOfMemory {
                     bytes: skeleton.raw_len,
                 })?;
-                let data = miniz_oxide::inflate::decompress_to_vec_with_limit(skeleton.data, limit).map_err(|e| {
-                    FormatError::invalid(
-                        "section 0 (skeleton), data",
-                        skeleton.data_offset,
-                        format!("deflate stream: {:?}", e.status),
-                    )
-                })?;
-                if data.len() as u64 != skeleton.raw_len {
-                    return Err(FormatError::invalid(
-                        "section 0 (skeleton), data",
-                        skeleton.data_offset,
-                        format!(
-                            "inflates to {} bytes, the section says {}",
-                            data.len(),
-                            skeleton.raw_len
-                        ),
-                    ));
+                let mut data = vec![0u8; len];
+                let (status, consumed, written) = decompress(
+                    &mut DecompressorOxide::new(),
+                    skeleton.data,
+                    &mut data,
+                    0,
+                    inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF,
+                );
+                let problem = match status {
+                    TINFLStatus::Done if written != len => {
+                        Some(format!("inflates to {written} bytes, the section says {len}"))
+                    }
+                    TINFLStatus::Done if consumed != skeleton.data.len() => Some(format!(
+                        "{} bytes follow the deflate stream",
+                        skeleton.data.len() - consumed
+                    )),
+                    TINFLStatus::Done => None,
+                    TINFLStatus::HasMoreOutput => Some(format!("inflates to more than the section's {len} bytes")),
+                    other => Some(format!("deflate stream: {other:?}")),
+                };
+                if let Some(reason) = problem {
+                    return Err(FormatError::invalid("section 0 (skeleton), data", skeleton.data_offset, reason));
                 }
                 Ok(std::borrow::Cow::Owned(data))
             }

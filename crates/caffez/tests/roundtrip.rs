@@ -123,3 +123,92 @@ fn every_truncation_and_every_flipped_byte_is_refused_without_a_panic() {
     let err = caffez::decompress(&longer).unwrap_err().to_string();
     assert!(err.contains("follow the last section"), "{err}");
 }
+
+/// `file` with the body of section `index` rewritten by `edit`, its length and CRC-32 fixed up, so only the
+/// reader's own rules can refuse it.
+fn edit_section(file: &[u8], index: usize, edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut edit = Some(edit);
+    let mut out = file[..32].to_vec();
+    let mut at = 32;
+    let mut section = 0;
+    while at < file.len() {
+        let len = u64::from_le_bytes(file[at + 1..at + 9].try_into().unwrap()) as usize;
+        let mut body = file[at + 9..at + 9 + len].to_vec();
+        if section == index {
+            if let Some(edit) = edit.take() {
+                edit(&mut body);
+            }
+        }
+        let start = out.len();
+        out.push(file[at]);
+        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        out.extend_from_slice(&body);
+        let crc = crc32fast::hash(&out[start..]);
+        out.extend_from_slice(&crc.to_le_bytes());
+        at += 13 + len;
+        section += 1;
+    }
+    out
+}
+
+#[test]
+fn sections_that_pass_their_checksum_are_still_held_to_the_rules() {
+    let model = quantized(&default_model(), 0.05, 3);
+    let file = caffez::compress(&model).unwrap().bytes;
+    assert!(caffez::decompress(&edit_section(&file, 0, |_| {})).is_ok());
+    // Bytes after the skeleton's deflate stream.
+    let err = caffez::decompress(&edit_section(&file, 0, |body| body.extend_from_slice(b"junk")))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("follow the deflate stream"), "{err}");
+    // A code width one wider than the codebook needs: the width byte follows the name, blob index, insert offset
+    // and count varints.
+    let err = caffez::decompress(&edit_section(&file, 1, |body| {
+        let mut at = 1 + body[0] as usize;
+        for _ in 0..3 {
+            while body[at] & 0x80 != 0 {
+                at += 1;
+            }
+            at += 1;
+        }
+        assert!((1..=3).contains(&body[at]), "the width byte");
+        body[at] += 1;
+    }))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("smallest width"), "{err}");
+}
+
+#[test]
+fn a_tiny_file_cannot_claim_a_huge_model() {
+    // A hand-made file: a stored 1-byte skeleton and one blob of 2^32 pruned weights in 256 empty chunks of 2^24
+    // (2 bytes each): structurally valid, 16 GiB of output from about 600 bytes.
+    let mut skeleton = vec![0u8];
+    entropy::varint::write(&mut skeleton, 1);
+    skeleton.push(0x08);
+    let mut blob = vec![1, b'w', 0, 1];
+    entropy::varint::write(&mut blob, 1 << 32);
+    blob.push(1);
+    blob.push(0);
+    entropy::varint::write(&mut blob, 1 << 24);
+    for _ in 0..256 {
+        blob.extend_from_slice(&[0, 0]);
+    }
+    let mut sections = Vec::new();
+    for (kind, body) in [(1u8, &skeleton), (2, &blob)] {
+        let start = sections.len();
+        sections.push(kind);
+        sections.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        sections.extend_from_slice(body);
+        let crc = crc32fast::hash(&sections[start..]);
+        sections.extend_from_slice(&crc.to_le_bytes());
+    }
+    let mut file = b"\x89CAFFEZ\n\x01\x00\x00\x00\x02\x00\x00\x00".to_vec();
+    file.extend_from_slice(&(1u64 + 4 * (1 << 32)).to_le_bytes());
+    file.extend_from_slice(&0u32.to_le_bytes());
+    let crc = crc32fast::hash(&file);
+    file.extend_from_slice(&crc.to_le_bytes());
+    file.extend_from_slice(&sections);
+    let err = caffez::CaffezFile::parse(&file).unwrap_err().to_string();
+    assert!(err.contains("more than a reader allows"), "{err}");
+}
