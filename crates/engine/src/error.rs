@@ -142,6 +142,15 @@ pub enum Error {
         /// Blobs in the source.
         found: usize,
     },
+    /// An extra gradient given to [`crate::Net::backward_with`] must name a blob of the net and hold one value per
+    /// element.
+    #[error("extra gradient for blob '{blob}': {reason}")]
+    ExtraGradient {
+        /// The blob named.
+        blob: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A source blob's shape must equal the parameter's shape, or, for a legacy 4-D source shape, equal it once the
     /// parameter shape is padded on the left with 1s to 4-D (Caffe's Blob::ShapeEquals).
     #[error(

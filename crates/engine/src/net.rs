@@ -832,7 +832,29 @@ impl Net {
     /// gradients are ADDED to the parameter diffs (clear them with [`Net::clear_param_diffs`]); blob diffs are
     /// overwritten.
     pub fn backward(&mut self) -> Result<(), Error> {
+        self.backward_with(&[])
+    }
+
+    /// [`Net::backward`] with extra gradients on named blobs, as if a loss outside the net produced them (e.g.
+    /// knowledge distillation on the logits): each is added to its blob's diff just before the last layer that
+    /// writes the blob runs backward, when every consumer has contributed, so it flows into everything below.
+    pub fn backward_with(&mut self, extra: &[(&str, &[f32])]) -> Result<(), Error> {
         self.ensure_diffs();
+        let mut pending = Vec::with_capacity(extra.len());
+        for &(name, gradient) in extra {
+            let blob = self.blob_index.get(name).copied().ok_or_else(|| Error::ExtraGradient {
+                blob: name.to_string(),
+                reason: "the net has no such blob".into(),
+            })?;
+            if gradient.len() != self.blobs[blob].len() {
+                return Err(Error::ExtraGradient {
+                    blob: name.to_string(),
+                    reason: format!("{} values for a blob of {}", gradient.len(), self.blobs[blob].len()),
+                });
+            }
+            let producer = self.slots.iter().rposition(|slot| slot.tops.contains(&blob));
+            pending.push((blob, gradient, producer));
+        }
         for slot in &self.slots {
             for (&top, &weight) in slot.tops.iter().zip(&slot.info.loss_weights) {
                 if weight != 0.0 {
@@ -841,7 +863,12 @@ impl Net {
             }
         }
         let force = self.force_backward;
-        for slot in self.slots.iter_mut().rev() {
+        for (index, slot) in self.slots.iter_mut().enumerate().rev() {
+            for &(blob, gradient, _) in pending.iter().filter(|p| p.2 == Some(index)) {
+                for (d, g) in self.diffs[blob].data_mut().iter_mut().zip(gradient) {
+                    *d += g;
+                }
+            }
             if !slot.need_backward {
                 continue;
             }

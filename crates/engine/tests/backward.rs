@@ -458,3 +458,41 @@ layer { name: "loss" type: "EuclideanLoss" bottom: "ip" bottom: "target" top: "l
         assert!((d - expected).abs() <= 1e-6, "{d} vs {expected}");
     }
 }
+
+#[test]
+fn an_extra_gradient_on_a_blob_acts_as_a_second_loss_on_it() {
+    // The in-place blob `ip` (PReLU and Sigmoid write it in place) gets, as an extra gradient, exactly what the
+    // EuclideanLoss sends it: loss_weight / N * (ip - target). Every gradient below must then double.
+    let mut net = Net::new(&net_param("extra", IN_PLACE_NET), &NetOptions::train()).unwrap();
+    let target = values(10, 6);
+    net.set_input("data", &[2, 2, 6, 6], &values(144, 5)).unwrap();
+    net.set_input("target", &[2, 5], &target).unwrap();
+    net.clear_param_diffs();
+    net.forward_backward().unwrap();
+    let once: Vec<Vec<f32>> = net
+        .learnable_params_mut()
+        .iter()
+        .map(|p| p.diff.data().to_vec())
+        .collect();
+    let data_once = net.blob_diff("data").unwrap().data().to_vec();
+    let ip = net.blob("ip").unwrap().data().to_vec();
+    let extra: Vec<f32> = ip.iter().zip(&target).map(|(y, t)| 3.0 / 2.0 * (y - t)).collect();
+    net.clear_param_diffs();
+    net.forward().unwrap();
+    net.backward_with(&[("ip", &extra)]).unwrap();
+    for (p, first) in net.learnable_params_mut().iter().zip(&once) {
+        for (&twice, &one) in p.diff.data().iter().zip(first) {
+            assert!(
+                (twice - 2.0 * one).abs() <= 1e-5 * one.abs().max(1e-3),
+                "{}: {twice} vs 2 x {one}",
+                p.layer
+            );
+        }
+    }
+    for (&twice, &one) in net.blob_diff("data").unwrap().data().iter().zip(&data_once) {
+        assert!((twice - 2.0 * one).abs() <= 1e-5 * one.abs().max(1e-3));
+    }
+    // A wrong name or length is refused.
+    assert!(net.backward_with(&[("nosuch", &extra)]).is_err());
+    assert!(net.backward_with(&[("ip", &extra[..3])]).is_err());
+}

@@ -54,12 +54,14 @@
 
 #![warn(missing_docs)]
 
+mod distill;
 mod error;
 mod feeder;
 mod lr;
 mod solver;
 mod update;
 
+pub use distill::Distillation;
 pub use error::Error;
 pub use feeder::{DataFeeder, DataOptions, Feeder, FnFeeder, Source};
 pub use lr::LrPolicy;

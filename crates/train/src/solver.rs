@@ -10,7 +10,7 @@ use engine::{CopyReport, LayerWeights, Net, NetOptions, Tensor, WeightBlob};
 use crate::feeder::{net_state, DataFeeder, DataOptions, Feeder};
 use crate::lr::LrPolicy;
 use crate::update::{compute_update, Hyper, SolverKind};
-use crate::Error;
+use crate::{Distillation, Error};
 
 /// The nets a solver trains and tests, resolved from a `SolverParameter` ([`SolverNets::resolve`]) or given
 /// directly.
@@ -375,6 +375,10 @@ pub struct Solver {
     masks: Vec<Option<Vec<bool>>>,
     /// Shared weights per learnable parameter (trained quantization).
     shared: Vec<Option<SharedWeights>>,
+    /// The train net's definition and state, to build a teacher like it.
+    train_spec: (NetParameter, NetState),
+    /// Knowledge distillation, when set.
+    teacher: Option<crate::distill::Teacher>,
     iter: i32,
     current_step: i32,
     losses: Vec<f32>,
@@ -542,6 +546,8 @@ impl Solver {
         let scratch = vec![0.0; sizes.iter().copied().max().unwrap_or(0)];
         Ok(Solver {
             param: param.clone(),
+            train_spec: (nets.train.clone(), nets.train_state.clone()),
+            teacher: None,
             kind,
             hyper,
             policy,
@@ -720,6 +726,40 @@ impl Solver {
         Ok(())
     }
 
+    /// Knowledge distillation from a teacher: a copy of the train net holding `weights` (copied by layer name, as
+    /// [`Solver::load_weights`] does) runs on every batch, and a soft loss on `distillation.blob` joins the net's
+    /// own (see [`Distillation`]). The reported loss includes it. `None` stops distilling.
+    pub fn set_teacher(&mut self, teacher: Option<(&[LayerWeights], Distillation)>) -> Result<(), Error> {
+        let Some((weights, spec)) = teacher else {
+            self.teacher = None;
+            return Ok(());
+        };
+        if !(spec.temperature > 0.0 && spec.temperature.is_finite() && spec.weight.is_finite() && spec.weight >= 0.0) {
+            return Err(Error::bad(
+                "distillation",
+                format!(
+                    "temperature {} and weight {} must be positive numbers",
+                    spec.temperature, spec.weight
+                ),
+            ));
+        }
+        let (param, state) = &self.train_spec;
+        let (mut net, _) = build_net(param, state, self.feeder.as_ref(), "teacher")?;
+        net.copy_from(weights).map_err(|e| Error::engine("teacher", e))?;
+        if net.blob(&spec.blob).is_none() {
+            return Err(Error::NetSpec(format!(
+                "distillation: the train net has no blob '{}'",
+                spec.blob
+            )));
+        }
+        self.teacher = Some(crate::distill::Teacher {
+            net,
+            spec,
+            gradient: Vec::new(),
+        });
+        Ok(())
+    }
+
     /// The codebooks as they stand (after training: the fine-tuned shared values).
     pub fn codebooks(&self) -> Vec<ParamCodebook> {
         self.shared
@@ -781,7 +821,17 @@ impl Solver {
             let mut loss = 0.0f32;
             for _ in 0..iter_size {
                 self.feeder.feed(&mut self.net)?;
-                loss += self.net.forward_backward().map_err(|e| Error::engine("train", e))?;
+                loss += match &mut self.teacher {
+                    None => self.net.forward_backward().map_err(|e| Error::engine("train", e))?,
+                    Some(teacher) => {
+                        let hard = self.net.forward().map_err(|e| Error::engine("train", e))?;
+                        let soft = teacher.soft_loss(&self.net)?;
+                        self.net
+                            .backward_with(&[(&teacher.spec.blob, &teacher.gradient)])
+                            .map_err(|e| Error::engine("train", e))?;
+                        hard + soft
+                    }
+                };
             }
             loss /= iter_size as f32;
             self.update_smoothed_loss(loss, start_iter, average_loss);
