@@ -96,7 +96,7 @@ pub fn load(args: &NetArgs) -> Result<Loaded> {
         None => Schema::builtin(),
     };
     let param = text::read_net_upgraded(&args.net, &schema)?;
-    let weights = weights_of(&ModelFile::open(&args.weights)?)?;
+    let weights = weights_of(&caffez::open_model(&args.weights)?)?;
     Ok(Loaded { param, weights })
 }
 

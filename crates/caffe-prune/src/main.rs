@@ -4,6 +4,7 @@
 //! the input only in the float payloads of pruned blobs. `caffe-prune eval`, `forward` and `sweep` run the net.
 //! Thin glue: `prune` holds the rules, `caffemodel` the file, `engine` and `datasets` the evaluation.
 
+mod compress;
 mod eval;
 mod plan;
 mod plot;
@@ -75,6 +76,13 @@ enum Command {
     #[command(after_help = "Example:\n  \
         caffe-prune quantize retrained.caffemodel --bits conv1=8,conv2=8,ip1=5,ip2=5 -o quantized.caffemodel")]
     Quantize(quant::QuantizeArgs),
+    /// Deep Compression in one command: prune and retrain with the mask held, share the weights and fine-tune the
+    /// shared values, code the result as a .caffez; accuracy, weights kept, bytes and ratio per stage.
+    #[command(after_help = "Example (Deep Compression's LeNet-5 rates and bits):\n  \
+        caffe-prune compress lenet.caffemodel --solver testdata/lenet_solver.prototxt \\\n      \
+        --keep conv1=0.66,conv2=0.12,ip1=0.08,ip2=0.19 --bits conv1=8,conv2=8,ip1=5,ip2=5 -o lenet.caffez\n\n\
+        `caffe-convert lenet.caffez -o lenet_q.caffemodel` gives the quantized caffemodel back for real Caffe.")]
+    Compress(compress::CompressArgs),
 }
 
 /// Pruning arguments (the command without a subcommand).
@@ -187,6 +195,15 @@ fn dispatch(cli: &Cli) -> Result<()> {
         }
         Some(Command::Quantize(args)) => {
             let report = quant::quantize_model(args)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(())
+        }
+        Some(Command::Compress(args)) => {
+            let report = compress::compress(args)?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -2,7 +2,7 @@
 
 use crate::Args;
 use anyhow::{bail, Context, Result};
-use caffemodel::{ModelFile, Net};
+use caffemodel::Net;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, Table};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -159,7 +159,7 @@ pub fn prune_model(args: &Args) -> Result<Report> {
         .flatten()
         .collect();
     outfile::check_outputs(&outputs, &[input])?;
-    let model = ModelFile::open(input)?;
+    let model = caffez::open_model(input)?;
     let mut net = model.net()?;
     let mut targets = select(&net, args, &named)?;
     // With only --keep, layers not named stay untouched: prune exactly what was asked.

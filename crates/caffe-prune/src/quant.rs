@@ -1,7 +1,7 @@
 //! `caffe-prune quantize`: weight sharing (Deep Compression stage 2) of a caffemodel, after training or trained
-//! (the shared values fine-tuned by the solver), and what each stage of the compression would store. Glue:
+//! (the shared values fine-tuned by the solver), and what each stage of the compression stores. Glue:
 //! `quantize` clusters, `train` fine-tunes, `sparse` counts the relative-index entries, `entropy` sizes the
-//! Huffman-coded streams, `caffemodel` rewrites the payloads.
+//! paper's Huffman-coded streams, `caffez` codes the model, `caffemodel` rewrites the payloads.
 
 use anyhow::{bail, Context, Result};
 use caffemodel::ModelFile;
@@ -32,8 +32,15 @@ pub struct QuantizeArgs {
     /// With --solver: multiplies the solver's base_lr.
     #[arg(long, default_value_t = 1.0, requires = "solver")]
     pub lr_scale: f32,
+    /// With --solver: re-cluster every R iterations, as the tutorial's quantize.py does: the last fifth of each
+    /// period trains the weights themselves (the pruning mask held), then k-means shares them anew and the shared
+    /// values train again.
+    #[arg(long, value_name = "R", requires = "solver", value_parser = clap::value_parser!(i32).range(5..))]
+    pub recluster: Option<i32>,
     #[command(flatten)]
     pub data: crate::train::DataArgs,
+    #[command(flatten)]
+    pub distill: crate::train::DistillArgs,
     /// Bits per layer, LAYER=B (1..8: at most 2^B - 1 shared nonzero values). Layers not named take the paper's
     /// LeNet setting by type: Convolution and Deconvolution 8, InnerProduct 5. Biases are left as they are.
     #[arg(long, value_name = "LAYER=B,...", value_delimiter = ',')]
@@ -49,8 +56,8 @@ pub struct QuantizeArgs {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(1..=8))]
     pub index_bits: u8,
     /// The quantized model: a copy of the input with every quantized weight replaced by its shared value (only
-    /// those payloads change). Without -o, only the report.
-    #[arg(short, long, value_name = "OUT.caffemodel")]
+    /// those payloads change); written as a .caffez when OUT ends so. Without -o, only the report.
+    #[arg(short, long, value_name = "OUT.caffemodel|OUT.caffez")]
     pub output: Option<PathBuf>,
     /// With --solver: draw test accuracy (or, without a test net, the training loss) per round (SVG).
     #[arg(long, value_name = "FILE.svg", requires = "solver")]
@@ -137,7 +144,9 @@ pub struct LayerRow {
     pub pruned_bytes: u64,
     /// Relative-index form with `bits`-bit codes and `index_bits`-bit gaps, plus the float32 codebook (P+Q).
     pub quantized_bytes: u64,
-    /// Codes and gaps Huffman-coded (canonical, with their tables), plus the codebook (P+Q+H).
+    /// Codes and gaps Huffman-coded as the paper does (canonical, with their tables), plus the codebook.
+    pub huffman_bytes: u64,
+    /// The blob's section in the `.caffez` file: codebook, codes and positions arithmetic-coded (P+Q+H).
     pub coded_bytes: u64,
 }
 
@@ -177,8 +186,10 @@ pub struct QuantizeReport {
     pub model_pruned_bytes: u64,
     /// See `model_pruned_bytes`.
     pub model_quantized_bytes: u64,
-    /// See `model_pruned_bytes`.
+    /// The whole `.caffez` file (P+Q+H): every byte of the model, coded or not.
     pub model_coded_bytes: u64,
+    /// The model with the quantized layers Huffman-coded as the paper does and every other blob dense.
+    pub model_huffman_bytes: u64,
     /// Where the quantized model was written.
     pub output: Option<String>,
 }
@@ -237,7 +248,8 @@ fn layer_row(
         dense_bytes: 4 * original.len() as u64,
         pruned_bytes: pruned_entries as u64 * (4 + 1),
         quantized_bytes: bytes_of_bits(entry_count * u64::from(bits + u32::from(index_bits))) + codebook_bytes,
-        coded_bytes: entropy::encoded_len(&codes) + entropy::encoded_len(gaps) + codebook_bytes,
+        huffman_bytes: entropy::encoded_len(&codes) + entropy::encoded_len(gaps) + codebook_bytes,
+        coded_bytes: 0,
     })
 }
 
@@ -281,7 +293,7 @@ pub fn quantize_model(args: &QuantizeArgs) -> Result<QuantizeReport> {
     if args.rounds == 0 || args.steps <= 0 {
         bail!("--rounds and --steps must be positive");
     }
-    let model = ModelFile::open(input)?;
+    let model = caffez::open_model(input)?;
     let mut net = model.net()?;
     let layers = net.layers();
     let summary: Vec<(String, String, bool)> = layers
@@ -290,8 +302,7 @@ pub fn quantize_model(args: &QuantizeArgs) -> Result<QuantizeReport> {
         .collect();
     check_named(&named, &summary, input)?;
     let init = args.init.with_seed(args.seed);
-    // Every prunable weight blob: (layer index, name, type, bits, values).
-    let mut targets = Vec::new();
+    let mut targets: Vec<Target> = Vec::new();
     let mut model_dense = 0u64;
     let mut others = 0u64;
     for layer in &layers {
@@ -321,27 +332,39 @@ pub fn quantize_model(args: &QuantizeArgs) -> Result<QuantizeReport> {
         .map(|(_, name, _, bits, values)| share(name, values, *bits, init))
         .collect::<Result<_>>()?;
     let (mut dense_accuracy, mut rounds) = (None, Vec::new());
-    if let Some(solver_path) = solver_path {
-        let tuned = fine_tune(args, solver_path, input, &targets, &shared)?;
+    let quantized_model = if let Some(solver_path) = solver_path {
+        let tuned = fine_tune(args, solver_path, input, &targets, &mut shared)?;
         dense_accuracy = tuned.dense_accuracy;
         rounds = tuned.rounds;
-        for (quantized, book) in shared.iter_mut().zip(tuned.codebooks) {
-            quantized.codebook = book;
-        }
-        if let Some(output) = &args.output {
-            crate::train::write_model(input, output, &tuned.solver)?;
-        }
-    } else if let Some(output) = &args.output {
+        crate::train::model_bytes(input, &tuned.solver)?
+    } else {
         for ((index, ..), quantized) in targets.iter().zip(&shared) {
             net.set_blob_data(*index, 0, quantized.reconstruct())?;
         }
-        outfile::write_atomic(output, |w| net.encode_to(w))?;
+        net.to_bytes()
+    };
+    let quantized_model = ModelFile::from_bytes(input, quantized_model)?;
+    let compressed = caffez::compress(&quantized_model)?;
+    if let Some(output) = &args.output {
+        let bytes = if is_caffez_path(output) {
+            &compressed.bytes
+        } else {
+            quantized_model.bytes()
+        };
+        outfile::write_atomic(output, |w| std::io::Write::write_all(w, bytes))?;
     }
-    let rows: Vec<LayerRow> = targets
+    let mut rows: Vec<LayerRow> = targets
         .iter()
         .zip(&shared)
         .map(|((_, name, type_name, bits, values), q)| layer_row(name, type_name, *bits, values, q, args.index_bits))
         .collect::<Result<_>>()?;
+    for row in &mut rows {
+        row.coded_bytes = compressed
+            .blobs
+            .iter()
+            .find(|b| b.layer == row.layer)
+            .map_or(row.dense_bytes, |b| b.bytes);
+    }
     let sum = |f: fn(&LayerRow) -> u64| others + rows.iter().map(f).sum::<u64>();
     let report = QuantizeReport {
         dense_accuracy,
@@ -352,7 +375,8 @@ pub fn quantize_model(args: &QuantizeArgs) -> Result<QuantizeReport> {
         model_dense_bytes: model_dense,
         model_pruned_bytes: sum(|r| r.pruned_bytes),
         model_quantized_bytes: sum(|r| r.quantized_bytes),
-        model_coded_bytes: sum(|r| r.coded_bytes),
+        model_coded_bytes: compressed.bytes.len() as u64,
+        model_huffman_bytes: sum(|r| r.huffman_bytes),
         layers: rows,
         output: args.output.as_deref().map(|p| Path::new(p).display().to_string()),
     };
@@ -367,25 +391,12 @@ pub fn quantize_model(args: &QuantizeArgs) -> Result<QuantizeReport> {
 struct Tuned {
     dense_accuracy: Option<f64>,
     rounds: Vec<QuantRound>,
-    /// The fine-tuned codebooks, in the order of the targets.
-    codebooks: Vec<Vec<f32>>,
     solver: train::Solver,
 }
 
-/// Trained quantization: the solver's net starts from the weights, takes the codebooks, and trains them.
-fn fine_tune(
-    args: &QuantizeArgs,
-    solver_path: &Path,
-    weights: &Path,
-    targets: &[(usize, String, String, u32, Vec<f32>)],
-    shared: &[quantize::Quantized],
-) -> Result<Tuned> {
-    use crate::train::{accuracy_of, say, RoundProgress, Setup};
-    let setup = Setup::for_rounds(solver_path, &args.data, args.lr_scale)?;
-    let mut solver = setup.solver()?;
-    solver.load_weights(&crate::train::weights_of(weights)?)?;
-    let (dense_accuracy, _) = accuracy_of(&solver.test_all()?)?;
-    let books: Vec<train::ParamCodebook> = targets
+/// The solver's codebooks from `shared`, in the order of the targets.
+fn codebooks(targets: &[Target], shared: &[quantize::Quantized]) -> Vec<train::ParamCodebook> {
+    targets
         .iter()
         .zip(shared)
         .map(|((_, name, ..), q)| train::ParamCodebook {
@@ -394,9 +405,29 @@ fn fine_tune(
             codes: q.codes.clone(),
             codebook: q.codebook.clone(),
         })
-        .collect();
+        .collect()
+}
+
+/// A quantized weight blob: (layer index, name, type, bits, values before sharing).
+type Target = (usize, String, String, u32, Vec<f32>);
+
+/// Trained quantization: the solver's net starts from the weights, takes the codebooks, and trains them;
+/// `shared` ends with the fine-tuned codebooks (and, with --recluster, the last clustering's codes).
+fn fine_tune(
+    args: &QuantizeArgs,
+    solver_path: &Path,
+    weights: &Path,
+    targets: &[Target],
+    shared: &mut [quantize::Quantized],
+) -> Result<Tuned> {
+    use crate::train::{accuracy_of, say, RoundProgress, Setup};
+    let setup = Setup::for_rounds(solver_path, &args.data, args.lr_scale)?;
+    let mut solver = setup.solver()?;
+    solver.load_weights(&crate::train::weights_of(weights)?)?;
+    args.distill.apply(&mut solver, weights)?;
+    let (dense_accuracy, _) = accuracy_of(&solver.test_all()?)?;
     solver
-        .set_codebooks(&books)
+        .set_codebooks(&codebooks(targets, shared))
         .context("the solver's train net does not match the model")?;
     let mut progress = RoundProgress {
         bar: clikit::progress_bar(
@@ -407,10 +438,44 @@ fn fine_tune(
     };
     let mut rounds = Vec::with_capacity(args.rounds + 1);
     let mut iterations = 0i64;
+    // Iterations into the current re-clustering period.
+    let mut in_period = 0i32;
     for round in 0..=args.rounds {
         if round > 0 {
             progress.bar.set_prefix(format!("round {round}/{}", args.rounds));
-            solver.step(args.steps, &mut progress)?;
+            match args.recluster {
+                None => {
+                    solver.step(args.steps, &mut progress)?;
+                }
+                Some(period) => {
+                    let mut left = args.steps;
+                    while left > 0 {
+                        let shared_steps = period - period / 5;
+                        let phase_end = if in_period < shared_steps { shared_steps } else { period };
+                        let n = (phase_end - in_period).min(left);
+                        solver.step(n, &mut progress)?;
+                        (left, in_period) = (left - n, in_period + n);
+                        if in_period == shared_steps {
+                            // The free phase: the weights train themselves, the pruned ones held at zero.
+                            store_codebooks(&solver, targets, shared)?;
+                            let masks: Vec<train::ParamMask> = targets
+                                .iter()
+                                .zip(shared.iter())
+                                .map(|((_, name, ..), q)| train::ParamMask {
+                                    layer: name.clone(),
+                                    index: 0,
+                                    keep: q.codes.iter().map(|&c| c != 0).collect(),
+                                })
+                                .collect();
+                            solver.set_codebooks(&[])?;
+                            solver.set_masks(&masks)?;
+                        } else if in_period == period {
+                            recluster(&mut solver, args, targets, shared)?;
+                            in_period = 0;
+                        }
+                    }
+                }
+            }
             iterations += i64::from(args.steps);
         }
         let (accuracy, loss) = accuracy_of(&solver.test_all()?)?;
@@ -431,23 +496,68 @@ fn fine_tune(
         });
     }
     progress.bar.finish_and_clear();
-    let tuned = solver.codebooks();
-    let codebooks = targets
-        .iter()
-        .map(|(_, name, ..)| {
-            tuned
-                .iter()
-                .find(|b| &b.layer == name)
-                .map(|b| b.codebook.clone())
-                .with_context(|| format!("layer '{name}' lost its codebook"))
-        })
-        .collect::<Result<_>>()?;
+    let in_free_phase = args.recluster.is_some_and(|period| in_period >= period - period / 5);
+    if in_free_phase {
+        // Stopped in a free phase: share the weights once more, so the output is quantized.
+        recluster(&mut solver, args, targets, shared)?;
+        let (accuracy, loss) = accuracy_of(&solver.test_all()?)?;
+        rounds.push(QuantRound {
+            round: args.rounds + 1,
+            iterations,
+            accuracy,
+            loss,
+            train_loss: progress.last_loss.map(f64::from),
+        });
+    } else {
+        store_codebooks(&solver, targets, shared)?;
+    }
     Ok(Tuned {
         dense_accuracy,
         rounds,
-        codebooks,
         solver,
     })
+}
+
+/// Copies the solver's fine-tuned codebooks into `shared`.
+fn store_codebooks(solver: &train::Solver, targets: &[Target], shared: &mut [quantize::Quantized]) -> Result<()> {
+    let tuned = solver.codebooks();
+    for ((_, name, ..), quantized) in targets.iter().zip(shared.iter_mut()) {
+        quantized.codebook = tuned
+            .iter()
+            .find(|b| &b.layer == name)
+            .map(|b| b.codebook.clone())
+            .with_context(|| format!("layer '{name}' lost its codebook"))?;
+    }
+    Ok(())
+}
+
+/// k-means over the solver's current weights (the mask held: pruned weights are +0.0), and the new codebooks
+/// take over.
+fn recluster(
+    solver: &mut train::Solver,
+    args: &QuantizeArgs,
+    targets: &[Target],
+    shared: &mut [quantize::Quantized],
+) -> Result<()> {
+    let init = args.init.with_seed(args.seed);
+    for ((_, name, _, bits, _), quantized) in targets.iter().zip(shared.iter_mut()) {
+        let values = solver
+            .net()
+            .params(name)
+            .and_then(|p| p.first())
+            .with_context(|| format!("the train net has no layer '{name}' with weights"))?
+            .data()
+            .to_vec();
+        *quantized = share(name, &values, *bits, init)?;
+    }
+    solver.set_masks(&[])?;
+    solver.set_codebooks(&codebooks(targets, shared))?;
+    Ok(())
+}
+
+/// True when `path` names a `.caffez` file.
+fn is_caffez_path(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("caffez"))
 }
 
 impl QuantizeReport {
@@ -487,8 +597,20 @@ impl QuantizeReport {
         let mut table = Table::new();
         table.load_preset(UTF8_FULL_CONDENSED);
         table.set_header([
-            "layer", "type", "bits", "weights", "nonzeros", "shared", "iters", "max err", "dense B", "P B", "P+Q B",
-            "P+Q+H B", "ratio",
+            "layer",
+            "type",
+            "bits",
+            "weights",
+            "nonzeros",
+            "shared",
+            "iters",
+            "max err",
+            "dense B",
+            "P B",
+            "P+Q B",
+            "Huffman B",
+            "P+Q+H B",
+            "ratio",
         ]);
         for r in &self.layers {
             table.add_row([
@@ -503,11 +625,12 @@ impl QuantizeReport {
                 r.dense_bytes.to_string(),
                 r.pruned_bytes.to_string(),
                 r.quantized_bytes.to_string(),
+                r.huffman_bytes.to_string(),
                 r.coded_bytes.to_string(),
                 format!("{:.1}x", r.dense_bytes as f64 / r.coded_bytes.max(1) as f64),
             ]);
         }
-        for column in 2..13 {
+        for column in 2..14 {
             if let Some(c) = table.column_mut(column) {
                 c.set_cell_alignment(CellAlignment::Right);
             }
@@ -540,8 +663,8 @@ impl QuantizeReport {
         }
         text.push_str(&format!("{table}\n"));
         text.push_str(&format!(
-            "model: {} bytes dense; pruned (P) {} ({:.1}x); + quantized (P+Q) {} ({:.1}x); + Huffman (P+Q+H) {} \
-             ({:.1}x); index bits {}, init {}\n",
+            "model: {} bytes dense; pruned (P) {} ({:.1}x); + quantized (P+Q) {} ({:.1}x); + coded as .caffez \
+             (P+Q+H) {} ({:.1}x; Huffman as the paper: {}, {:.1}x); index bits {}, init {}\n",
             self.model_dense_bytes,
             self.model_pruned_bytes,
             ratio(self.model_pruned_bytes),
@@ -549,6 +672,8 @@ impl QuantizeReport {
             ratio(self.model_quantized_bytes),
             self.model_coded_bytes,
             ratio(self.model_coded_bytes),
+            self.model_huffman_bytes,
+            ratio(self.model_huffman_bytes),
             self.index_bits,
             self.init,
         ));

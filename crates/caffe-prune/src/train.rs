@@ -42,6 +42,57 @@ pub struct DataArgs {
     pub proto: Option<PathBuf>,
 }
 
+/// Knowledge distillation from a teacher model while training.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct DistillArgs {
+    /// Distil at temperature T (Hinton et al.): a teacher (by default the model given as the starting weights)
+    /// runs on every batch and a second loss pulls the net's softened class probabilities towards the teacher's.
+    /// On a small training set the soft targets recover much more than the hard labels.
+    #[arg(long, value_name = "T")]
+    pub distill: Option<f32>,
+    /// Weight of the soft loss beside the net's own loss.
+    #[arg(long, value_name = "W", default_value_t = 1.0, requires = "distill")]
+    pub distill_weight: f32,
+    /// The teacher (default: the starting weights, e.g. the dense model before pruning).
+    #[arg(long, value_name = "T.caffemodel", requires = "distill")]
+    pub teacher: Option<PathBuf>,
+    /// The logits blob the soft loss compares (default: the first bottom of the train net's SoftmaxWithLoss).
+    #[arg(long, value_name = "BLOB", requires = "distill")]
+    pub distill_blob: Option<String>,
+}
+
+impl DistillArgs {
+    /// Sets the solver's teacher when --distill is given; `default_teacher` is used without --teacher.
+    pub(crate) fn apply(&self, solver: &mut Solver, default_teacher: &Path) -> Result<()> {
+        let Some(temperature) = self.distill else {
+            return Ok(());
+        };
+        let blob = match &self.distill_blob {
+            Some(blob) => blob.clone(),
+            None => solver
+                .net()
+                .layers()
+                .find(|l| l.layer_type == "SoftmaxWithLoss")
+                .and_then(|l| l.bottoms.first().cloned())
+                .context(
+                    "--distill: the train net has no SoftmaxWithLoss layer; name the logits with --distill-blob",
+                )?,
+        };
+        let teacher = self.teacher.as_deref().unwrap_or(default_teacher);
+        let weights = weights_of(teacher)?;
+        solver
+            .set_teacher(Some((
+                &weights,
+                train::Distillation {
+                    blob,
+                    temperature,
+                    weight: self.distill_weight,
+                },
+            )))
+            .with_context(|| format!("--distill with teacher {}", teacher.display()))
+    }
+}
+
 /// `caffe-prune train`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct TrainArgs {
@@ -94,6 +145,8 @@ pub struct RetrainArgs {
     /// The retrained model: a copy of --weights with every trained blob's values replaced.
     #[arg(short, long, value_name = "OUT.caffemodel")]
     pub output: PathBuf,
+    #[command(flatten)]
+    pub distill: DistillArgs,
     /// Draw test accuracy per round (SVG).
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
@@ -259,7 +312,7 @@ impl Setup {
 
 /// Weights of a caffemodel as the engine takes them.
 pub(crate) fn weights_of(path: &Path) -> Result<Vec<engine::LayerWeights>> {
-    eval::weights_of(&ModelFile::open(path)?)
+    eval::weights_of(&caffez::open_model(path)?)
 }
 
 /// Progress on stderr: a bar with iteration, loss, lr and ETA; test results as lines above it.
@@ -584,6 +637,7 @@ pub fn retrain(args: &RetrainArgs) -> Result<RetrainReport> {
     let trained = weights_of(&args.weights)?;
     let mut solver = setup.solver()?;
     solver.load_weights(&trained)?;
+    args.distill.apply(&mut solver, &args.weights)?;
     let (dense_accuracy, _) = accuracy_of(&solver.test_all()?)?;
     let weights: usize = keep
         .keys()
@@ -637,6 +691,7 @@ pub fn retrain(args: &RetrainArgs) -> Result<RetrainReport> {
             let current = solver.to_proto();
             solver = setup.solver()?;
             solver.load_net_param(&current)?;
+            args.distill.apply(&mut solver, &args.weights)?;
             let start = Instant::now();
             solver.step(args.steps, &mut progress)?;
             train_seconds += start.elapsed().as_secs_f64();
@@ -711,7 +766,14 @@ pub fn retrain(args: &RetrainArgs) -> Result<RetrainReport> {
 
 /// A copy of `input` with the payload of every blob the solver trained replaced by its current values.
 pub(crate) fn write_model(input: &Path, output: &Path, solver: &Solver) -> Result<()> {
-    let file = ModelFile::open(input)?;
+    let bytes = model_bytes(input, solver)?;
+    outfile::write_atomic(output, |out| out.write_all(&bytes))?;
+    Ok(())
+}
+
+/// The bytes [`write_model`] writes.
+pub(crate) fn model_bytes(input: &Path, solver: &Solver) -> Result<Vec<u8>> {
+    let file = caffez::open_model(input)?;
     let mut net = file.net()?;
     let names: Vec<String> = net.layers().iter().map(|l| l.name().to_string()).collect();
     for (index, name) in names.iter().enumerate() {
@@ -722,8 +784,7 @@ pub(crate) fn write_model(input: &Path, output: &Path, solver: &Solver) -> Resul
             net.set_blob_data(index, blob, tensor.data().to_vec())?;
         }
     }
-    outfile::write_atomic(output, |out| net.encode_to(out))?;
-    Ok(())
+    Ok(net.to_bytes())
 }
 
 impl RetrainReport {

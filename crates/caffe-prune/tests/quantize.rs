@@ -361,3 +361,152 @@ fn hans_decode_py_reads_our_han_layout() {
     let err = caffemodel::han::write_han(&model.net().unwrap(), &mut Vec::new()).unwrap_err();
     assert!(err.to_string().contains("quantize it to 4 bits"), "{err}");
 }
+
+#[test]
+fn quantize_writes_a_caffez_that_gives_the_quantized_caffemodel_back() {
+    let Some(fx) = testkit::fixtures() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let pruned = tmp.path().join("p.caffemodel");
+    let (model, coded) = (tmp.path().join("q.caffemodel"), tmp.path().join("q.caffez"));
+    prune_lenet(&fx, &pruned);
+    caffe_prune(&[&"quantize", &pruned, &"-q", &"-o", &model]);
+    let stdout = caffe_prune(&[&"quantize", &pruned, &"--json", &"-o", &coded]);
+    let report: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+    let bytes = std::fs::read(&coded).unwrap();
+    assert_eq!(report["model_coded_bytes"].as_u64(), Some(bytes.len() as u64));
+    assert!(caffez::decompress(&bytes).unwrap() == std::fs::read(&model).unwrap());
+    // The tutorial's rates at 8/8/5/5 bits: over 100x, and arithmetic coding beats the paper's Huffman.
+    let dense = std::fs::metadata(fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel"))
+        .unwrap()
+        .len();
+    assert!(dense / bytes.len() as u64 >= 100, "{} bytes", bytes.len());
+    assert!(report["model_huffman_bytes"].as_u64().unwrap() > bytes.len() as u64);
+    // Deep Compression's rates and bits, post-training: at least the paper's 39x.
+    let (pruned_a, coded_a) = (tmp.path().join("pa.caffemodel"), tmp.path().join("qa.caffez"));
+    let input = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
+    caffe_prune(&[
+        &input,
+        &"--keep",
+        &"conv1=0.66,conv2=0.12,ip1=0.08,ip2=0.19",
+        &"-q",
+        &"-o",
+        &pruned_a,
+    ]);
+    caffe_prune(&[&"quantize", &pruned_a, &"-q", &"-o", &coded_a]);
+    let size_a = std::fs::metadata(&coded_a).unwrap().len();
+    assert!(dense / size_a >= 39, "{size_a} bytes");
+    // Every other command reads the .caffez as the model it stands for.
+    let o = Command::new(BIN)
+        .args(["quantize", "--json", "-q"])
+        .arg(&coded)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn reclustering_keeps_the_mask_and_the_bit_budget() {
+    let Some(fx) = testkit::fixtures() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (pruned, tuned) = (tmp.path().join("p.caffemodel"), tmp.path().join("t.caffemodel"));
+    prune_lenet(&fx, &pruned);
+    let solver = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet_solver.prototxt");
+    // Periods of 10: 8 shared steps, 2 free ones, re-clustering; 29 steps end in a free phase, so the weights are
+    // shared once more at the end (a third row after rounds 0 and 1).
+    let stdout = caffe_prune(&[
+        &"quantize",
+        &"--json",
+        &"-q",
+        &"--rounds",
+        &"1",
+        &"--steps",
+        &"29",
+        &"--recluster",
+        &"10",
+        &"--bits",
+        &"conv1=4,conv2=4,ip1=3,ip2=3",
+        &"--solver",
+        &solver,
+        &"--weights",
+        &pruned,
+        &"-o",
+        &tuned,
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+    assert_eq!(report["rounds"].as_array().unwrap().len(), 3, "{report}");
+    let (before, after) = (blobs(&pruned), blobs(&tuned));
+    for (layer, bits) in [("conv1", 4), ("conv2", 4), ("ip1", 3), ("ip2", 3)] {
+        let (old, new) = (&before[&(layer.to_string(), 0)], &after[&(layer.to_string(), 0)]);
+        assert!(
+            old.iter().zip(new).all(|(a, b)| (*a == 0.0) == (*b == 0.0)),
+            "{layer}: mask changed"
+        );
+        let shared: BTreeSet<u32> = new.iter().filter(|v| **v != 0.0).map(|v| v.to_bits()).collect();
+        assert!(shared.len() < 1 << bits, "{layer}: {} values", shared.len());
+    }
+}
+
+#[test]
+fn compress_runs_every_stage_and_its_caffez_gives_back_the_last_one() {
+    let Some(fx) = testkit::fixtures() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let input = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
+    let solver = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet_solver.prototxt");
+    let (out, stages) = (tmp.path().join("lenet.caffez"), tmp.path().join("stages"));
+    let stdout = caffe_prune(&[
+        &"compress",
+        &input,
+        &"--solver",
+        &solver,
+        &"--keep",
+        &"conv1=0.66,conv2=0.12,ip1=0.08,ip2=0.19",
+        &"--prune-rounds",
+        &"1",
+        &"--prune-steps",
+        &"20",
+        &"--quantize-rounds",
+        &"1",
+        &"--quantize-steps",
+        &"20",
+        &"--stages",
+        &stages,
+        &"--json",
+        &"-q",
+        &"-o",
+        &out,
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+    let rows = report["stages"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["stage"].as_str().unwrap()).collect();
+    assert_eq!(names, ["dense", "P", "P+Q", "P+Q+H"]);
+    let bytes: Vec<u64> = rows.iter().map(|r| r["bytes"].as_u64().unwrap()).collect();
+    assert!(bytes.windows(2).all(|w| w[0] > w[1]), "{bytes:?}");
+    assert_eq!(bytes[0], std::fs::metadata(&input).unwrap().len());
+    let coded = std::fs::read(&out).unwrap();
+    assert_eq!(bytes[3], coded.len() as u64);
+    // Deep Compression's rates and bits after a little training: near the paper's 39x (the post-training figure
+    // is checked in quantize_writes_a_caffez...).
+    assert!(bytes[0] / bytes[3] >= 35, "{bytes:?}");
+    assert!(caffez::decompress(&coded).unwrap() == std::fs::read(stages.join("quantized.caffemodel")).unwrap());
+    let accuracy = |i: usize| rows[i]["accuracy"].as_f64().unwrap();
+    assert!(accuracy(0) > 0.99 && accuracy(2) > 0.95, "{rows:?}");
+
+    // Wrong outputs are refused before any work.
+    for (output, message) in [
+        (tmp.path().join("x.caffemodel"), ".caffez"),
+        (input.clone(), "refusing"),
+    ] {
+        let o = Command::new(BIN)
+            .arg("compress")
+            .arg(&input)
+            .arg("--solver")
+            .arg(&solver)
+            .args(["--keep", "ip1=0.1", "-o"])
+            .arg(&output)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(message) && err.lines().count() == 1, "{err}");
+    }
+}

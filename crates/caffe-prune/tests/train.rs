@@ -361,3 +361,58 @@ fn train_and_test_data_overrides_reach_their_own_phase() {
     assert!(std::fs::read(&lmdb).unwrap() == std::fs::read(&idx).unwrap());
     assert_eq!(a["rounds"], b["rounds"]);
 }
+
+#[test]
+fn distillation_from_the_dense_model_trains_and_bad_settings_are_refused() {
+    let Some(fx) = testkit::fixtures() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (plain, distilled) = (
+        tmp.path().join("plain.caffemodel"),
+        tmp.path().join("distilled.caffemodel"),
+    );
+    let common: [&dyn AsRef<std::ffi::OsStr>; 6] = [&"--keep", &KEEP, &"--rounds", &"1", &"--steps", &"60"];
+    let without = retrain_lenet(&fx, &plain, &common);
+    let mut extra = common.to_vec();
+    extra.extend_from_slice(&[&"--distill", &"4", &"--distill-weight", &"4"]);
+    let with = retrain_lenet(&fx, &distilled, &extra);
+    let accuracy = |r: &serde_json::Value, round: usize| r["rounds"][round]["accuracy"].as_f64().unwrap();
+    // The same pruned start; the soft targets change the training (and its reported loss includes them).
+    assert_eq!(accuracy(&without, 0), accuracy(&with, 0));
+    assert!(accuracy(&with, 1) > 0.9, "{with}");
+    assert_ne!(blobs(&plain)["ip1_0"], blobs(&distilled)["ip1_0"]);
+
+    let input = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
+    let solver = repo_root().join("testdata/lenet_solver.prototxt");
+    let out = tmp.path().join("x.caffemodel");
+    for (extra, message) in [
+        (vec!["--distill", "0"], "temperature"),
+        (vec!["--distill", "4", "--distill-blob", "nosuch"], "no blob 'nosuch'"),
+    ] {
+        let o = Command::new(BIN)
+            .args(["retrain", "--keep", KEEP, "--solver"])
+            .arg(&solver)
+            .arg("--weights")
+            .arg(&input)
+            .arg("-o")
+            .arg(&out)
+            .args(&extra)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{extra:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(message) && err.lines().count() == 1, "{extra:?}: {err}");
+        assert!(!out.exists());
+    }
+    // The soft loss's weight without --distill is a usage error (exit code 2).
+    let o = Command::new(BIN)
+        .args(["retrain", "--keep", KEEP, "--distill-weight", "2", "--solver"])
+        .arg(&solver)
+        .arg("--weights")
+        .arg(&input)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--distill <T>"));
+}
