@@ -294,7 +294,11 @@ impl CaffezFile<'_> {
                     other => Some(format!("deflate stream: {other:?}")),
                 };
                 if let Some(reason) = problem {
-                    return Err(FormatError::invalid("section 0 (skeleton), data", skeleton.data_offset, reason));
+                    return Err(FormatError::invalid(
+                        "section 0 (skeleton), data",
+                        skeleton.data_offset,
+                        reason,
+                    ));
                 }
                 Ok(std::borrow::Cow::Owned(data))
             }
