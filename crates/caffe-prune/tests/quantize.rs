@@ -510,3 +510,38 @@ fn compress_runs_every_stage_and_its_caffez_gives_back_the_last_one() {
         assert!(err.contains(message) && err.lines().count() == 1, "{err}");
     }
 }
+
+#[test]
+fn entropy_constrained_sharing_makes_the_file_smaller_and_keeps_the_mask() {
+    let Some(fx) = testkit::fixtures() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let pruned = tmp.path().join("p.caffemodel");
+    prune_lenet(&fx, &pruned);
+    let sizes: Vec<u64> = ["0", "4"]
+        .iter()
+        .map(|lambda| {
+            let out = tmp.path().join(format!("q{lambda}.caffez"));
+            let stdout = caffe_prune(&[&"quantize", &pruned, &"--entropy", lambda, &"--json", &"-o", &out]);
+            let report: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+            let model = caffez::open_model(&out).unwrap();
+            let net = model.net().unwrap();
+            let before = blobs(&pruned);
+            for layer in net.layers().iter().filter(|l| l.name().starts_with("ip")) {
+                let new = layer.blobs()[0].data().to_vec_f32();
+                let old = &before[&(layer.name().to_string(), 0)];
+                assert!(old.iter().zip(&new).all(|(a, b)| (*a == 0.0) == (*b == 0.0)), "mask");
+                let shared: BTreeSet<u32> = new.iter().filter(|v| **v != 0.0).map(|v| v.to_bits()).collect();
+                assert!(shared.len() < 32);
+            }
+            report["model_coded_bytes"].as_u64().unwrap()
+        })
+        .collect();
+    assert!(sizes[1] < sizes[0], "{sizes:?}");
+    let o = Command::new(BIN)
+        .args(["quantize", "--entropy", "-1"])
+        .arg(&pruned)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("entropy weight"));
+}

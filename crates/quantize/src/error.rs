@@ -85,4 +85,11 @@ pub enum QuantizeError {
         /// Number of values (weights, gradients or output slots).
         values: usize,
     },
+
+    /// The entropy-constrained trade-off must be a finite number >= 0 (0 is plain k-means).
+    #[error("entropy weight {lambda} must be finite and >= 0")]
+    BadLambda {
+        /// The value given.
+        lambda: f64,
+    },
 }

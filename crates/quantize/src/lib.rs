@@ -76,6 +76,10 @@
 //! centroids differently and then run the same iterations. The random ones use the crate's own
 //! seeded SplitMix64, so a seed gives the same bytes on every machine.
 //!
+//! # Entropy-constrained sharing
+//! [`entropy_constrained`] re-shares a layer from a k-means start so that its codes cost fewer bits once
+//! entropy-coded, at a chosen price in distortion (ECSQ; see the function).
+//!
 //! # Trained quantization
 //! [`centroid_gradients`] sums the gradients of the weights sharing each centroid (Han et al.'s
 //! rule; code 0 gets none), [`reconstruct`] / [`reconstruct_into`] rebuild a blob from a
@@ -105,6 +109,7 @@
 #![warn(missing_docs)]
 
 mod codes;
+mod ecsq;
 mod error;
 mod init;
 mod kmeans;
@@ -116,6 +121,7 @@ mod sort;
 pub mod reference;
 
 pub use codes::{assign, centroid_gradients, check_codebook, reconstruct, reconstruct_into};
+pub use ecsq::entropy_constrained;
 pub use error::QuantizeError;
 pub use init::Init;
 pub use kmeans::{kmeans, quantize, Clustering, KMeansOptions, Quantized};
