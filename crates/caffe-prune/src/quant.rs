@@ -41,6 +41,23 @@ pub struct QuantizeArgs {
     pub data: crate::train::DataArgs,
     #[command(flatten)]
     pub distill: crate::train::DistillArgs,
+    #[command(flatten)]
+    pub sharing: SharingArgs,
+    /// The quantized model: a copy of the input with every quantized weight replaced by its shared value (only
+    /// those payloads change); written as a .caffez when OUT ends so. Without -o, only the report.
+    #[arg(short, long, value_name = "OUT.caffemodel|OUT.caffez")]
+    pub output: Option<PathBuf>,
+    /// With --solver: draw test accuracy (or, without a test net, the training loss) per round (SVG).
+    #[arg(long, value_name = "FILE.svg", requires = "solver")]
+    pub plot: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How weights are shared: `quantize` and `compress` take the same flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SharingArgs {
     /// Bits per layer, LAYER=B (1..8: at most 2^B - 1 shared nonzero values). Layers not named take the paper's
     /// LeNet setting by type: Convolution and Deconvolution 8, InnerProduct 5. Biases are left as they are.
     #[arg(long, value_name = "LAYER=B,...", value_delimiter = ',')]
@@ -54,23 +71,13 @@ pub struct QuantizeArgs {
     pub seed: u64,
     /// Entropy-constrained sharing (ECSQ, Choi et al. 2017): after k-means, each weight takes the value that
     /// minimises its squared error over the k-means mean squared error plus LAMBDA times the value's code length in
-    /// bits, so codes cost fewer bits once coded for a little more error. 0 (the default) is plain k-means; about 3
+    /// bits, so codes cost fewer bits once coded for a little more error. 0 (quantize's default) is plain k-means; 3
     /// takes LeNet's retrained ip1 from 4.0 to 3.4 bits a code.
-    #[arg(long, value_name = "LAMBDA", default_value_t = 0.0)]
-    pub entropy: f64,
+    #[arg(long, value_name = "LAMBDA")]
+    pub entropy: Option<f64>,
     /// Bits per relative index, for the sizes after pruning and after quantization.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(1..=8))]
     pub index_bits: u8,
-    /// The quantized model: a copy of the input with every quantized weight replaced by its shared value (only
-    /// those payloads change); written as a .caffez when OUT ends so. Without -o, only the report.
-    #[arg(short, long, value_name = "OUT.caffemodel|OUT.caffez")]
-    pub output: Option<PathBuf>,
-    /// With --solver: draw test accuracy (or, without a test net, the training loss) per round (SVG).
-    #[arg(long, value_name = "FILE.svg", requires = "solver")]
-    pub plot: Option<PathBuf>,
-    /// Print the report as JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// The k-means starts.
@@ -285,7 +292,7 @@ fn check_named(named: &BTreeMap<String, u32>, layers: &[(String, String, bool)],
 
 /// Runs `quantize`.
 pub fn quantize_model(args: &QuantizeArgs) -> Result<QuantizeReport> {
-    let named = parse_bits(&args.bits)?;
+    let named = parse_bits(&args.sharing.bits)?;
     let (input, solver_path) = match (&args.input, &args.solver, &args.weights) {
         (Some(input), None, _) => (input.as_path(), None),
         (None, Some(solver), Some(weights)) => (weights.as_path(), Some(solver.as_path())),
@@ -308,7 +315,7 @@ pub fn quantize_model(args: &QuantizeArgs) -> Result<QuantizeReport> {
         .map(|l| (l.name().to_string(), l.modern_type_name(), !l.blobs().is_empty()))
         .collect();
     check_named(&named, &summary, input)?;
-    let init = args.init.with_seed(args.seed);
+    let init = args.sharing.init.with_seed(args.sharing.seed);
     let mut targets: Vec<Target> = Vec::new();
     let mut model_dense = 0u64;
     let mut others = 0u64;
@@ -336,7 +343,7 @@ pub fn quantize_model(args: &QuantizeArgs) -> Result<QuantizeReport> {
     }
     let mut shared: Vec<quantize::Quantized> = targets
         .iter()
-        .map(|(_, name, _, bits, values)| share(name, values, *bits, init, args.entropy))
+        .map(|(_, name, _, bits, values)| share(name, values, *bits, init, args.sharing.entropy.unwrap_or(0.0)))
         .collect::<Result<_>>()?;
     let (mut dense_accuracy, mut rounds) = (None, Vec::new());
     let quantized_model = if let Some(solver_path) = solver_path {
@@ -363,7 +370,9 @@ pub fn quantize_model(args: &QuantizeArgs) -> Result<QuantizeReport> {
     let mut rows: Vec<LayerRow> = targets
         .iter()
         .zip(&shared)
-        .map(|((_, name, type_name, bits, values), q)| layer_row(name, type_name, *bits, values, q, args.index_bits))
+        .map(|((_, name, type_name, bits, values), q)| {
+            layer_row(name, type_name, *bits, values, q, args.sharing.index_bits)
+        })
         .collect::<Result<_>>()?;
     for row in &mut rows {
         row.coded_bytes = compressed
@@ -377,8 +386,8 @@ pub fn quantize_model(args: &QuantizeArgs) -> Result<QuantizeReport> {
         dense_accuracy,
         rounds,
         input: input.display().to_string(),
-        init: format!("{:?}", args.init).to_lowercase(),
-        index_bits: args.index_bits,
+        init: format!("{:?}", args.sharing.init).to_lowercase(),
+        index_bits: args.sharing.index_bits,
         model_dense_bytes: model_dense,
         model_pruned_bytes: sum(|r| r.pruned_bytes),
         model_quantized_bytes: sum(|r| r.quantized_bytes),
@@ -436,13 +445,10 @@ fn fine_tune(
     solver
         .set_codebooks(&codebooks(targets, shared))
         .context("the solver's train net does not match the model")?;
-    let mut progress = RoundProgress {
-        bar: clikit::progress_bar(
-            args.rounds as u64 * args.steps as u64,
-            "[{bar:30}] iter {pos}/{len} {prefix} {msg} ({per_sec}, ETA {eta})",
-        ),
-        last_loss: None,
-    };
+    let mut progress = RoundProgress::new(clikit::progress_bar(
+        args.rounds as u64 * args.steps as u64,
+        "[{bar:30}] iter {pos}/{len} {prefix} {msg} ({per_sec}, ETA {eta})",
+    ));
     let mut rounds = Vec::with_capacity(args.rounds + 1);
     let mut iterations = 0i64;
     // Iterations into the current re-clustering period.
@@ -452,7 +458,7 @@ fn fine_tune(
             progress.bar.set_prefix(format!("round {round}/{}", args.rounds));
             match args.recluster {
                 None => {
-                    solver.step(args.steps, &mut progress)?;
+                    progress.step(&mut solver, args.steps)?;
                 }
                 Some(period) => {
                     let mut left = args.steps;
@@ -460,7 +466,7 @@ fn fine_tune(
                         let shared_steps = period - period / 5;
                         let phase_end = if in_period < shared_steps { shared_steps } else { period };
                         let n = (phase_end - in_period).min(left);
-                        solver.step(n, &mut progress)?;
+                        progress.step(&mut solver, n)?;
                         (left, in_period) = (left - n, in_period + n);
                         if in_period == shared_steps {
                             // The free phase: the weights train themselves, the pruned ones held at zero.
@@ -546,7 +552,7 @@ fn recluster(
     targets: &[Target],
     shared: &mut [quantize::Quantized],
 ) -> Result<()> {
-    let init = args.init.with_seed(args.seed);
+    let init = args.sharing.init.with_seed(args.sharing.seed);
     for ((_, name, _, bits, _), quantized) in targets.iter().zip(shared.iter_mut()) {
         let values = solver
             .net()
@@ -555,7 +561,7 @@ fn recluster(
             .with_context(|| format!("the train net has no layer '{name}' with weights"))?
             .data()
             .to_vec();
-        *quantized = share(name, &values, *bits, init, args.entropy)?;
+        *quantized = share(name, &values, *bits, init, args.sharing.entropy.unwrap_or(0.0))?;
     }
     solver.set_masks(&[])?;
     solver.set_codebooks(&codebooks(targets, shared))?;

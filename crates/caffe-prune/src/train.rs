@@ -600,10 +600,51 @@ fn nonzero(solver: &Solver, layers: &BTreeMap<String, f64>) -> usize {
 pub(crate) struct RoundProgress {
     pub(crate) bar: ProgressBar,
     pub(crate) last_loss: Option<f32>,
+    /// The first iteration whose loss was not finite.
+    pub(crate) diverged: Option<i32>,
+}
+
+impl RoundProgress {
+    pub(crate) fn new(bar: ProgressBar) -> Self {
+        Self {
+            bar,
+            last_loss: None,
+            diverged: None,
+        }
+    }
+
+    /// Runs `steps` solver iterations, refusing to go on once the loss or a weight is not finite (NaN or infinite
+    /// weights help nobody, and every later round would report 0% accuracy).
+    pub(crate) fn step(&mut self, solver: &mut Solver, steps: i32) -> Result<()> {
+        solver.step(steps, self)?;
+        let finite = |solver: &Solver| {
+            let net = solver.net();
+            let names: Vec<&str> = net.layers().map(|l| l.name.as_str()).collect();
+            names
+                .iter()
+                .filter_map(|name| net.params(name))
+                .all(|params| params.iter().all(|p| p.data().iter().all(|v| v.is_finite())))
+        };
+        if self.diverged.is_none() && !finite(solver) {
+            self.diverged = Some(solver.iter());
+        }
+        if let Some(iter) = self.diverged {
+            self.bar.finish_and_clear();
+            bail!(
+                "training diverged: the loss or the weights are not finite by iteration {iter}; lower the learning rate \
+                 (--lr-scale, or compress's --prune-lr-scale / --quantize-lr-scale)"
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Observer for RoundProgress {
     fn on_iteration(&mut self, report: &IterationReport) -> Control {
+        if !report.loss.is_finite() {
+            self.diverged = Some(report.iter);
+            return Control::Stop;
+        }
         self.last_loss = Some(report.smoothed_loss);
         if report.lr.is_some() {
             self.bar.set_message(format!("loss {:.6}", report.smoothed_loss));
@@ -657,7 +698,7 @@ pub fn retrain(args: &RetrainArgs) -> Result<RetrainReport> {
         args.rounds as u64 * args.steps as u64,
         "[{bar:30}] iter {pos}/{len} {prefix} {msg} ({per_sec}, ETA {eta})",
     );
-    let mut progress = RoundProgress { bar, last_loss: None };
+    let mut progress = RoundProgress::new(bar);
     let row = |round: usize, solver: &mut Solver, keep: &BTreeMap<String, f64>, iterations: i64| -> Result<RoundRow> {
         let (accuracy, loss) = accuracy_of(&solver.test_all()?)?;
         let kept_weights = nonzero(solver, keep);
@@ -690,7 +731,7 @@ pub fn retrain(args: &RetrainArgs) -> Result<RetrainReport> {
             solver.load_net_param(&current)?;
             args.distill.apply(&mut solver, &args.weights)?;
             let start = Instant::now();
-            solver.step(args.steps, &mut progress)?;
+            progress.step(&mut solver, args.steps)?;
             train_seconds += start.elapsed().as_secs_f64();
             iterations += i64::from(args.steps);
             let (before, _) = accuracy_of(&solver.test_all()?)?;
@@ -708,7 +749,7 @@ pub fn retrain(args: &RetrainArgs) -> Result<RetrainReport> {
                 solver.set_masks(&masks)?;
             }
             let start = Instant::now();
-            solver.step(args.steps, &mut progress)?;
+            progress.step(&mut solver, args.steps)?;
             train_seconds += start.elapsed().as_secs_f64();
             iterations += i64::from(args.steps);
             let mut r = row(round, &mut solver, &round_keep, iterations)?;

@@ -538,10 +538,42 @@ fn entropy_constrained_sharing_makes_the_file_smaller_and_keeps_the_mask() {
         .collect();
     assert!(sizes[1] < sizes[0], "{sizes:?}");
     let o = Command::new(BIN)
-        .args(["quantize", "--entropy", "-1"])
+        .args(["quantize", "--entropy=-1"])
         .arg(&pruned)
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("entropy weight"));
+}
+
+#[test]
+fn a_diverging_fine_tune_stops_with_a_clear_error() {
+    let Some(fx) = testkit::fixtures() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (pruned, out) = (tmp.path().join("p.caffemodel"), tmp.path().join("q.caffemodel"));
+    prune_lenet(&fx, &pruned);
+    let solver = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lenet_solver.prototxt");
+    let o = Command::new(BIN)
+        .args([
+            "quantize",
+            "-q",
+            "--rounds",
+            "1",
+            "--steps",
+            "50",
+            "--lr-scale",
+            "1000",
+            "--solver",
+        ])
+        .arg(&solver)
+        .arg("--weights")
+        .arg(&pruned)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("diverged") && err.lines().count() == 1, "{err}");
+    assert!(!out.exists());
 }
