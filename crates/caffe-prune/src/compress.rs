@@ -142,6 +142,9 @@ impl Drop for ScratchDir {
 /// Runs `compress`.
 pub fn compress(args: &CompressArgs) -> Result<CompressReport> {
     outfile::check_outputs(&[&args.output], &[&args.input, &args.solver])?;
+    // Every argument checked before the first stage starts.
+    crate::plan::parse_keep(&args.keep)?;
+    crate::quant::parse_bits(&args.sharing.bits)?;
     let extension = args.output.extension().and_then(|e| e.to_str());
     if extension != Some("caffez") {
         bail!(

@@ -113,7 +113,7 @@ fn default_bits(type_name: &str) -> u32 {
     }
 }
 
-fn parse_bits(entries: &[String]) -> Result<BTreeMap<String, u32>> {
+pub(crate) fn parse_bits(entries: &[String]) -> Result<BTreeMap<String, u32>> {
     let mut out = BTreeMap::new();
     for entry in entries.iter().filter(|e| !e.is_empty()) {
         let (name, bits) = entry
