@@ -6,10 +6,13 @@
 //! - `bench-prune`: prune + sparse export against the tutorial's numpy algorithm and a memcpy pass.
 //! - `bench-inspect`: caffe-inspect on a generated VGG16-sized model against a plain read of the same file.
 //! - `bench-train`: LeNet training iterations/s, measured as the fixtures measured real Caffe, against its figure.
+//! - `completions [--out DIR]`, `man [--out DIR]`: bash, zsh, fish, elvish and PowerShell completions, and a man page
+//!   per tool and subcommand, from the tools' clap definitions (default: target/completions, target/man).
 
 mod bench;
 mod bench_prune;
 mod bench_train;
+mod clidocs;
 mod gen;
 mod roundtrip;
 mod testdata;
@@ -48,6 +51,18 @@ enum Command {
         #[arg(long, default_value_t = 7)]
         runs: usize,
     },
+    /// Write shell completions (bash, zsh, fish, elvish, PowerShell) for caffe-inspect, caffe-convert and caffe-prune.
+    Completions {
+        /// Output folder (default: target/completions in the repository).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Write a roff man page for each tool and each subcommand (caffe-prune.1, caffe-prune-eval.1, ...).
+    Man {
+        /// Output folder (default: target/man in the repository).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// The repository root (xtask lives one level below it).
@@ -65,6 +80,8 @@ fn main() -> ExitCode {
         Command::BenchPrune => bench_prune::run().map(|()| true),
         Command::BenchTrain => bench_train::run().map(|()| true),
         Command::BenchInspect { runs } => bench::inspect(runs).map(|()| true),
+        Command::Completions { out } => clidocs::run(false, out),
+        Command::Man { out } => clidocs::run(true, out),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
