@@ -259,7 +259,7 @@ impl<'a> CaffezFile<'a> {
                 return Err(FormatError::Truncated {
                     what: format!("{what} body"),
                     offset: start + 9,
-                    needed: body_len + 4,
+                    needed: body_len.saturating_add(4),
                     available: available - 9,
                 });
             }
@@ -476,7 +476,7 @@ fn parse_blob<'a>(
         return Err(FormatError::Truncated {
             what: format!("{}, chunks", cursor.what),
             offset: cursor.offset(),
-            needed: chunk_count * 2,
+            needed: chunk_count.saturating_mul(2),
             available: left,
         });
     }

@@ -43,30 +43,6 @@ fn decode_corpus_replays() {
     assert!(whole >= 3, "only {whole} corpus files decode: has the format changed?");
 }
 
-/// Crash reproducers of bugs not fixed yet (tests/corpus/crashes, checksums already right): each panics in
-/// `caffez::decompress` when overflow checks are on (debug and test builds, the fuzzer). Run by hand
-/// (`cargo test -p caffez --test fuzz_corpus -- --ignored crashes`); once a bug is fixed, its file moves to
-/// tests/corpus/regressions, which `decode_corpus_replays` replays.
-#[test]
-#[ignore]
-fn unfixed_crashes_replay() {
-    let crashes = inputs("crashes");
-    let panicking: Vec<String> = crashes
-        .iter()
-        .filter(|path| {
-            let data = std::fs::read(path).unwrap();
-            std::panic::catch_unwind(|| caffez::fuzzing::check_decode(&data)).is_err()
-        })
-        .map(|path| path.display().to_string())
-        .collect();
-    assert!(
-        panicking.is_empty(),
-        "{} of {} still panic: {panicking:?}",
-        panicking.len(),
-        crashes.len()
-    );
-}
-
 /// `values` with the smallest `1 - keep` of their magnitudes set to +0.0, shared to `bits` bits by the quantize
 /// crate's k-means (as `caffe-prune quantize` leaves a layer).
 fn prune_and_share(values: &[f32], keep: f64, bits: u32) -> Vec<f32> {
