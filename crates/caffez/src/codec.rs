@@ -306,7 +306,8 @@ impl CaffezFile<'_> {
     }
 }
 
-/// Decodes a blob's chunks into its payload bytes (little-endian f32), chunks in parallel.
+/// Decodes a blob's chunks into its payload bytes (little-endian f32, `out` zeroed: the pruned weights are
+/// already +0.0), chunks in parallel, each kept weight's value written straight into place.
 fn decode_blob(blob: &BlobSection<'_>, out: &mut [u8]) -> Result<(), FormatError> {
     let mut table = [[0u8; 4]; 256];
     for (entry, value) in table[1..].iter_mut().zip(&blob.codebook) {
@@ -316,25 +317,25 @@ fn decode_blob(blob: &BlobSection<'_>, out: &mut [u8]) -> Result<(), FormatError
     out.par_chunks_mut(4 * blob.chunk_len as usize)
         .zip(blob.chunks.par_iter())
         .enumerate()
-        .try_for_each_init(Vec::new, |codes, (index, (out, chunk))| {
+        .try_for_each(|(index, (out, chunk))| {
             let what = || format!("{}, chunk {index}", blob.describe());
-            codes.resize(out.len() / 4, 0);
-            sparse::decode_sparse(chunk.stream, blob.bits, chunk.kept, codes).map_err(|source| {
-                FormatError::Stream {
-                    what: what(),
-                    offset: chunk.offset,
-                    source,
-                }
+            // The largest code seen, checked once at the end (cheaper than a branch per weight).
+            let mut largest = 0u8;
+            sparse::decode_sparse_with(chunk.stream, blob.bits, chunk.kept, out.len() / 4, |position, code| {
+                largest = largest.max(code);
+                out[4 * position..4 * position + 4].copy_from_slice(&table[usize::from(code)]);
+            })
+            .map_err(|source| FormatError::Stream {
+                what: what(),
+                offset: chunk.offset,
+                source,
             })?;
-            if let Some(&code) = codes.iter().find(|&&c| usize::from(c) > entries) {
+            if usize::from(largest) > entries {
                 return Err(FormatError::invalid(
                     what(),
                     chunk.offset,
-                    format!("code {code} beyond the codebook's {entries} values"),
+                    format!("code {largest} beyond the codebook's {entries} values"),
                 ));
-            }
-            for (bytes, &code) in out.chunks_exact_mut(4).zip(codes.iter()) {
-                bytes.copy_from_slice(&table[usize::from(code)]);
             }
             Ok(())
         })

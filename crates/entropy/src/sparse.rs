@@ -161,14 +161,25 @@ pub fn cost_split(codes: &[u8], bits: u32) -> Result<(f64, f64), EncodeError> {
 /// Decodes one chunk's `stream`, which keeps `kept` weights, into `out` (one code per position; `out.len()`
 /// is the chunk's length and is at most [`MAX_CHUNK_LEN`]).
 pub fn decode_sparse(stream: &[u8], bits: u32, kept: u64, out: &mut [u8]) -> Result<(), DecodeError> {
-    check_bits(bits).map_err(|bits| DecodeError::CodeWidth { bits })?;
-    if out.len() > MAX_CHUNK_LEN || kept > out.len() as u64 {
-        return Err(DecodeError::KeptExceedsChunk {
-            kept,
-            len: out.len() as u64,
-        });
-    }
     out.fill(0);
+    let len = out.len();
+    decode_sparse_with(stream, bits, kept, len, |position, code| out[position] = code)
+}
+
+/// Decodes one chunk of `len` positions and calls `kept(position, code)` for each kept weight, in position
+/// order: for callers that write values straight into their own (zeroed) output. The checks are
+/// [`decode_sparse`]'s; on an error some calls may already have been made.
+pub fn decode_sparse_with(
+    stream: &[u8],
+    bits: u32,
+    kept: u64,
+    len: usize,
+    mut on_kept: impl FnMut(usize, u8),
+) -> Result<(), DecodeError> {
+    check_bits(bits).map_err(|bits| DecodeError::CodeWidth { bits })?;
+    if len > MAX_CHUNK_LEN || kept > len as u64 {
+        return Err(DecodeError::KeptExceedsChunk { kept, len: len as u64 });
+    }
     if kept == 0 {
         return match stream.len() {
             0 => Ok(()),
@@ -181,10 +192,7 @@ pub fn decode_sparse(stream: &[u8], bits: u32, kept: u64, out: &mut [u8]) -> Res
     for entry in 0..kept {
         let slot = decoder.tree(&mut model.slot, SLOT_BITS);
         if slot > 24 {
-            return Err(DecodeError::GapPastEnd {
-                entry,
-                len: out.len() as u64,
-            });
+            return Err(DecodeError::GapPastEnd { entry, len: len as u64 });
         }
         let tree_bits = slot.min(MANTISSA_TREE_BITS);
         let rest = slot - tree_bits;
@@ -192,17 +200,14 @@ pub fn decode_sparse(stream: &[u8], bits: u32, kept: u64, out: &mut [u8]) -> Res
         let low = decoder.direct_bits(rest);
         let value = (1u64 << slot) + (u64::from(top) << rest) + u64::from(low);
         let position = next + value - 1;
-        if position >= out.len() as u64 {
-            return Err(DecodeError::GapPastEnd {
-                entry,
-                len: out.len() as u64,
-            });
+        if position >= len as u64 {
+            return Err(DecodeError::GapPastEnd { entry, len: len as u64 });
         }
         let code = decoder.tree(&mut model.codes, bits);
         if code == 0 {
             return Err(DecodeError::ZeroCode { entry });
         }
-        out[position as usize] = code as u8;
+        on_kept(position as usize, code as u8);
         next = position + 1;
         if decoder.overran() {
             break;
