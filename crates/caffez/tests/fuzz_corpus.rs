@@ -43,22 +43,6 @@ fn decode_corpus_replays() {
     assert!(whole >= 3, "only {whole} corpus files decode: has the format changed?");
 }
 
-/// `values` with the smallest `1 - keep` of their magnitudes set to +0.0, shared to `bits` bits by the quantize
-/// crate's k-means (as `caffe-prune quantize` leaves a layer).
-fn prune_and_share(values: &[f32], keep: f64, bits: u32) -> Vec<f32> {
-    let mut magnitudes: Vec<f32> = values.iter().map(|v| v.abs()).collect();
-    magnitudes.sort_by(f32::total_cmp);
-    let cut = if keep >= 1.0 {
-        -1.0
-    } else {
-        magnitudes[((1.0 - keep) * (magnitudes.len() - 1) as f64) as usize]
-    };
-    let pruned: Vec<f32> = values.iter().map(|&v| if v.abs() <= cut { 0.0 } else { v }).collect();
-    quantize::quantize(&pruned, &quantize::KMeansOptions::new(bits))
-        .unwrap()
-        .reconstruct()
-}
-
 /// Writes the seed corpus into tests/corpus/decode: small `.caffez` files of miniatures of testdata/lenet.caffemodel
 /// (every blob cut to a few values of its own, at most 20 a dimension) quantized at every code width, with some
 /// layers coded and others kept, all pruned or none; a blob of 2^20 + 1,000 values (two chunks); a skeleton that
@@ -112,7 +96,7 @@ fn regenerate_seed_corpus() {
         for layer in net.layer.iter_mut().filter(|l| prunable(l)) {
             if which(layer.name.as_deref().unwrap_or("")) {
                 let weights = &mut layer.blobs[0];
-                weights.data = prune_and_share(&weights.data, keep, bits);
+                weights.data = quantize::synthetic::prune_and_share(&weights.data, keep, bits);
             }
         }
         net.encode_to_vec()
@@ -218,7 +202,7 @@ fn regenerate_seed_corpus() {
             layer.blobs.iter_mut().for_each(shrink);
             // Convolution and InnerProduct: weights and bias.
             if layer.blobs.len() == 2 {
-                layer.blobs[0].data = prune_and_share(&layer.blobs[0].data, 0.3, 4);
+                layer.blobs[0].data = quantize::synthetic::prune_and_share(&layer.blobs[0].data, 0.3, 4);
             }
         }
         seeds.push(("lenet-v1-mini-b4".into(), compress("v1", v1.encode_to_vec())));

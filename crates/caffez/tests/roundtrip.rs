@@ -14,17 +14,9 @@ fn quantized(path: &Path, keep: f64, bits: u32) -> ModelFile {
         .filter(|l| caffemodel::is_prunable_type(&l.modern_type_name()) && !l.blobs().is_empty())
         .map(|l| (l.index, l.blobs()[0].data().to_vec_f32()))
         .collect();
-    for (index, mut values) in targets {
-        let mut magnitudes: Vec<f32> = values.iter().map(|v| v.abs()).collect();
-        magnitudes.sort_by(f32::total_cmp);
-        let cut = magnitudes[((1.0 - keep) * (magnitudes.len() - 1) as f64) as usize];
-        for v in &mut values {
-            if v.abs() <= cut {
-                *v = 0.0;
-            }
-        }
-        let shared = quantize::quantize(&values, &quantize::KMeansOptions::new(bits)).unwrap();
-        net.set_blob_data(index, 0, shared.reconstruct()).unwrap();
+    for (index, values) in targets {
+        let shared = quantize::synthetic::prune_and_share(&values, keep, bits);
+        net.set_blob_data(index, 0, shared).unwrap();
     }
     ModelFile::from_bytes(path, net.to_bytes()).unwrap()
 }

@@ -144,6 +144,22 @@ pub mod synthetic {
             .collect()
     }
 
+    /// `values` as the tests' quantized models have them: the smallest `1 - keep` of the magnitudes set to `+0.0`
+    /// (none for `keep >= 1`), then shared to `bits` bits by [`crate::quantize`] with its defaults.
+    pub fn prune_and_share(values: &[f32], keep: f64, bits: u32) -> Vec<f32> {
+        let mut magnitudes: Vec<f32> = values.iter().map(|v| v.abs()).collect();
+        magnitudes.sort_by(f32::total_cmp);
+        let cut = if keep >= 1.0 || values.is_empty() {
+            -1.0
+        } else {
+            magnitudes[((1.0 - keep) * (magnitudes.len() - 1) as f64) as usize]
+        };
+        let pruned: Vec<f32> = values.iter().map(|&v| if v.abs() <= cut { 0.0 } else { v }).collect();
+        crate::quantize(&pruned, &crate::KMeansOptions::new(bits))
+            .expect("finite weights and 1..=8 bits")
+            .reconstruct()
+    }
+
     /// [`weights`] with every `|w| <= cut` set to `+0.0`, as magnitude pruning leaves a layer
     /// (`cut = 0.05` keeps about a third, `0.0825` about a tenth).
     pub fn pruned(len: usize, seed: u64, cut: f32) -> Vec<f32> {
