@@ -64,14 +64,12 @@ impl Bit {
     fn update(&mut self, bit: u32) {
         let step = STEP[usize::from(self.seen)];
         let zero = u32::from(self.zero);
-        self.zero = if bit == 0 {
-            zero + (((65535 - zero) * step) >> 16)
-        } else {
-            zero - ((zero * step) >> 16)
-        } as u16;
-        if self.seen < RATE_LIMIT {
-            self.seen += 1;
-        }
+        // Both outcomes, then a select: the bits being decoded are unpredictable, a branch on them is not cheap.
+        let up = zero + (((65535 - zero) * step) >> 16);
+        let down = zero - ((zero * step) >> 16);
+        let take_down = 0u32.wrapping_sub(bit);
+        self.zero = ((up & !take_down) | (down & take_down)) as u16;
+        self.seen += u16::from(self.seen < RATE_LIMIT);
     }
 }
 
@@ -228,15 +226,12 @@ impl<'a> Decoder<'a> {
     #[inline]
     pub fn bit(&mut self, context: &mut Bit) -> u32 {
         let bound = (self.range >> 12) * context.p12();
-        let bit = if self.code < bound {
-            self.range = bound;
-            0
-        } else {
-            // A damaged stream can leave code >= range; wrapping keeps that a wrong answer, not a panic.
-            self.code = self.code.wrapping_sub(bound);
-            self.range -= bound;
-            1
-        };
+        // Branch-free: the decoded bits are close to random, so a branch on them mispredicts often.
+        let bit = u32::from(self.code >= bound);
+        let one = 0u32.wrapping_sub(bit);
+        // A damaged stream can leave code >= range; wrapping keeps that a wrong answer, not a panic.
+        self.code = self.code.wrapping_sub(bound & one);
+        self.range = (bound & !one) | (self.range.wrapping_sub(bound) & one);
         context.update(bit);
         while self.range < TOP {
             self.range <<= 8;
