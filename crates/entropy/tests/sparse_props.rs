@@ -108,11 +108,12 @@ fn decode_checked(stream: &[u8], bits: u32, kept: u64, len: usize) -> Result<Vec
 /// Checks that a stream of `stream_len` bytes is what `cost_split` said, give or take the coder's own bytes: it
 /// writes a zero byte first and flushes four, so the stream is 3 to 6 bytes over the ideal cost, plus a little
 /// for splitting the range at 12-bit probabilities (measured: 4.0 to 5.2 bytes over up to 20,000 positions,
-/// 25.6 over 740,000 bytes).
+/// 25.6 over 740,000 bytes; 19.7 over 44,000 bytes of near-certain bits, where the rounding of the range split
+/// weighs most: hence 1e-3 of the length on top).
 fn check_cost(stream_len: usize, (gap_bits, code_bits): (f64, f64)) {
     let over = stream_len as f64 - (gap_bits + code_bits) / 8.0;
     assert!(
-        (3.0..=6.0 + 1e-4 * stream_len as f64).contains(&over),
+        (3.0..=6.0 + 1e-3 * stream_len as f64).contains(&over),
         "{stream_len} bytes, {over:.2} over the ideal cost ({gap_bits:.0} gap bits, {code_bits:.0} code bits)"
     );
 }
@@ -359,8 +360,9 @@ proptest! {
 
     /// For i.i.d. chunks of 2^20 positions the stream is within 2% of the sample's order-0 entropy of its gaps
     /// plus that of its codes (measured: 0.3% to 1.0% over), and not below it: the coder cannot know the sample's
-    /// frequencies. A bit the model is sure of still costs log2(4096 / 4095) (12-bit probabilities), which is all
-    /// a chunk of one gap and one code costs; that floor is allowed beside the 2%.
+    /// frequencies. A bit the model is sure of still costs about log2(4096 / 4080): at the slowest rate (1/256) the
+    /// probability stops moving 256/65536 short of certainty; that floor per coded bit is allowed beside the 2%
+    /// (it is what a chunk of nearly all kept weights costs, found by this test).
     #[test]
     fn iid_chunks_cost_their_order0_entropy(
         seed in any::<u64>(),
@@ -373,7 +375,7 @@ proptest! {
         let bound = (order0_bits(gaps(&codes).into_iter())
             + order0_bits(codes.iter().filter(|&&c| c != 0).map(|&c| u64::from(c))))
             / 8.0;
-        let floor = kept as f64 * f64::from(5 + bits) * (4096.0f64 / 4095.0).log2() / 8.0;
+        let floor = kept as f64 * f64::from(5 + bits) * (4096.0f64 / 4080.0).log2() / 8.0;
         let len = stream.len() as f64;
         prop_assert!(
             len >= 0.995 * bound && len <= 1.02 * bound + floor + 64.0,
