@@ -8,8 +8,8 @@ use crate::error::SparseError;
 use std::mem::MaybeUninit;
 use std::sync::Mutex;
 
-use crate::pages::advise_huge_pages;
 use crate::scan::{is_nonzero, nonzero_masks, prune_masks, PART_LEN, PART_WORDS, WORD_LEN};
+use pages::advise_huge_pages;
 
 /// Smallest accepted number of index bits.
 pub const MIN_INDEX_BITS: u8 = 1;
@@ -138,7 +138,7 @@ impl<G: GapInt> Entries<G> {
         }
     }
 
-    /// Room for exactly `capacity` entries, backed by huge pages when large (see [`crate::pages`]).
+    /// Room for exactly `capacity` entries, backed by huge pages when large (see the `pages` crate).
     fn with_capacity(capacity: usize) -> Self {
         let mut entries = Entries {
             values: Vec::with_capacity(capacity),

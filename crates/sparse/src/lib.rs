@@ -25,7 +25,6 @@ mod error;
 mod gaps;
 mod npy;
 mod npz;
-mod pages;
 mod scan;
 
 pub use compressed::{CompressedMatrix, Csc, Csr};
