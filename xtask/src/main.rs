@@ -10,6 +10,7 @@
 //!   per tool and subcommand, from the tools' clap definitions (default: target/completions, target/man).
 
 mod bench;
+mod bench_kmeans;
 mod bench_prune;
 mod bench_train;
 mod clidocs;
@@ -43,6 +44,8 @@ enum Command {
     },
     /// Benchmark prune + relative-index export against the tutorial's numpy algorithm and a memcpy pass.
     BenchPrune,
+    /// Benchmark weight sharing (k-means, codes) against the tutorial's scipy kmeans + vq on the same weights.
+    BenchKmeans,
     /// Benchmark LeNet training (batch 64, SGD) as the fixtures measured real Caffe, against Caffe's figure.
     BenchTrain,
     /// Benchmark caffe-inspect on a VGG16-sized model against a plain sequential read of the same file.
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Command::Testdata { check } => testdata::run(check),
         Command::BenchPrune => bench_prune::run().map(|()| true),
         Command::BenchTrain => bench_train::run().map(|()| true),
+        Command::BenchKmeans => bench_kmeans::run().map(|()| true),
         Command::BenchInspect { runs } => bench::inspect(runs).map(|()| true),
         Command::Completions { out } => clidocs::run(false, out),
         Command::Man { out } => clidocs::run(true, out),

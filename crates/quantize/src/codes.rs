@@ -1,6 +1,8 @@
 //! Codes from a codebook and back: nearest-centroid assignment, reconstruction, centroid
 //! gradients.
 
+use rayon::prelude::*;
+
 use crate::error::QuantizeError;
 use crate::sort::key;
 
@@ -36,21 +38,34 @@ pub(crate) fn limits(centroids: &[f32]) -> Vec<f32> {
 ///
 /// A branchy binary search over the `k - 1` limits costs about 8 ns a weight at 31 centroids
 /// (a branch-free one was measured slower: its loads form one dependency chain). For large
-/// blobs a table over the top 16 bits of each weight's order-preserving key gives the code
-/// directly whenever no limit falls inside that key range (a bucket is 1/128 of a binade), which
-/// on trained weights is almost always; the other buckets fall back to the search. Zeros are
-/// picked out by a select after the lookup (the buckets of `+0.0` and `-0.0` also hold tiny
+/// blobs a table over the top 16 bits of each weight's order-preserving key (a bucket is 1/128
+/// of a binade) holds, per bucket, the code of the bucket's lowest weights and the at most two
+/// limits that fall inside it, so the code is `base + (x > lo) + (x > hi)`, branch-free; only
+/// buckets holding three or more limits fall back to the search (rare: even 255 centroids over
+/// trained weights are spaced about as widely as the buckets where the weights lie). Zeros
+/// are picked out by a select after the lookup (the buckets of `+0.0` and `-0.0` also hold tiny
 /// nonzero weights).
 pub(crate) struct SearchTable {
     limits: Vec<f32>,
-    /// Per bucket `key >> 16`: the code of every weight in it, or [`SEARCH`].
-    buckets: Vec<u16>,
+    /// Per bucket `key >> 16`; empty for small blobs.
+    buckets: Vec<Bucket>,
 }
 
-/// Bucket entry for "a limit lies inside this key range: search".
-const SEARCH: u16 = 256;
+/// One key range of [`SearchTable`]: `code = base + (x > lo) + (x > hi)`, with `+inf` for an
+/// absent limit; `base == SEARCH` when more limits fall inside.
+#[derive(Clone, Copy)]
+struct Bucket {
+    lo: f32,
+    hi: f32,
+    base: u32,
+}
+
+/// Bucket base for "three or more limits lie inside this key range: search".
+const SEARCH: u32 = u32::MAX;
 /// Below this many weights the bucket table costs more to build than it saves.
 const BUCKETS_MIN: usize = 1 << 15;
+/// Weights per parallel task in [`assign_unchecked`].
+const ASSIGN_CHUNK: usize = 1 << 16;
 
 impl SearchTable {
     /// For `weights` weights against strictly ascending `centroids`.
@@ -64,22 +79,34 @@ impl SearchTable {
         Self { limits, buckets }
     }
 
-    fn buckets(limits: &[f32]) -> Vec<u16> {
+    fn buckets(limits: &[f32]) -> Vec<Bucket> {
         let keys: Vec<u32> = limits.iter().map(|&t| key(t)).collect();
-        let mut buckets = vec![SEARCH; 1 << 16];
+        let mut buckets = Vec::with_capacity(1 << 16);
         // below = number of limit keys < the bucket's first key.
         let mut below = 0usize;
-        for (b, entry) in buckets.iter_mut().enumerate() {
-            let first = (b as u32) << 16;
+        for b in 0..1u32 << 16 {
+            let first = b << 16;
             let last = first | 0xffff;
             while below < keys.len() && keys[below] < first {
                 below += 1;
             }
-            // Same code for the whole bucket when no limit key lies in [first, last).
-            let inside = below < keys.len() && keys[below] < last;
-            if !inside {
-                *entry = (below + 1) as u16;
-            }
+            // The limits inside are those with keys in [first, last): a limit at `last` (the
+            // bucket's largest key) is not below any weight of the bucket.
+            let inside = keys[below..].iter().take_while(|&&k| k < last).count();
+            let base = (below + 1) as u32;
+            let at = |i: usize| if i < inside { limits[below + i] } else { f32::INFINITY };
+            buckets.push(match inside {
+                0..=2 => Bucket {
+                    lo: at(0),
+                    hi: at(1),
+                    base,
+                },
+                _ => Bucket {
+                    lo: 0.0,
+                    hi: 0.0,
+                    base: SEARCH,
+                },
+            });
         }
         buckets
     }
@@ -88,13 +115,22 @@ impl SearchTable {
     /// i.e. 1 + the number of limits below the weight.
     #[inline]
     pub(crate) fn code(&self, x: f32) -> u8 {
-        if let Some(&entry) = self.buckets.get((key(x) >> 16) as usize) {
-            if entry != SEARCH {
+        if let Some(bucket) = self.buckets.get((key(x) >> 16) as usize) {
+            if bucket.base != SEARCH {
+                let code = bucket.base + u32::from(x > bucket.lo) + u32::from(x > bucket.hi);
                 // A select, not a branch: pruned blobs mix zeros and nonzeros at random.
-                return if x == 0.0 { 0 } else { entry as u8 };
+                return if x == 0.0 { 0 } else { code as u8 };
             }
         }
         self.search(x)
+    }
+
+    /// The codes of `weights` into `codes` (of the same length).
+    #[inline(never)]
+    fn codes(&self, weights: &[f32], codes: &mut [u8]) {
+        for (code, &x) in codes.iter_mut().zip(weights) {
+            *code = self.code(x);
+        }
     }
 
     #[inline]
@@ -118,10 +154,17 @@ impl SearchTable {
     }
 }
 
-/// Assigns codes for already validated weights and centroids.
+/// Assigns codes for already validated weights and centroids, in parallel over fixed chunks
+/// (each code depends on its weight alone, so the thread count cannot change a byte).
 pub(crate) fn assign_unchecked(weights: &[f32], centroids: &[f32]) -> Vec<u8> {
     let table = SearchTable::new(centroids, weights.len());
-    weights.iter().map(|&x| table.code(x)).collect()
+    let mut codes = vec![0u8; weights.len()];
+    pages::advise_huge_pages(&mut codes);
+    codes
+        .par_chunks_mut(ASSIGN_CHUNK)
+        .zip(weights.par_chunks(ASSIGN_CHUNK))
+        .for_each(|(codes, weights)| table.codes(weights, codes));
+    codes
 }
 
 /// Checks a codebook's invariants: 1..=256 entries, `+0.0` first, then finite, nonzero,
@@ -346,6 +389,46 @@ mod tests {
             let x = f32::from_bits(bits);
             if x.is_finite() {
                 assert_eq!(table.code(x), table.search(x), "{x:e}");
+            }
+        }
+    }
+
+    #[test]
+    fn buckets_with_one_two_and_many_limits_agree_with_the_search() {
+        // Spacing growing from 2^-14 to 2^-7.3 around 1.0, where a bucket is 2^-7 wide: buckets
+        // holding many, three, two, one and no limits, and limits on bucket edges.
+        let mut centroids: Vec<f32> = (0..64).map(|i| 1.0 + (i * i) as f32 * 2f32.powi(-14)).collect();
+        centroids.extend([1.5 - 2f32.powi(-23), 1.5, 1.5 + 2f32.powi(-7)]);
+        centroids.sort_by(f32::total_cmp);
+        centroids.dedup();
+        let table = SearchTable::new(&centroids, BUCKETS_MIN);
+        let counts = table.buckets[(key(1.0) >> 16) as usize..(key(2.0) >> 16) as usize]
+            .iter()
+            .map(|b| {
+                if b.base == SEARCH {
+                    3
+                } else {
+                    usize::from(b.lo.is_finite()) + usize::from(b.hi.is_finite())
+                }
+            })
+            .fold([0usize; 4], |mut n, c| {
+                n[c] += 1;
+                n
+            });
+        assert!(counts.iter().all(|&n| n > 0), "bucket kinds covered: {counts:?}");
+        let mut x = 0.9f32;
+        while x < 2.1 {
+            assert_eq!(table.code(x), table.search(x), "{x:e}");
+            x = f32::from_bits(x.to_bits() + 37);
+        }
+        for &c in &centroids {
+            for t in [c, c.next_up(), c.next_down()] {
+                assert_eq!(table.code(t), table.search(t), "{t:e}");
+            }
+        }
+        for t in limits(&centroids) {
+            for t in [t, t.next_up()] {
+                assert_eq!(table.code(t), table.search(t), "{t:e}");
             }
         }
     }

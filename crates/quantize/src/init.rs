@@ -110,7 +110,7 @@ fn kmeans_plus_plus(sorted: &[f32], prefix: &Prefix, k: usize, seed: u64) -> Vec
     let n = sorted.len();
     let mut rng = SplitMix64::new(seed);
     // Running sums of squares, only for this initialisation.
-    let squares = Prefix::squares(sorted);
+    let squares = prefix.squares_of(sorted);
     // Sum over sorted[l..r] of (x - c)^2.
     let mass = |l: usize, r: usize, c: f64| -> f64 {
         let count = (r - l) as f64;

@@ -1,9 +1,9 @@
 //! 1-D k-means over the nonzero weights, on sorted values and prefix sums.
 
-use crate::codes::{assign_unchecked, count_nonzero_finite, limits};
+use crate::codes::{assign_unchecked, limits};
 use crate::error::QuantizeError;
 use crate::init::{initial_centroids, Init};
-use crate::prefix::Prefix;
+use crate::prefix::{Prefix, RunSums};
 use crate::sort::sorted_nonzero;
 
 /// Settings of one weight-sharing run.
@@ -129,8 +129,7 @@ impl Quantized {
 /// and which rule keeps centroids off zero.
 pub fn kmeans(weights: &[f32], options: &KMeansOptions) -> Result<Clustering, QuantizeError> {
     let k = options.max_centroids()?;
-    let nonzeros = count_nonzero_finite(weights)?;
-    let prepared = Prepared::new(weights, nonzeros);
+    let prepared = Prepared::new(weights)?;
     Ok(prepared.run(k, options))
 }
 
@@ -167,12 +166,12 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
-    /// From finite weights, `nonzeros` of them nonzero.
-    pub(crate) fn new(weights: &[f32], nonzeros: usize) -> Self {
-        let sorted = sorted_nonzero(weights, nonzeros);
-        let prefix = Prefix::sums(&sorted);
+    /// From the weights; refuses NaN and infinities.
+    pub(crate) fn new(weights: &[f32]) -> Result<Self, QuantizeError> {
+        let (sorted, runs) = sorted_nonzero(weights, |run| RunSums::of(run, false))?;
+        let prefix = Prefix::from_runs(runs, false);
         let zero = sorted.partition_point(|&x| x < 0.0);
-        Self { sorted, prefix, zero }
+        Ok(Self { sorted, prefix, zero })
     }
 
     /// The initialisation, then Lloyd iterations until scipy's stopping rule holds.

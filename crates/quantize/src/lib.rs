@@ -1,8 +1,8 @@
 //! Deep Compression weight sharing (stage 2) over plain `f32` weight blobs.
 //!
-//! This crate knows no file format and no other crate of this workspace: it takes a slice of
-//! weights and a bit width `B` (`1..=8`) and returns a codebook and one byte-sized code per
-//! weight. Biases, layers and files are the callers' business.
+//! This crate knows no file format and no other crate of this workspace but the `pages` helper
+//! for large buffers: it takes a slice of weights and a bit width `B` (`1..=8`) and returns a
+//! codebook and one byte-sized code per weight. Biases, layers and files are the callers' business.
 //!
 //! # What comes out
 //! A [`Quantized`] blob: `codebook[0] = +0.0` for the pruned weights, then at most `2^B - 1`
