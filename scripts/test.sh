@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Runs every test of the project on a fresh machine: installs what the numpy/scipy interop tests need, checks the
+# Runs every test of the project on a fresh machine: installs what the numpy/scipy and onnxruntime interop tests need, checks the
 # generated testdata and the byte-exact roundtrip of every model, then runs the workspace's tests, twice: with the
 # kernels this CPU has, and with the portable ones only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! python3 -c 'import numpy, scipy' 2>/dev/null; then
-    python3 -m pip install --quiet numpy scipy
+if ! python3 -c 'import numpy, scipy, onnx, onnxruntime' 2>/dev/null; then
+    python3 -m pip install --quiet numpy scipy onnx onnxruntime
 fi
 
 cargo xtask testdata --check

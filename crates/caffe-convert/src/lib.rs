@@ -2,8 +2,8 @@
 //!
 //! The output format follows the output's extension: `.prototxt` (or `.txt`, or `-` for stdout) is protobuf text,
 //! `.npz` is NumPy (`--layout sparse|scipy|dense|codebook|han`), `.caffez` is the compressed model (a quantized
-//! caffemodel with its weights arithmetic-coded; a `.caffez` input is given back byte for byte), anything else is
-//! binary. `IN.npz --into BASE.caffemodel` puts the
+//! caffemodel with its weights arithmetic-coded; a `.caffez` input is given back byte for byte), `.onnx` is an ONNX
+//! model of the net `--net` defines with the input's weights, anything else is binary. `IN.npz --into BASE.caffemodel` puts the
 //! arrays back into a copy of BASE. MNIST-format IDX images (`IMAGES.idx[.gz] --labels LABELS -o DB`) become a Caffe
 //! LMDB as Caffe's `convert_mnist_data` writes it. Thin glue over the `caffemodel` and `datasets` crates.
 
@@ -27,12 +27,14 @@ use std::process::ExitCode;
         caffe-convert pruned.caffemodel -o - | less                      (the net as text, weights left out)\n  \
         caffe-convert quantized.caffemodel -o model.caffez               (Deep Compression's coded file)\n  \
         caffe-convert model.caffez -o quantized.caffemodel               (and back, byte for byte)\n  \
+        caffe-convert model.caffemodel --net deploy.prototxt -o model.onnx (ONNX, Caffe's outputs)\n  \
         caffe-convert t10k-images-idx3-ubyte.gz -o mnist_test_lmdb       (IDX to a Caffe LMDB)"
 )]
 struct Args {
     /// Input: .caffemodel (or a legacy weights file), .caffez, .prototxt, .solverstate or .binaryproto.
     input: PathBuf,
-    /// Output file; its extension picks the format (.prototxt/.txt = text, .npz, .caffez). `-` writes text to stdout.
+    /// Output file; its extension picks the format (.prototxt/.txt = text, .npz, .caffez, .onnx). `-` writes text to
+    /// stdout.
     #[arg(short, long, value_name = "OUT")]
     output: PathBuf,
     /// Upgrade V0/V1 nets (and old solver files) to the modern layout, as Caffe's upgrade_net_proto_* tools do.
@@ -66,6 +68,17 @@ struct Args {
     /// labels-idx1.
     #[arg(long, value_name = "LABELS")]
     labels: Option<PathBuf>,
+    /// With an .onnx output: the net definition (deploy prototxt, any generation; legacy `input_dim` fields are
+    /// upgraded) whose TEST-phase layers are exported with the input's weights.
+    #[arg(long, value_name = "DEPLOY.prototxt")]
+    net: Option<PathBuf>,
+    /// With an .onnx output: the ONNX operator set version (13 to 21).
+    #[arg(long, value_name = "N", default_value_t = onnx_export::DEFAULT_OPSET)]
+    opset: i64,
+    /// With an .onnx output: the input blob's shape (comma-separated, e.g. 1,3,224,224) when the net does not give
+    /// it or should be exported for another batch size.
+    #[arg(long, value_name = "DIMS", value_delimiter = ',')]
+    input_shape: Vec<usize>,
     #[command(flatten)]
     common: clikit::Common,
 }
@@ -114,6 +127,7 @@ enum Mode {
     NpzImport,
     NpzExport,
     Compress,
+    Onnx,
     Convert,
 }
 
@@ -125,6 +139,8 @@ impl Mode {
             Mode::NpzImport
         } else if has_extension(&args.output, "caffez") {
             Mode::Compress
+        } else if has_extension(&args.output, "onnx") {
+            Mode::Onnx
         } else if has_extension(&args.output, "npz")
             || (matches!(args.layout, Some(NpzLayout::Scipy | NpzLayout::Han)) && args.output.as_os_str() != "-")
         {
@@ -141,6 +157,7 @@ impl Mode {
             Mode::NpzImport => "an npz import (--into)",
             Mode::NpzExport => "an npz export",
             Mode::Compress => "a compression to .caffez",
+            Mode::Onnx => "an ONNX export",
             Mode::Convert => "a conversion to text or binary protobuf",
         }
     }
@@ -164,10 +181,13 @@ impl Mode {
                 self == Mode::NpzExport && layout == NpzLayout::Scipy,
             ),
             ("--into", args.into.is_some(), self == Mode::NpzImport),
+            ("--net", args.net.is_some(), self == Mode::Onnx),
+            ("--opset", args.opset != onnx_export::DEFAULT_OPSET, self == Mode::Onnx),
+            ("--input-shape", !args.input_shape.is_empty(), self == Mode::Onnx),
             (
                 "--proto",
                 args.proto.is_some(),
-                matches!(self, Mode::Convert | Mode::NpzExport | Mode::NpzImport),
+                matches!(self, Mode::Convert | Mode::NpzExport | Mode::NpzImport | Mode::Onnx),
             ),
         ];
         for (flag, is_given, applies) in given {
@@ -240,6 +260,7 @@ fn run(args: &Args) -> Result<()> {
         args.proto.as_deref(),
         args.into.as_deref(),
         args.labels.as_deref(),
+        args.net.as_deref(),
     ]
     .into_iter()
     .flatten()
@@ -252,6 +273,7 @@ fn run(args: &Args) -> Result<()> {
         Mode::NpzImport => return import_npz(args),
         Mode::NpzExport => return export_npz(args),
         Mode::Compress => return compress(args),
+        Mode::Onnx => return export_onnx(args, &schema),
         Mode::Convert => {}
     }
     if is_text_path(&args.input) && args.input.as_os_str() != "-" {
@@ -301,6 +323,72 @@ fn run(args: &Args) -> Result<()> {
             }
         }
     }
+}
+
+/// `IN --net DEPLOY -o OUT.onnx`: the net built as the engine (and Caffe) builds it for TEST, the input's weights
+/// loaded by layer name, then translated.
+fn export_onnx(args: &Args, schema: &Schema) -> Result<()> {
+    let Some(net_path) = &args.net else {
+        return Err(clikit::usage_error(
+            "an .onnx output needs --net DEPLOY.prototxt (the net to export; the input gives its weights)",
+        ));
+    };
+    let param = text::read_net_upgraded(net_path, schema)?;
+    if let Some(layer) = param
+        .layer
+        .iter()
+        .find(|l| l.r#type() != "Input" && engine::DATA_LAYER_TYPES.contains(&l.r#type()))
+    {
+        bail!(
+            "{}: layer '{}' is a {} layer: an ONNX export takes a deploy prototxt, whose Input layer names the input \
+             blob and its shape",
+            net_path.display(),
+            layer.name(),
+            layer.r#type()
+        );
+    }
+    let mut options = engine::NetOptions::test();
+    if !args.input_shape.is_empty() {
+        let inputs: Vec<&str> = param
+            .layer
+            .iter()
+            .filter(|l| l.r#type() == "Input")
+            .flat_map(|l| l.top.iter().map(String::as_str))
+            .collect();
+        let [input] = inputs[..] else {
+            bail!(
+                "{}: --input-shape needs a net with exactly one Input blob, this one has {}",
+                net_path.display(),
+                inputs.len()
+            );
+        };
+        options = options.with_input_shape(input, &args.input_shape);
+    }
+    let mut net = engine::Net::new(&param, &options).with_context(|| format!("{}", net_path.display()))?;
+    let model = caffez::open_model(&args.input)?;
+    let report = net
+        .copy_from(&model.net()?.engine_weights())
+        .with_context(|| format!("{}: weights for {}", args.input.display(), net_path.display()))?;
+    if report.copied.is_empty() {
+        bail!(
+            "{}: no layer of {} has weights in this file (layers are matched by name)",
+            args.input.display(),
+            net_path.display()
+        );
+    }
+    let export_options = onnx_export::ExportOptions {
+        opset: args.opset,
+        ..Default::default()
+    };
+    let onnx = onnx_export::export(&param, &net, &export_options).with_context(|| format!("{}", net_path.display()))?;
+    let written = onnx_export::write(onnx, &args.output, onnx_export::EXTERNAL_THRESHOLD)?;
+    if let Some((data, bytes)) = &written.external {
+        clikit::note(format!(
+            "weights ({bytes} bytes) written to {} beside the model",
+            data.display()
+        ));
+    }
+    Ok(())
 }
 
 /// Empties blob payloads (shapes stay), for printing structure.

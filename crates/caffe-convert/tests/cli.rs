@@ -230,3 +230,83 @@ fn threads_quiet_and_a_worked_example() {
     assert!(run.status.success());
     assert!(run.stderr.is_empty(), "{}", String::from_utf8_lossy(&run.stderr));
 }
+
+#[test]
+fn onnx_export_as_a_user_runs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let model = root.join("testdata/lenet.caffemodel");
+    let train_test = root.join("testdata/lenet_train_test.prototxt");
+    let onnx = dir.path().join("lenet.onnx");
+    // A deploy net of the testdata LeNet: its train/test net with the data layer replaced by an Input.
+    let text = std::fs::read_to_string(&train_test).unwrap();
+    assert!(text.contains("type: \"Data\""), "the testdata net reads a Data layer");
+    let deploy = dir.path().join("deploy.prototxt");
+    std::fs::write(
+        &deploy,
+        "name: \"LeNet\"\nlayer { name: \"data\" type: \"Input\" top: \"data\" input_param { shape { dim: 1 dim: 1 dim: 28 dim: 28 } } }\n\
+         layer { name: \"conv1\" type: \"Convolution\" bottom: \"data\" top: \"conv1\" convolution_param { num_output: 20 kernel_size: 5 } }\n\
+         layer { name: \"pool1\" type: \"Pooling\" bottom: \"conv1\" top: \"pool1\" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }\n\
+         layer { name: \"conv2\" type: \"Convolution\" bottom: \"pool1\" top: \"conv2\" convolution_param { num_output: 50 kernel_size: 5 } }\n\
+         layer { name: \"pool2\" type: \"Pooling\" bottom: \"conv2\" top: \"pool2\" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }\n\
+         layer { name: \"ip1\" type: \"InnerProduct\" bottom: \"pool2\" top: \"ip1\" inner_product_param { num_output: 500 } }\n\
+         layer { name: \"relu1\" type: \"ReLU\" bottom: \"ip1\" top: \"ip1\" }\n\
+         layer { name: \"ip2\" type: \"InnerProduct\" bottom: \"ip1\" top: \"ip2\" inner_product_param { num_output: 10 } }\n\
+         layer { name: \"prob\" type: \"Softmax\" bottom: \"ip2\" top: \"prob\" }\n",
+    )
+    .unwrap();
+    let run = convert(&[&model, &"--net", &deploy, &"-o", &onnx]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let size = std::fs::metadata(&onnx).unwrap().len();
+    // The weights (431,080 floats) and a small graph.
+    assert!((1_724_320..1_730_000).contains(&size), "{size} bytes");
+    // Another batch size.
+    let run = convert(&[
+        &model,
+        &"--net",
+        &deploy,
+        &"-o",
+        &onnx,
+        &"--input-shape",
+        &"64,1,28,28",
+        &"--opset",
+        &"13",
+    ]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+
+    // Wrong and hostile use: one line, nothing written.
+    let out = dir.path().join("never.onnx");
+    for (args, code, expected) in [
+        (vec![], 2, "needs --net"),
+        (vec!["--opset", "9"], 1, "opset 9 is not supported"),
+        (vec!["--input-shape", "1,1,28"], 1, "conv1"),
+    ] {
+        let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&model, &"-o", &out];
+        if code != 2 {
+            all.extend([&"--net" as &dyn AsRef<std::ffi::OsStr>, &deploy]);
+        }
+        all.extend(args.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>));
+        let run = convert(&all);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(!out.exists());
+    }
+    let run = convert(&[&model, &"--net", &train_test, &"-o", &out]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(
+        stderr.contains("is a Data layer") && stderr.contains("deploy prototxt"),
+        "{stderr}"
+    );
+    // ONNX flags on another conversion, and the deploy file as the output.
+    let run = convert(&[&model, &"-o", &dir.path().join("x.prototxt"), &"--opset", &"13"]);
+    assert_eq!(run.status.code(), Some(2));
+    let run = convert(&[&model, &"--net", &deploy, &"-o", &deploy]);
+    assert_ne!(run.status.code(), Some(0));
+    assert!(
+        std::fs::read_to_string(&deploy).unwrap().contains("Input"),
+        "the input survives"
+    );
+}
