@@ -11,6 +11,7 @@
 
 mod bench;
 mod bench_kmeans;
+mod bench_onnx;
 mod bench_prune;
 mod bench_train;
 mod clidocs;
@@ -44,6 +45,12 @@ enum Command {
     },
     /// Benchmark prune + relative-index export against the tutorial's numpy algorithm and a memcpy pass.
     BenchPrune,
+    /// Benchmark the ONNX export of a VGG16-sized model against a plain sequential read of its caffemodel.
+    BenchOnnx {
+        /// Timed runs of each side.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Benchmark weight sharing (k-means, codes) against the tutorial's scipy kmeans + vq on the same weights.
     BenchKmeans,
     /// Benchmark LeNet training (batch 64, SGD) as the fixtures measured real Caffe, against Caffe's figure.
@@ -83,6 +90,7 @@ fn main() -> ExitCode {
         Command::BenchPrune => bench_prune::run().map(|()| true),
         Command::BenchTrain => bench_train::run().map(|()| true),
         Command::BenchKmeans => bench_kmeans::run().map(|()| true),
+        Command::BenchOnnx { runs } => bench_onnx::run(runs).map(|()| true),
         Command::BenchInspect { runs } => bench::inspect(runs).map(|()| true),
         Command::Completions { out } => clidocs::run(false, out),
         Command::Man { out } => clidocs::run(true, out),

@@ -79,6 +79,10 @@ struct Args {
     /// it or should be exported for another batch size.
     #[arg(long, value_name = "DIMS", value_delimiter = ',')]
     input_shape: Vec<usize>,
+    /// With an .onnx output: keep the codebook of quantized weight blobs (uint8 indices and a Gather, about 4x
+    /// smaller); blobs with more than 256 distinct values stay dense.
+    #[arg(long)]
+    codebook: bool,
     #[command(flatten)]
     common: clikit::Common,
 }
@@ -184,6 +188,7 @@ impl Mode {
             ("--net", args.net.is_some(), self == Mode::Onnx),
             ("--opset", args.opset != onnx_export::DEFAULT_OPSET, self == Mode::Onnx),
             ("--input-shape", !args.input_shape.is_empty(), self == Mode::Onnx),
+            ("--codebook", args.codebook, self == Mode::Onnx),
             (
                 "--proto",
                 args.proto.is_some(),
@@ -378,6 +383,7 @@ fn export_onnx(args: &Args, schema: &Schema) -> Result<()> {
     }
     let export_options = onnx_export::ExportOptions {
         opset: args.opset,
+        codebook: args.codebook,
         ..Default::default()
     };
     let onnx = onnx_export::export(&param, &net, &export_options).with_context(|| format!("{}", net_path.display()))?;

@@ -24,6 +24,10 @@ pub struct ExportOptions {
     /// Also make every blob a graph output (under its Caffe name), not only the blobs no layer reads: for comparing
     /// each blob with Caffe's.
     pub every_blob: bool,
+    /// Keep the codebook of quantized weight blobs (at most 256 distinct values, as weight sharing leaves them): the
+    /// file holds a float codebook and one uint8 index per weight, and a Gather rebuilds the exact weights. Blobs
+    /// with more distinct values stay dense.
+    pub codebook: bool,
 }
 
 impl Default for ExportOptions {
@@ -31,6 +35,7 @@ impl Default for ExportOptions {
         Self {
             opset: DEFAULT_OPSET,
             every_blob: false,
+            codebook: false,
         }
     }
 }
@@ -69,6 +74,7 @@ pub fn export(param: &NetParameter, net: &Net, options: &ExportOptions) -> Resul
         g: Graph::new(),
         net,
         opset: options.opset,
+        codebook: options.codebook,
         outputs: &outputs,
         last_writer,
         inputs: Vec::new(),
@@ -130,6 +136,7 @@ struct Exporter<'a> {
     g: Graph,
     net: &'a Net,
     opset: i64,
+    codebook: bool,
     outputs: &'a BTreeSet<String>,
     last_writer: HashMap<String, usize>,
     /// Graph inputs: name and shape.
@@ -164,6 +171,28 @@ impl Exporter<'_> {
         };
         self.g.assign(blob, value.clone());
         value
+    }
+
+    /// A layer's weight blob: a float initializer, or (with the codebook option, for a blob of at most 256 distinct
+    /// values) a codebook and uint8 indices gathered back into the same floats.
+    fn weight(&mut self, l: &Layer, w: &engine::Tensor) -> String {
+        if self.codebook {
+            if let Some((codebook, indices)) = codebook_of(w.data()) {
+                let table = self.g.floats(l.name, "codebook", &[codebook.len()], &codebook);
+                let codes = self.g.bytes(l.name, "codes", w.shape(), indices);
+                let index = self
+                    .g
+                    .step(l.name, "index", "Cast", &[&codes], vec![("to", Attr::Int(7))]);
+                return self.g.step(
+                    l.name,
+                    "weight",
+                    "Gather",
+                    &[&table, &index],
+                    vec![("axis", Attr::Int(0))],
+                );
+            }
+        }
+        self.g.floats(l.name, "weight", w.shape(), w.data())
     }
 
     fn params(&self, l: &Layer) -> &[engine::Tensor] {
@@ -327,7 +356,7 @@ impl Exporter<'_> {
                 let x = self.input(l, 0)?;
                 // Caffe reads each index as static_cast<int>: truncation, as Cast does.
                 let index = self.g.step(l.name, "index", "Cast", &[&x], vec![("to", Attr::Int(7))]);
-                let w = self.g.floats(l.name, "weight", params[0].shape(), params[0].data());
+                let w = self.weight(l, &params[0]);
                 let bias = p.and_then(|p| p.embed_param.as_ref()).is_none_or(|e| e.bias_term()) && params.len() > 1;
                 if bias {
                     let rows = self
@@ -396,7 +425,7 @@ impl Exporter<'_> {
         let dilation = dims("dilation", &p.dilation, None, None, 1)?;
         let params = self.params(l).to_vec();
         let x = self.input(l, 0)?;
-        let w = self.g.floats(l.name, "weight", params[0].shape(), params[0].data());
+        let w = self.weight(l, &params[0]);
         let mut inputs = vec![x, w];
         if p.bias_term() && params.len() > 1 {
             inputs.push(self.g.floats(l.name, "bias", &[params[1].len()], params[1].data()));
@@ -434,7 +463,7 @@ impl Exporter<'_> {
         let flat = self
             .g
             .step(l.name, "flat", "Flatten", &[&x], vec![("axis", Attr::Int(axis as i64))]);
-        let w = self.g.floats(l.name, "weight", params[0].shape(), params[0].data());
+        let w = self.weight(l, &params[0]);
         let mut inputs = vec![flat, w];
         if p.bias_term() && params.len() > 1 {
             inputs.push(self.g.floats(l.name, "bias", &[params[1].len()], params[1].data()));
@@ -1084,6 +1113,25 @@ impl Exporter<'_> {
         self.g.node(l.name, "Div", &[&centred, &denominator], &[&y], vec![]);
         Ok(())
     }
+}
+
+/// The distinct values of a blob (compared by bits, so +0.0 and -0.0 stay apart), in the order of their bits, and
+/// each value's index; `None` past 256 distinct values.
+fn codebook_of(values: &[f32]) -> Option<(Vec<f32>, Vec<u8>)> {
+    let mut distinct: Vec<u32> = Vec::new();
+    for &v in values {
+        if let Err(at) = distinct.binary_search(&v.to_bits()) {
+            if distinct.len() == 256 {
+                return None;
+            }
+            distinct.insert(at, v.to_bits());
+        }
+    }
+    let indices = values
+        .iter()
+        .map(|v| distinct.binary_search(&v.to_bits()).map_or(0, |i| i as u8))
+        .collect();
+    Some((distinct.into_iter().map(f32::from_bits).collect(), indices))
 }
 
 /// The number of channels of a BatchNorm's input (axis 1).

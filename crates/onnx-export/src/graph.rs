@@ -95,14 +95,31 @@ impl Graph {
         debug_assert_eq!(dims.iter().product::<usize>(), values.len());
         let name = self.unique(&format!("{layer}/{what}"));
         let mut raw = Vec::with_capacity(values.len() * 4);
-        for v in values {
-            raw.extend_from_slice(&v.to_le_bytes());
+        pages::advise_huge_pages(&mut raw);
+        if cfg!(target_endian = "little") {
+            raw.extend_from_slice(bytemuck::cast_slice(values));
+        } else {
+            raw.extend(values.iter().flat_map(|v| v.to_le_bytes()));
         }
         self.initializers.push(TensorProto {
             dims: dims.iter().map(|&d| d as i64).collect(),
             data_type: DataType::Float as i32,
             name: name.clone(),
             raw_data: raw,
+            ..Default::default()
+        });
+        name
+    }
+
+    /// A uint8 constant of the given shape.
+    pub(crate) fn bytes(&mut self, layer: &str, what: &str, dims: &[usize], values: Vec<u8>) -> String {
+        debug_assert_eq!(dims.iter().product::<usize>(), values.len());
+        let name = self.unique(&format!("{layer}/{what}"));
+        self.initializers.push(TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: DataType::Uint8 as i32,
+            name: name.clone(),
+            raw_data: values,
             ..Default::default()
         });
         name

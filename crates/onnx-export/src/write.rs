@@ -67,7 +67,11 @@ pub fn write(mut model: ModelProto, path: &Path, threshold: u64) -> Result<Writt
         })?;
         external = Some((data_path, offset));
     }
-    let bytes = model.encode_to_vec();
+    let mut bytes = Vec::with_capacity(model.encoded_len());
+    pages::advise_huge_pages(&mut bytes);
+    model
+        .encode(&mut bytes)
+        .expect("a Vec with the encoded length reserved has room");
     outfile::write_atomic(path, |w| w.write_all(&bytes))?;
     Ok(Written {
         model_bytes: bytes.len() as u64,

@@ -224,3 +224,60 @@ fn weights_past_the_threshold_go_to_an_external_file() {
     let ours = sparse::read_npy::<f32>(out.join(format!("{}.npy", name.replace('/', "__")))).unwrap();
     assert!(relative_error(&ours.data, &theirs.data) <= TOLERANCE);
 }
+
+/// Runs two models on the first 100 MNIST test images and checks that `ip2` is bit-identical.
+const SAME: &str = r#"
+import gzip, sys, numpy as np, onnxruntime as ort
+a, b, images_path = sys.argv[1:4]
+with gzip.open(images_path) as f:
+    x = np.frombuffer(f.read(), dtype=np.uint8, offset=16).reshape(-1, 1, 28, 28)[:100].astype(np.float32) * np.float32(0.00390625)
+ya, yb = (ort.InferenceSession(m, providers=["CPUExecutionProvider"]).run(["ip2"], {"data": x})[0] for m in (a, b))
+assert ya.tobytes() == yb.tobytes(), float(np.abs(ya - yb).max())
+"#;
+
+#[test]
+fn quantized_weights_keep_their_codebook_and_give_the_same_outputs() {
+    let Some(fixtures) = testkit::fixtures() else { return };
+    if !testkit::python_has(&["onnxruntime", "numpy"]) {
+        return;
+    }
+    let golden = fixtures.join("golden");
+    let (param, mut net) = build(
+        &golden.join("lenet/lenet_mnist_v2/lenet_deploy_b100.prototxt"),
+        &fixtures.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel"),
+    );
+    for (layer, bits) in [("conv1", 8), ("conv2", 8), ("ip1", 5), ("ip2", 5)] {
+        let weights = &mut net.params_mut(layer).unwrap()[0];
+        let shared = quantize::quantize(weights.data(), &quantize::KMeansOptions::new(bits)).unwrap();
+        weights.data_mut().copy_from_slice(&shared.reconstruct());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dense = dir.path().join("dense.onnx");
+    let coded = dir.path().join("codebook.onnx");
+    write(
+        export(&param, &net, &ExportOptions::default()).unwrap(),
+        &dense,
+        EXTERNAL_THRESHOLD,
+    )
+    .unwrap();
+    let options = ExportOptions {
+        codebook: true,
+        ..ExportOptions::default()
+    };
+    let written = write(export(&param, &net, &options).unwrap(), &coded, EXTERNAL_THRESHOLD).unwrap();
+    let dense_bytes = std::fs::metadata(&dense).unwrap().len();
+    // One byte per weight instead of four, biases and codebooks beside.
+    assert!(
+        written.model_bytes * 3 < dense_bytes,
+        "{} vs {dense_bytes}",
+        written.model_bytes
+    );
+    let status = Command::new("python3")
+        .args(["-c", SAME])
+        .arg(&dense)
+        .arg(&coded)
+        .arg(fixtures.join("mnist/t10k-images-idx3-ubyte.gz"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "the codebook model's outputs differ");
+}
