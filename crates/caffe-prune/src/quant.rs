@@ -47,8 +47,8 @@ pub struct QuantizeArgs {
     /// those payloads change); written as a .caffez when OUT ends so. Without -o, only the report.
     #[arg(short, long, value_name = "OUT.caffemodel|OUT.caffez")]
     pub output: Option<PathBuf>,
-    /// With --solver: draw test accuracy (or, without a test net, the training loss) per round (SVG).
-    #[arg(long, value_name = "FILE.svg", requires = "solver")]
+    /// With --solver: draw test accuracy (or, without a test net, the training loss) per round (SVG or PNG, by the file's extension).
+    #[arg(long, value_name = "FILE.svg|png", requires = "solver")]
     pub plot: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
@@ -302,7 +302,7 @@ pub fn quantize_model(args: &QuantizeArgs) -> Result<QuantizeReport> {
     let outputs: Vec<&Path> = args.output.iter().chain(&args.plot).map(PathBuf::as_path).collect();
     outfile::check_outputs(&outputs, &inputs)?;
     if let Some(plot) = &args.plot {
-        crate::plot::check_svg_name(plot)?;
+        crate::plot::check_plot_name(plot)?;
     }
     if args.rounds == 0 || args.steps <= 0 {
         bail!("--rounds and --steps must be positive");
@@ -397,8 +397,7 @@ pub fn quantize_model(args: &QuantizeArgs) -> Result<QuantizeReport> {
         output: args.output.as_deref().map(|p| Path::new(p).display().to_string()),
     };
     if let Some(plot) = &args.plot {
-        let svg = report.chart().to_svg();
-        outfile::write_atomic(plot, |out| std::io::Write::write_all(out, svg.as_bytes()))?;
+        crate::plot::write(plot, &report.chart())?;
     }
     Ok(report)
 }

@@ -30,8 +30,8 @@ pub struct SweepArgs {
     /// Write every measurement as CSV (layer, keep, sparsity, top1, top5, loss).
     #[arg(long, value_name = "FILE.csv")]
     pub csv: Option<PathBuf>,
-    /// Draw top-1 accuracy against keep fraction, one line per layer (SVG).
-    #[arg(long, value_name = "FILE.svg")]
+    /// Draw top-1 accuracy against keep fraction, one line per layer (SVG or PNG, by the file's extension).
+    #[arg(long, value_name = "FILE.svg|png")]
     pub plot: Option<PathBuf>,
     /// Suggest per-layer keep fractions that keep the fewest weights while the single-layer top-1 drops add up to at
     /// most this many percentage points, and check the combination with one more evaluation (re-splitting a smaller
@@ -262,7 +262,7 @@ pub fn sweep(args: &SweepArgs) -> Result<Report> {
     let outputs: Vec<&std::path::Path> = args.csv.iter().chain(&args.plot).map(PathBuf::as_path).collect();
     outfile::check_outputs(&outputs, &args.eval.inputs())?;
     if let Some(plot) = &args.plot {
-        crate::plot::check_svg_name(plot)?;
+        crate::plot::check_plot_name(plot)?;
     }
     if let Some(b) = args.budget {
         if !(b >= 0.0 && b.is_finite()) {
@@ -321,8 +321,7 @@ pub fn sweep(args: &SweepArgs) -> Result<Report> {
         outfile::write_atomic(path, |out| out.write_all(&csv))?;
     }
     if let Some(path) = &args.plot {
-        let svg = report.chart().to_svg();
-        outfile::write_atomic(path, |out| out.write_all(svg.as_bytes()))?;
+        crate::plot::write(path, &report.chart())?;
     }
     Ok(report)
 }

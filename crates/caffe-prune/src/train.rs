@@ -147,8 +147,8 @@ pub struct RetrainArgs {
     pub output: PathBuf,
     #[command(flatten)]
     pub distill: DistillArgs,
-    /// Draw test accuracy per round (SVG).
-    #[arg(long, value_name = "FILE.svg")]
+    /// Draw test accuracy per round (SVG or PNG, by the file's extension).
+    #[arg(long, value_name = "FILE.svg|png")]
     pub plot: Option<PathBuf>,
     /// Print the rounds as JSON instead of a table.
     #[arg(long)]
@@ -662,7 +662,7 @@ pub fn retrain(args: &RetrainArgs) -> Result<RetrainReport> {
         .collect();
     outfile::check_outputs(&outputs, &inputs)?;
     if let Some(plot) = &args.plot {
-        crate::plot::check_svg_name(plot)?;
+        crate::plot::check_plot_name(plot)?;
     }
     if args.rounds == 0 || args.steps <= 0 {
         bail!("--rounds and --steps must be positive");
@@ -796,8 +796,7 @@ pub fn retrain(args: &RetrainArgs) -> Result<RetrainReport> {
         iterations_per_s: iterations as f64 / train_seconds.max(1e-9),
     };
     if let Some(plot) = &args.plot {
-        let svg = report.chart().to_svg();
-        outfile::write_atomic(plot, |out| out.write_all(svg.as_bytes()))?;
+        crate::plot::write(plot, &report.chart())?;
     }
     Ok(report)
 }

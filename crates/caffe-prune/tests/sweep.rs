@@ -118,3 +118,35 @@ fn bad_sweep_arguments_fail_with_one_line() {
     assert!(base(&["--grid", "ip1"]).contains("LAYER="));
     assert!(base(&["--grid", "ip1=0.5", "--plot", "x.png"]).contains("SVG"));
 }
+
+#[test]
+fn plots_are_svg_or_png_by_name_and_other_names_are_refused_first() {
+    let Some(fx) = testkit::fixtures() else { return };
+    let golden = fx.join("golden");
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |plot: &std::path::Path| {
+        Command::new(BIN)
+            .arg("sweep")
+            .arg("--net")
+            .arg(golden.join("lenet/lenet_mnist_v2/lenet_test.prototxt"))
+            .arg("--weights")
+            .arg(fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel"))
+            .arg("--data")
+            .arg(golden.join("data/mnist_test_lmdb"))
+            .args(["--grid", "ip1=0.05", "--quiet", "--plot"])
+            .arg(plot)
+            .output()
+            .unwrap()
+    };
+    let pdf = tmp.path().join("sweep.pdf");
+    let out = run(&pdf);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("give a .svg or .png file name"), "{stderr}");
+    assert!(!pdf.exists());
+    let png = tmp.path().join("sweep.png");
+    let out = run(&png);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+}
