@@ -20,6 +20,7 @@ mod gradcheck;
 mod inner_product;
 mod loss;
 mod lrn;
+mod neuron;
 mod norm;
 mod pooling;
 mod softmax;
@@ -173,6 +174,36 @@ pub(crate) fn create(
         "Flatten" => (Box::new(structure::Flatten::new(param)), arity((1, 1), (1, 1))),
         "Reshape" => (Box::new(structure::Reshape::new(param)?), arity((1, 1), (1, 1))),
         "Silence" => (Box::new(structure::Silence), arity((1, MANY), (0, 0))),
+        "AbsVal" => (Box::new(neuron::Neuron::new(neuron::AbsVal)), arity((1, 1), (1, 1))),
+        "BNLL" => (Box::new(neuron::Neuron::new(neuron::Bnll)), arity((1, 1), (1, 1))),
+        "Exp" => (
+            Box::new(neuron::Neuron::new(neuron::Exp::new(param)?)),
+            arity((1, 1), (1, 1)),
+        ),
+        "Log" => (
+            Box::new(neuron::Neuron::new(neuron::Log::new(param)?)),
+            arity((1, 1), (1, 1)),
+        ),
+        "Power" => (
+            Box::new(neuron::Neuron::new(neuron::Power::new(param))),
+            arity((1, 1), (1, 1)),
+        ),
+        "ELU" => (
+            Box::new(neuron::Neuron::new(neuron::Elu::new(param))),
+            arity((1, 1), (1, 1)),
+        ),
+        "Threshold" => (
+            Box::new(neuron::Neuron::new(neuron::Threshold::new(param))),
+            arity((1, 1), (1, 1)),
+        ),
+        "Clip" => (
+            Box::new(neuron::Neuron::new(neuron::Clip::new(param)?)),
+            arity((1, 1), (1, 1)),
+        ),
+        "Swish" => (
+            Box::new(neuron::Neuron::new(neuron::Swish::new(param))),
+            arity((1, 1), (1, 1)),
+        ),
         _ => return Ok(None),
     };
     check_count("bottom", n_bottoms, arity.bottoms)?;
