@@ -180,8 +180,9 @@ impl Layer for PReLU {
             )));
         }
         let channels = b[1];
-        let slopes = if self.channel_shared { 1 } else { channels };
-        super::ensure_param_shape(&mut self.params[0], &[slopes], self.initialized, "PReLU slopes")?;
+        // A shared slope is a 0-axis blob (one value, shape []), as Caffe's PReLULayer makes and saves it.
+        let slopes: &[usize] = if self.channel_shared { &[] } else { &[channels] };
+        super::ensure_param_shape(&mut self.params[0], slopes, self.initialized, "PReLU slopes")?;
         if !self.initialized {
             crate::filler::fill(&mut self.params[0], &self.filler, &format!("{}/0", self.name))?;
         }
@@ -434,7 +435,8 @@ mod tests {
         }))
         .unwrap();
         shared.reshape(&[input.shape()]).unwrap();
-        assert_eq!(shared.params()[0].shape(), &[1]);
+        assert_eq!(shared.params()[0].shape(), &[] as &[usize]);
+        assert_eq!(shared.params()[0].len(), 1);
         let mut data = input.clone();
         shared.forward_in_place(&mut data, &[]).unwrap();
         assert_close(data.data(), &[-1.0, 4.0, -1.0, 1.0], 0.0);

@@ -20,6 +20,7 @@ mod gradcheck;
 mod inner_product;
 mod loss;
 mod lrn;
+mod misc;
 mod neuron;
 mod norm;
 mod pooling;
@@ -200,6 +201,14 @@ pub(crate) fn create(
             Box::new(neuron::Neuron::new(neuron::Clip::new(param)?)),
             arity((1, 1), (1, 1)),
         ),
+        "Tile" => (Box::new(misc::Tile::new(param)?), arity((1, 1), (1, 1))),
+        "ArgMax" => (Box::new(misc::ArgMax::new(param)?), arity((1, 1), (1, 1))),
+        "Reduction" => (Box::new(misc::Reduction::new(param)), arity((1, 1), (1, 1))),
+        "MVN" => (Box::new(misc::Mvn::new(param)?), arity((1, 1), (1, 1))),
+        "Parameter" => (Box::new(misc::Parameter::new(param)?), arity((0, 0), (1, 1))),
+        "BatchReindex" => (Box::new(misc::BatchReindex::new()), arity((2, 2), (1, 1))),
+        "Embed" => (Box::new(misc::Embed::new(param)?), arity((1, 1), (1, 1))),
+        "Crop" => (Box::new(misc::Crop::new(param)), arity((2, 2), (1, 1))),
         "Swish" => (
             Box::new(neuron::Neuron::new(neuron::Swish::new(param))),
             arity((1, 1), (1, 1)),
