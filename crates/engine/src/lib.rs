@@ -4,7 +4,9 @@
 //! by their include/exclude rules ([`graph::filter_layers`]), Split layers are inserted where a blob has several
 //! readers ([`graph::insert_splits`], Caffe's names), in-place layers share their blob, and data-reading layers
 //! (`Input`, `Data`, `HDF5Data`, ...) become [`ExternalInput`]s the caller feeds. Weights come in as plain data
-//! ([`LayerWeights`]) and are matched by layer name with Caffe's shape rules; the engine reads no file.
+//! ([`LayerWeights`]) and are matched by layer name with Caffe's shape rules; the engine reads no file
+//! except the one a layer's own parameters name (InfogainLoss's `infogain_loss_param.source`, read as Caffe reads it:
+//! relative to the working directory).
 //!
 //! ```
 //! use caffe_proto::{InputParameter, BlobShape, InnerProductParameter, LayerParameter, NetParameter};

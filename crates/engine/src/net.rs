@@ -71,7 +71,15 @@ impl NetOptions {
 }
 
 /// Loss layer types that get an anonymous top when declared without one (Caffe's `LossLayer::AutoTopBlobs`).
-const AUTO_TOP_TYPES: &[&str] = &["SoftmaxWithLoss", "EuclideanLoss"];
+const AUTO_TOP_TYPES: &[&str] = &[
+    "SoftmaxWithLoss",
+    "EuclideanLoss",
+    "ContrastiveLoss",
+    "HingeLoss",
+    "InfogainLoss",
+    "MultinomialLogisticLoss",
+    "SigmoidCrossEntropyLoss",
+];
 
 /// The name Caffe's `Net::AppendTop` gives an anonymous top.
 const ANONYMOUS_TOP: &str = "(automatic)";

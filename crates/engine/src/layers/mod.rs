@@ -19,6 +19,7 @@ mod eltwise;
 mod gradcheck;
 mod inner_product;
 mod loss;
+mod losses;
 mod lrn;
 mod misc;
 mod neuron;
@@ -209,6 +210,17 @@ pub(crate) fn create(
         "BatchReindex" => (Box::new(misc::BatchReindex::new()), arity((2, 2), (1, 1))),
         "Embed" => (Box::new(misc::Embed::new(param)?), arity((1, 1), (1, 1))),
         "Crop" => (Box::new(misc::Crop::new(param)), arity((2, 2), (1, 1))),
+        "ContrastiveLoss" => (Box::new(losses::ContrastiveLoss::new(param)), arity((3, 3), (1, 1))),
+        "HingeLoss" => (Box::new(losses::HingeLoss::new(param)), arity((2, 2), (1, 1))),
+        "InfogainLoss" => (
+            Box::new(losses::InfogainLoss::new(param, n_bottoms)?),
+            arity((2, 3), (1, 1)),
+        ),
+        "MultinomialLogisticLoss" => (Box::new(losses::MultinomialLogisticLoss::new()), arity((2, 2), (1, 1))),
+        "SigmoidCrossEntropyLoss" => (
+            Box::new(losses::SigmoidCrossEntropyLoss::new(param)),
+            arity((2, 2), (1, 1)),
+        ),
         "Swish" => (
             Box::new(neuron::Neuron::new(neuron::Swish::new(param))),
             arity((1, 1), (1, 1)),
