@@ -90,7 +90,7 @@ impl Geometry {
         })
     }
 
-    fn window(&self, channels: usize, height: usize, width: usize) -> Window {
+    pub(crate) fn window(&self, channels: usize, height: usize, width: usize) -> Window {
         Window {
             channels,
             height,

@@ -25,7 +25,9 @@ mod misc;
 mod neuron;
 mod norm;
 mod pooling;
+mod recurrent;
 mod softmax;
+mod spatial;
 mod structure;
 
 /// One Caffe layer's computation (CPU, f32): forward, and backward for training.
@@ -221,6 +223,9 @@ pub(crate) fn create(
             Box::new(losses::SigmoidCrossEntropyLoss::new(param)),
             arity((2, 2), (1, 1)),
         ),
+        "Im2col" => (Box::new(spatial::Im2col::new(param)?), arity((1, 1), (1, 1))),
+        "SPP" => (Box::new(spatial::Spp::new(param)?), arity((1, 1), (1, 1))),
+        "LSTMUnit" => (Box::new(recurrent::LstmUnit::new()), arity((3, 3), (2, 2))),
         "Swish" => (
             Box::new(neuron::Neuron::new(neuron::Swish::new(param))),
             arity((1, 1), (1, 1)),
