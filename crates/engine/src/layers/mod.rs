@@ -226,6 +226,8 @@ pub(crate) fn create(
         "Im2col" => (Box::new(spatial::Im2col::new(param)?), arity((1, 1), (1, 1))),
         "SPP" => (Box::new(spatial::Spp::new(param)?), arity((1, 1), (1, 1))),
         "LSTMUnit" => (Box::new(recurrent::LstmUnit::new()), arity((3, 3), (2, 2))),
+        "LSTM" => (Box::new(recurrent::Lstm::new(param)?), arity((2, 2), (1, 1))),
+        "RNN" => (Box::new(recurrent::Rnn::new(param)?), arity((2, 2), (1, 1))),
         "Swish" => (
             Box::new(neuron::Neuron::new(neuron::Swish::new(param))),
             arity((1, 1), (1, 1)),
