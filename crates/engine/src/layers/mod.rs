@@ -14,6 +14,7 @@ use crate::Tensor;
 
 mod activation;
 mod conv;
+mod conv_nd;
 mod eltwise;
 #[cfg(test)]
 mod gradcheck;
@@ -137,11 +138,11 @@ pub(crate) fn create(
 ) -> LayerResult<Option<Box<dyn Layer>>> {
     let (layer, arity): (Box<dyn Layer>, Arity) = match layer_type {
         "Convolution" => (
-            Box::new(conv::Convolution::new(param, false)?),
+            Box::new(conv_nd::AnyConvolution::new(param, false)?),
             arity((1, MANY), (1, MANY)),
         ),
         "Deconvolution" => (
-            Box::new(conv::Convolution::new(param, true)?),
+            Box::new(conv_nd::AnyConvolution::new(param, true)?),
             arity((1, MANY), (1, MANY)),
         ),
         "Pooling" => (Box::new(pooling::Pooling::new(param, n_tops)?), arity((1, 1), (1, 2))),
