@@ -667,7 +667,13 @@ impl Net {
 
     /// Propagates shapes from the inputs through every layer, resizing the blobs.
     fn reshape(&mut self) -> Result<(), Error> {
-        for slot in &mut self.slots {
+        self.reshape_from(0)
+    }
+
+    /// Propagates shapes through the layers from index `start` on (after a layer whose top shape depends on its
+    /// data, like Filter, changed it in forward).
+    fn reshape_from(&mut self, start: usize) -> Result<(), Error> {
+        for slot in self.slots.iter_mut().skip(start) {
             let Some(layer) = slot.compute.as_mut() else { continue };
             let bottom_shapes: Vec<Vec<usize>> = slot.bottoms.iter().map(|&b| self.blobs[b].shape().to_vec()).collect();
             let refs: Vec<&[usize]> = bottom_shapes.iter().map(Vec::as_slice).collect();
@@ -795,18 +801,30 @@ impl Net {
         self.reshape()?;
         self.sync_shared_params();
         let mut loss = 0.0f32;
-        for slot in &mut self.slots {
+        for index in 0..self.slots.len() {
+            let slot = &mut self.slots[index];
             let Some(layer) = slot.compute.as_mut() else { continue };
             let err = |source: LayerError| Error::Layer {
                 layer: slot.info.name.clone(),
                 layer_type: slot.info.layer_type.clone(),
                 source,
             };
+            let shapes_before: Vec<Vec<usize>> = slot.tops.iter().map(|&t| self.blobs[t].shape().to_vec()).collect();
             run_layer(layer.as_mut(), &slot.bottoms, &slot.tops, &mut self.blobs).map_err(err)?;
             for (&top, &weight) in slot.tops.iter().zip(&slot.info.loss_weights) {
                 if weight != 0.0 {
                     loss += weight * self.blobs[top].data().iter().sum::<f32>();
                 }
+            }
+            // A layer whose top shape depends on its data (Filter) reshapes its tops in forward, as Caffe's
+            // reshape-before-forward would: the layers after it are reshaped again.
+            let changed = slot
+                .tops
+                .iter()
+                .zip(&shapes_before)
+                .any(|(&t, before)| self.blobs[t].shape() != before.as_slice());
+            if changed {
+                self.reshape_from(index + 1)?;
             }
         }
         Ok(loss)

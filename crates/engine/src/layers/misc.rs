@@ -1,5 +1,5 @@
-//! Smaller layers that move, pick or summarise values: Tile, ArgMax, Reduction, MVN, Parameter, BatchReindex, Embed
-//! and Crop, each as Caffe's CPU code computes it.
+//! Smaller layers that move, pick or summarise values: Tile, ArgMax, Reduction, MVN, Parameter, BatchReindex,
+//! Filter, Embed and Crop, each as Caffe's CPU code computes it.
 
 use caffe_proto::reduction_parameter::ReductionOp;
 use caffe_proto::LayerParameter;
@@ -511,6 +511,95 @@ impl BatchReindex {
     }
 }
 
+/// `Filter`: bottoms `x_0 .. x_{k-1}` and a selector (last bottom, one value per item); each top `i` holds the
+/// items of `x_i` whose selector is non-zero, in order. The number of items depends on the data: reshape gives the
+/// full batch (as Caffe's first reshape) and forward shrinks the tops to the selected items.
+pub(crate) struct Filter {
+    /// Number of filtered blobs (bottoms minus the selector).
+    blobs: usize,
+    /// The selected item indices of the last forward.
+    selected: Vec<usize>,
+}
+
+impl Filter {
+    pub(crate) fn new(n_bottoms: usize) -> Self {
+        Filter {
+            blobs: n_bottoms.saturating_sub(1),
+            selected: Vec::new(),
+        }
+    }
+}
+
+impl Layer for Filter {
+    fn type_name(&self) -> &'static str {
+        "Filter"
+    }
+    fn reshape(&mut self, bottoms: &[&[usize]]) -> LayerResult<Vec<Vec<usize>>> {
+        let Some((selector, data)) = bottoms.split_last() else {
+            return Err(LayerError::Arity("Filter needs a selector bottom".into()));
+        };
+        if data.len() != self.blobs {
+            return Err(LayerError::Arity(format!(
+                "Filter was built for {} filtered bottoms, got {}",
+                self.blobs,
+                data.len()
+            )));
+        }
+        if selector.is_empty() || selector.iter().skip(1).any(|&d| d != 1) {
+            return Err(LayerError::Shape(format!(
+                "the selector must hold one value per item (dimensions after the first must be 1), got {selector:?}"
+            )));
+        }
+        if let Some(b) = data.iter().find(|b| b.first() != Some(&selector[0])) {
+            return Err(LayerError::Shape(format!(
+                "every filtered bottom must have the selector's {} items on axis 0, got {b:?}",
+                selector[0]
+            )));
+        }
+        Ok(data.iter().map(|b| b.to_vec()).collect())
+    }
+    fn forward(&mut self, bottoms: &[&Tensor], tops: &mut [Tensor]) -> LayerResult<()> {
+        let selector = bottoms[self.blobs].data();
+        self.selected = (0..selector.len()).filter(|&i| selector[i] != 0.0).collect();
+        for (bottom, top) in bottoms.iter().zip(tops.iter_mut()) {
+            let mut shape = bottom.shape().to_vec();
+            shape[0] = self.selected.len();
+            top.reshape(&shape);
+            let dim = count(bottom.shape(), 1, shape.len());
+            let (x, y) = (bottom.data(), top.data_mut());
+            for (n, &item) in self.selected.iter().enumerate() {
+                y[n * dim..(n + 1) * dim].copy_from_slice(&x[item * dim..(item + 1) * dim]);
+            }
+        }
+        Ok(())
+    }
+    fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
+        if ctx.propagate_down.get(self.blobs) == Some(&true) {
+            return Err(LayerError::Unsupported(
+                "Filter cannot backpropagate to its selector".into(),
+            ));
+        }
+        for i in 0..self.blobs {
+            if !ctx.propagate_down[i] {
+                continue;
+            }
+            let shape = ctx.bottoms[i].shape();
+            let dim = count(shape, 1, shape.len());
+            let dy = ctx.top_diffs[i].data();
+            let dx = ctx.bottom_diffs[i].data_mut();
+            // Items that were not forwarded get a zero gradient.
+            dx.fill(0.0);
+            for (n, &item) in self.selected.iter().enumerate() {
+                dx[item * dim..(item + 1) * dim].copy_from_slice(&dy[n * dim..(n + 1) * dim]);
+            }
+        }
+        Ok(())
+    }
+    fn allow_force_backward(&self, bottom: usize) -> bool {
+        bottom < self.blobs
+    }
+}
+
 /// `Embed`: a lookup table; each input value (an integer index below `input_dim`) selects a row of the
 /// `[input_dim, num_output]` weights, plus an optional bias. The top is the bottom's shape with `num_output` added.
 pub(crate) struct Embed {
@@ -805,6 +894,43 @@ mod tests {
             c.threshold = 1e-2;
             check(&c);
         }
+    }
+
+    #[test]
+    fn filter_keeps_the_selected_items_in_a_net() {
+        use crate::{Net, NetOptions};
+        use caffe_proto::{BlobShape, InputParameter, NetParameter};
+        let layer = |name: &str, kind: &str, bottoms: &[&str], tops: &[&str]| LayerParameter {
+            name: Some(name.into()),
+            r#type: Some(kind.into()),
+            bottom: bottoms.iter().map(|s| s.to_string()).collect(),
+            top: tops.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let mut input = layer("in", "Input", &[], &["x", "sel"]);
+        input.input_param = Some(InputParameter {
+            shape: vec![BlobShape { dim: vec![4, 2] }, BlobShape { dim: vec![4] }],
+        });
+        let net_param = NetParameter {
+            layer: vec![
+                input,
+                layer("f", "Filter", &["x", "sel"], &["y"]),
+                // A layer after the filter sees the filtered shape.
+                layer("t", "TanH", &["y"], &["z"]),
+            ],
+            ..Default::default()
+        };
+        let mut net = Net::new(&net_param, &NetOptions::test()).unwrap();
+        net.set_input("x", &[4, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])
+            .unwrap();
+        net.set_input("sel", &[4], &[0.0, 1.0, 0.0, 2.0]).unwrap();
+        net.forward().unwrap();
+        assert_eq!(net.blob("y").unwrap().shape(), &[2, 2]);
+        assert_eq!(net.blob("y").unwrap().data(), &[3.0, 4.0, 7.0, 8.0]);
+        assert_eq!(net.blob("z").unwrap().shape(), &[2, 2]);
+        net.set_input("sel", &[4], &[1.0, 1.0, 1.0, 0.0]).unwrap();
+        net.forward().unwrap();
+        assert_eq!(net.blob("z").unwrap().shape(), &[3, 2]);
     }
 
     #[test]

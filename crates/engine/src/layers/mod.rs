@@ -51,7 +51,8 @@ pub trait Layer: Send {
     fn reshape(&mut self, bottoms: &[&[usize]]) -> LayerResult<Vec<Vec<usize>>>;
 
     /// Computes the tops from the bottoms. The tops have the shapes [`Layer::reshape`] returned for these bottoms;
-    /// their previous contents are unspecified and must be overwritten.
+    /// their previous contents are unspecified and must be overwritten. A layer whose top shape depends on the
+    /// bottom data (Filter: the selected items) may reshape its tops here; the net then reshapes the layers after it.
     fn forward(&mut self, bottoms: &[&Tensor], tops: &mut [Tensor]) -> LayerResult<()>;
 
     /// Computes top 0 in place when it is the same blob as bottom 0 (Caffe's in-place layers, `top == bottom`):
@@ -229,6 +230,7 @@ pub(crate) fn create(
         "LSTMUnit" => (Box::new(recurrent::LstmUnit::new()), arity((3, 3), (2, 2))),
         "LSTM" => (Box::new(recurrent::Lstm::new(param)?), arity((2, 2), (1, 1))),
         "RNN" => (Box::new(recurrent::Rnn::new(param)?), arity((2, 2), (1, 1))),
+        "Filter" => (Box::new(misc::Filter::new(n_bottoms)), arity((2, MANY), (1, MANY))),
         "Swish" => (
             Box::new(neuron::Neuron::new(neuron::Swish::new(param))),
             arity((1, 1), (1, 1)),
@@ -237,6 +239,11 @@ pub(crate) fn create(
     };
     check_count("bottom", n_bottoms, arity.bottoms)?;
     check_count("top", n_tops, arity.tops)?;
+    if layer_type == "Filter" && n_tops + 1 != n_bottoms {
+        return Err(LayerError::Arity(format!(
+            "takes one top per bottom besides the selector (the last bottom), got {n_bottoms} bottoms and {n_tops} tops"
+        )));
+    }
     if matches!(layer_type, "Convolution" | "Deconvolution") && n_bottoms != n_tops {
         return Err(LayerError::Arity(format!(
             "takes as many tops as bottoms (one output per input), got {n_bottoms} bottoms and {n_tops} tops"
