@@ -146,7 +146,10 @@ pub(crate) fn create(
             Box::new(conv_nd::AnyConvolution::new(param, true)?),
             arity((1, MANY), (1, MANY)),
         ),
-        "Pooling" => (Box::new(pooling::Pooling::new(param, n_tops)?), arity((1, 1), (1, 2))),
+        "Pooling" => (
+            Box::new(pooling::Pooling::new_in(param, n_tops, phase)?),
+            arity((1, 1), (1, 2)),
+        ),
         "InnerProduct" => (
             Box::new(inner_product::InnerProduct::new(param)?),
             arity((1, 1), (1, 1)),

@@ -1,11 +1,12 @@
-//! Pooling: MAX and AVE, global or windowed, with Caffe's ceil-mode output size and clipping rules.
+//! Pooling: MAX, AVE and STOCHASTIC, global or windowed, with Caffe's ceil-mode output size and clipping rules.
 
 use caffe_proto::pooling_parameter::{PoolMethod, RoundMode};
-use caffe_proto::{LayerParameter, PoolingParameter};
+use caffe_proto::{LayerParameter, Phase, PoolingParameter};
 use rayon::prelude::*;
 
 use super::{expect_bottoms, Backward, Layer};
 use crate::error::{LayerError, LayerResult};
+use crate::rng::SplitMix64;
 use crate::Tensor;
 
 /// `Pooling` over the last two axes of a 4-D bottom. A second top (MAX only) receives the flat index (h * W + w)
@@ -21,6 +22,12 @@ pub(crate) struct Pooling {
     /// 2 when the mask top is asked for.
     tops: usize,
     dims: Option<PoolDims>,
+    /// STOCHASTIC pooling's phase (TRAIN samples, TEST takes the probability-weighted average).
+    phase: Phase,
+    /// STOCHASTIC in TRAIN: the sampling stream (seeded by the layer name) and, per output of the last forward, the
+    /// chosen input's index within its plane (`usize::MAX` for an empty window).
+    rng: SplitMix64,
+    chosen: Vec<usize>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -49,14 +56,15 @@ fn kernel(what: &str, single: Option<u32>, h: Option<u32>, w: Option<u32>) -> La
 }
 
 impl Pooling {
+    /// A pooling layer for TEST (used inside other layers, e.g. SPP).
     pub(crate) fn new(param: &LayerParameter, tops: usize) -> LayerResult<Self> {
+        Self::new_in(param, tops, Phase::Test)
+    }
+
+    /// A pooling layer for `phase`, which STOCHASTIC pooling depends on.
+    pub(crate) fn new_in(param: &LayerParameter, tops: usize, phase: Phase) -> LayerResult<Self> {
         let p: PoolingParameter = param.pooling_param.unwrap_or_default();
         let method = p.pool();
-        if method == PoolMethod::Stochastic {
-            return Err(LayerError::Param(
-                "STOCHASTIC pooling is not supported (it is random in Caffe)".into(),
-            ));
-        }
         if tops > 1 && method != PoolMethod::Max {
             return Err(LayerError::Arity("only MAX pooling has a second (mask) top".into()));
         }
@@ -116,6 +124,9 @@ impl Pooling {
             stride,
             tops,
             dims: None,
+            phase,
+            rng: SplitMix64::from_name(param.name()),
+            chosen: Vec::new(),
         })
     }
 
@@ -181,6 +192,10 @@ impl Layer for Pooling {
         let (first, rest) = tops.split_at_mut(1);
         let output = first[0].data_mut();
         let planes_per_task = (1usize << 14).div_ceil(in_plane.max(1));
+        if self.method == PoolMethod::Stochastic {
+            self.stochastic_forward(&d, input, output);
+            return Ok(());
+        }
         match (self.method, rest.first_mut()) {
             (PoolMethod::Max, Some(mask)) => output
                 .par_chunks_mut(out_plane)
@@ -216,6 +231,27 @@ impl Layer for Pooling {
         }
         let input = ctx.bottoms[0].data();
         let top_diff = ctx.top_diffs[0].data();
+        if self.method == PoolMethod::Stochastic {
+            if self.phase != Phase::Train || self.chosen.len() != top_diff.len() {
+                return Err(LayerError::Unsupported(
+                    "STOCHASTIC pooling has a backward pass only after a TRAIN-phase forward".into(),
+                ));
+            }
+            // Each output's diff goes to the input it sampled.
+            for ((plane, diff), top) in self
+                .chosen
+                .chunks(out_plane)
+                .zip(bottom_diff.chunks_mut(in_plane))
+                .zip(top_diff.chunks(out_plane))
+            {
+                for (&i, &g) in plane.iter().zip(top) {
+                    if i != usize::MAX {
+                        diff[i] += g;
+                    }
+                }
+            }
+            return Ok(());
+        }
         let planes_per_task = (1usize << 14).div_ceil(in_plane);
         bottom_diff
             .par_chunks_mut(in_plane)
@@ -231,6 +267,51 @@ impl Layer for Pooling {
 }
 
 impl Pooling {
+    /// STOCHASTIC pooling as Caffe's GPU kernels compute it (Caffe has no CPU version). Windows start at
+    /// `p * stride` and are clipped to the input; padding is not applied. TRAIN: with `r` uniform in [0, 1), the
+    /// first input (row-major) at which the running sum reaches `r * sum(window)` is taken (inputs are expected
+    /// non-negative, e.g. after a ReLU; if the sum is never reached the last input is taken). TEST: the
+    /// probability-weighted average `sum x^2 / sum x`, the sum starting from `FLT_MIN` as in Caffe.
+    fn stochastic_forward(&mut self, d: &PoolDims, input: &[f32], output: &mut [f32]) {
+        let (in_plane, out_plane) = (d.height * d.width, d.out_h * d.out_w);
+        let train = self.phase == Phase::Train;
+        self.chosen.clear();
+        for (plane, out) in input.chunks(in_plane).zip(output.chunks_mut(out_plane)) {
+            for ph in 0..d.out_h {
+                let h0 = (ph * self.stride[0]).min(d.height);
+                let h1 = (h0 + d.kernel[0]).min(d.height);
+                for pw in 0..d.out_w {
+                    let w0 = (pw * self.stride[1]).min(d.width);
+                    let w1 = (w0 + d.kernel[1]).min(d.width);
+                    let window = (h0..h1).flat_map(|h| (w0..w1).map(move |w| h * d.width + w));
+                    let o = &mut out[ph * d.out_w + pw];
+                    if !train {
+                        let (mut sum, mut squares) = (f32::MIN_POSITIVE, 0.0f32);
+                        for i in window {
+                            sum += plane[i];
+                            squares += plane[i] * plane[i];
+                        }
+                        *o = squares / sum;
+                        continue;
+                    }
+                    let total: f32 = window.clone().map(|i| plane[i]).sum();
+                    let threshold = self.rng.next_f32() * total;
+                    let mut running = 0.0f32;
+                    let mut pick = usize::MAX;
+                    for i in window {
+                        running += plane[i];
+                        pick = i;
+                        if running >= threshold {
+                            break;
+                        }
+                    }
+                    *o = if pick == usize::MAX { 0.0 } else { plane[pick] };
+                    self.chosen.push(pick);
+                }
+            }
+        }
+    }
+
     /// The clipped input range `[start, end)` each output position along one axis reads (MAX pooling's windows).
     fn max_ranges(&self, dim: usize, input: usize, outputs: usize, kernel: usize) -> Vec<(usize, usize)> {
         (0..outputs)
@@ -476,6 +557,54 @@ mod tests {
         let mut tops = vec![Tensor::zeros(&[1, 1, 1, 1]), Tensor::zeros(&[1, 1, 1, 1])];
         max.forward(&[&input], &mut tops).unwrap();
         assert_eq!((tops[0].data()[0], tops[1].data()[0]), (5.0, 1.0));
+    }
+
+    #[test]
+    fn stochastic_pooling_test_average_and_train_samples() {
+        let p = param("Pooling", |l| {
+            l.pooling_param = Some(PoolingParameter {
+                pool: Some(PoolMethod::Stochastic as i32),
+                kernel_size: Some(2),
+                stride: Some(2),
+                ..Default::default()
+            })
+        });
+        let input = Tensor::new(&[1, 1, 2, 4], vec![1.0, 3.0, 0.0, 0.0, 2.0, 4.0, 0.0, 5.0]);
+        let mut test = Pooling::new_in(&p, 1, Phase::Test).unwrap();
+        let out = run(&mut test, std::slice::from_ref(&input)).unwrap();
+        // (1 + 9 + 4 + 16) / (1 + 3 + 2 + 4) = 3; (25) / (5) = 5.
+        assert_close(out[0].data(), &[3.0, 5.0], 1e-6);
+        let mut train = Pooling::new_in(&p, 1, Phase::Train).unwrap();
+        // The second window has one non-zero value: it is always the one sampled.
+        let mut counts = [0usize; 4];
+        for _ in 0..400 {
+            let out = run(&mut train, std::slice::from_ref(&input)).unwrap();
+            assert_eq!(out[0].data()[1], 5.0);
+            let v = out[0].data()[0];
+            counts[[1.0, 3.0, 2.0, 4.0].iter().position(|&x| x == v).unwrap()] += 1;
+        }
+        // Sampled in proportion to the values 1 : 3 : 2 : 4 (of 400: about 40, 120, 80, 160).
+        assert!(
+            counts.iter().zip([40, 120, 80, 160]).all(|(&c, e)| c.abs_diff(e) < 45),
+            "{counts:?}"
+        );
+        // Backward sends each output's diff to the sampled input.
+        let top_diff = Tensor::new(&[1, 1, 1, 2], vec![1.0, 2.0]);
+        let out = run(&mut train, std::slice::from_ref(&input)).unwrap();
+        let mut diffs = vec![Tensor::zeros(input.shape())];
+        train
+            .backward(Backward {
+                tops: &[&out[0]],
+                top_diffs: &[&top_diff],
+                bottoms: &[&input],
+                propagate_down: &[true],
+                bottom_diffs: &mut diffs,
+                param_propagate_down: &[],
+                param_diffs: &mut [],
+            })
+            .unwrap();
+        assert_eq!(diffs[0].data()[7], 2.0);
+        assert_eq!(diffs[0].data().iter().sum::<f32>(), 3.0);
     }
 
     #[test]
