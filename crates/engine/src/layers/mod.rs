@@ -362,3 +362,249 @@ pub(crate) mod testing {
         }
     }
 }
+
+#[cfg(test)]
+mod robustness {
+    //! The layers added for "every Caffe layer" on arbitrary bottom shapes and data: reshape either refuses the
+    //! shapes with an error or the layer runs forward and backward; nothing panics.
+    use super::testing::param;
+    use super::*;
+    use crate::layers::gradcheck::uniform;
+    use caffe_proto::*;
+
+    fn cases() -> Vec<(LayerParameter, usize, usize)> {
+        let filler = || {
+            Some(FillerParameter {
+                r#type: Some("uniform".into()),
+                ..Default::default()
+            })
+        };
+        vec![
+            (param("AbsVal", |_| {}), 1, 1),
+            (param("BNLL", |_| {}), 1, 1),
+            (param("Exp", |_| {}), 1, 1),
+            (param("Log", |_| {}), 1, 1),
+            (
+                param("Power", |l| {
+                    l.power_param = Some(PowerParameter {
+                        power: Some(0.5),
+                        ..Default::default()
+                    })
+                }),
+                1,
+                1,
+            ),
+            (param("ELU", |_| {}), 1, 1),
+            (param("Threshold", |_| {}), 1, 1),
+            (
+                param("Clip", |l| l.clip_param = Some(ClipParameter { min: -0.5, max: 0.5 })),
+                1,
+                1,
+            ),
+            (param("Swish", |_| {}), 1, 1),
+            (
+                param("Tile", |l| {
+                    l.tile_param = Some(TileParameter {
+                        axis: Some(-1),
+                        tiles: Some(2),
+                    })
+                }),
+                1,
+                1,
+            ),
+            (
+                param("ArgMax", |l| {
+                    l.argmax_param = Some(ArgMaxParameter {
+                        top_k: Some(2),
+                        ..Default::default()
+                    })
+                }),
+                1,
+                1,
+            ),
+            (
+                param("Reduction", |l| {
+                    l.reduction_param = Some(ReductionParameter {
+                        axis: Some(1),
+                        ..Default::default()
+                    })
+                }),
+                1,
+                1,
+            ),
+            (param("MVN", |_| {}), 1, 1),
+            (param("BatchReindex", |_| {}), 2, 1),
+            (param("Filter", |_| {}), 2, 1),
+            (
+                param("Embed", |l| {
+                    l.embed_param = Some(EmbedParameter {
+                        num_output: Some(3),
+                        input_dim: Some(4),
+                        weight_filler: filler(),
+                        ..Default::default()
+                    })
+                }),
+                1,
+                1,
+            ),
+            (param("Crop", |_| {}), 2, 1),
+            (param("ContrastiveLoss", |_| {}), 3, 1),
+            (param("HingeLoss", |_| {}), 2, 1),
+            (param("InfogainLoss", |_| {}), 3, 1),
+            (param("MultinomialLogisticLoss", |_| {}), 2, 1),
+            (param("SigmoidCrossEntropyLoss", |_| {}), 2, 1),
+            (
+                param("Im2col", |l| {
+                    l.convolution_param = Some(ConvolutionParameter {
+                        kernel_size: vec![2],
+                        ..Default::default()
+                    })
+                }),
+                1,
+                1,
+            ),
+            (
+                param("SPP", |l| {
+                    l.spp_param = Some(SppParameter {
+                        pyramid_height: Some(2),
+                        ..Default::default()
+                    })
+                }),
+                1,
+                1,
+            ),
+            (param("LSTMUnit", |_| {}), 3, 2),
+            (
+                param("LSTM", |l| {
+                    l.recurrent_param = Some(RecurrentParameter {
+                        num_output: Some(2),
+                        weight_filler: filler(),
+                        ..Default::default()
+                    })
+                }),
+                2,
+                1,
+            ),
+            (
+                param("RNN", |l| {
+                    l.recurrent_param = Some(RecurrentParameter {
+                        num_output: Some(2),
+                        weight_filler: filler(),
+                        ..Default::default()
+                    })
+                }),
+                2,
+                1,
+            ),
+            (
+                param("Convolution", |l| {
+                    l.convolution_param = Some(ConvolutionParameter {
+                        num_output: Some(2),
+                        kernel_size: vec![2, 1, 2],
+                        weight_filler: filler(),
+                        ..Default::default()
+                    })
+                }),
+                1,
+                1,
+            ),
+            (
+                param("Pooling", |l| {
+                    l.pooling_param = Some(PoolingParameter {
+                        pool: Some(pooling_parameter::PoolMethod::Stochastic as i32),
+                        kernel_size: Some(2),
+                        ..Default::default()
+                    })
+                }),
+                1,
+                1,
+            ),
+        ]
+    }
+
+    #[test]
+    fn arbitrary_shapes_and_data_never_panic() {
+        let shapes: Vec<Vec<usize>> = vec![
+            vec![],
+            vec![0],
+            vec![1],
+            vec![2],
+            vec![1, 2],
+            vec![1, 2, 2],
+            vec![2, 1],
+            vec![2, 3],
+            vec![1, 2, 8],
+            vec![2, 0, 3],
+            vec![2, 3, 4],
+            vec![2, 3, 3, 4],
+            vec![2, 1, 1, 1],
+            vec![2, 2, 3, 3, 2],
+        ];
+        let mut ran = std::collections::BTreeMap::new();
+        for (p, n_bottoms, n_tops) in cases() {
+            let shapes = &shapes;
+            let combos: Vec<Vec<&Vec<usize>>> = match n_bottoms {
+                1 => shapes.iter().map(|s| vec![s]).collect(),
+                2 => shapes
+                    .iter()
+                    .flat_map(|a| shapes.iter().map(move |b| vec![a, b]))
+                    .collect(),
+                _ => shapes
+                    .iter()
+                    .flat_map(|a| {
+                        shapes
+                            .iter()
+                            .flat_map(move |b| shapes.iter().map(move |c| vec![a, b, c]))
+                    })
+                    .collect(),
+            };
+            for (seed, combo) in combos.into_iter().enumerate() {
+                for phase in [Phase::Train, Phase::Test] {
+                    let mut layer = create(&p, p.r#type(), phase, n_bottoms, n_tops)
+                        .unwrap_or_else(|e| panic!("{}: {e}", p.r#type()))
+                        .unwrap();
+                    let refs: Vec<&[usize]> = combo.iter().map(|s| s.as_slice()).collect();
+                    let Ok(top_shapes) = layer.reshape(&refs) else { continue };
+                    // Values in [-1, 3): some valid as indices and labels, some not.
+                    let bottoms: Vec<Tensor> = combo
+                        .iter()
+                        .enumerate()
+                        .map(|(i, s)| {
+                            let mut t = uniform(s, -1.0, 3.0, (seed * 4 + i) as u64);
+                            t.data_mut()
+                                .iter_mut()
+                                .for_each(|v| *v = if i > 0 { v.floor() } else { *v });
+                            t
+                        })
+                        .collect();
+                    let mut tops: Vec<Tensor> = top_shapes.iter().map(|s| Tensor::zeros(s)).collect();
+                    let inputs: Vec<&Tensor> = bottoms.iter().collect();
+                    if layer.forward(&inputs, &mut tops).is_err() {
+                        continue;
+                    }
+                    *ran.entry(p.r#type().to_string()).or_insert(0) += 1;
+                    let top_diffs: Vec<Tensor> = tops
+                        .iter()
+                        .map(|t| Tensor::new(t.shape(), vec![1.0; t.len()]))
+                        .collect();
+                    let mut bottom_diffs: Vec<Tensor> = bottoms.iter().map(|b| Tensor::zeros(b.shape())).collect();
+                    let mut param_diffs: Vec<Tensor> =
+                        layer.params().iter().map(|p| Tensor::zeros(p.shape())).collect();
+                    let n_params = param_diffs.len();
+                    let propagate: Vec<bool> = (0..n_bottoms).map(|j| layer.allow_force_backward(j)).collect();
+                    let _ = layer.backward(Backward {
+                        tops: &tops.iter().collect::<Vec<_>>(),
+                        top_diffs: &top_diffs.iter().collect::<Vec<_>>(),
+                        bottoms: &inputs,
+                        propagate_down: &propagate,
+                        bottom_diffs: &mut bottom_diffs,
+                        param_propagate_down: &vec![true; n_params],
+                        param_diffs: &mut param_diffs,
+                    });
+                }
+            }
+        }
+        // Every layer ran on some shapes.
+        assert_eq!(ran.len(), cases().len(), "layers that never ran forward: {ran:?}");
+    }
+}
