@@ -231,8 +231,14 @@ pub(crate) fn create(
         "Im2col" => (Box::new(spatial::Im2col::new(param)?), arity((1, 1), (1, 1))),
         "SPP" => (Box::new(spatial::Spp::new(param)?), arity((1, 1), (1, 1))),
         "LSTMUnit" => (Box::new(recurrent::LstmUnit::new()), arity((3, 3), (2, 2))),
-        "LSTM" => (Box::new(recurrent::Lstm::new(param)?), arity((2, 2), (1, 1))),
-        "RNN" => (Box::new(recurrent::Rnn::new(param)?), arity((2, 2), (1, 1))),
+        "LSTM" => (
+            Box::new(recurrent::Lstm::new(param, n_bottoms, n_tops)?),
+            arity((2, 5), (1, 3)),
+        ),
+        "RNN" => (
+            Box::new(recurrent::Rnn::new(param, n_bottoms, n_tops)?),
+            arity((2, 4), (1, 2)),
+        ),
         "Filter" => (Box::new(misc::Filter::new(n_bottoms)), arity((2, MANY), (1, MANY))),
         "Swish" => (
             Box::new(neuron::Neuron::new(neuron::Swish::new(param))),

@@ -182,7 +182,30 @@ fn add_rows(g: &[f32], outputs: usize, db: &mut [f32]) {
     }
 }
 
-/// What LSTM and RNN share: the parameters, their fillers and the sequence geometry.
+/// Which recurrent parameter blob sits where: Caffe orders them by first use in its unrolled net, so the static
+/// input's weights (when there is a static input) come right after the input transform's.
+#[derive(Clone, Copy, Debug)]
+struct Slots {
+    w_x: usize,
+    b_x: usize,
+    w_static: Option<usize>,
+    /// The first blob after them (W_hc for LSTM, W_hh for RNN).
+    rest: usize,
+}
+
+impl Slots {
+    fn new(static_input: bool) -> Self {
+        Slots {
+            w_x: 0,
+            b_x: 1,
+            w_static: static_input.then_some(2),
+            rest: if static_input { 3 } else { 2 },
+        }
+    }
+}
+
+/// What LSTM and RNN share: the parameters, their fillers, the optional static input and exposed state, and the
+/// sequence geometry.
 struct Sequence {
     name: String,
     hidden: usize,
@@ -190,36 +213,74 @@ struct Sequence {
     bias_filler: FillerParameter,
     params: Vec<Tensor>,
     initialized: bool,
-    /// (T, N, input dim) of the last reshape.
-    dims: (usize, usize, usize),
+    /// Blobs of state (h for RNN; h and c for LSTM).
+    states: usize,
+    /// `expose_hidden`: the initial state comes as the last bottoms and the final state goes to tops 1.. .
+    expose: bool,
+    slots: Slots,
+    /// (T, N, input dim, static input dim) of the last reshape.
+    dims: (usize, usize, usize, usize),
 }
 
 impl Sequence {
-    fn new(param: &LayerParameter, n_params: usize) -> LayerResult<Self> {
+    /// Reads the parameters and, from the bottom and top counts, whether there is a static input (checking the
+    /// counts `expose_hidden` implies). The parameter blobs are sized by the layer.
+    fn new(param: &LayerParameter, states: usize, n_bottoms: usize, n_tops: usize) -> LayerResult<Self> {
         let p = param.recurrent_param.clone().unwrap_or_default();
         if p.num_output() == 0 {
             return Err(LayerError::Param("recurrent_param num_output must be positive".into()));
         }
-        if p.expose_hidden() {
-            return Err(LayerError::Param(
-                "recurrent_param expose_hidden is not supported (the state is carried between forwards instead)".into(),
-            ));
+        let expose = p.expose_hidden();
+        let exposed = if expose { states } else { 0 };
+        if n_tops != 1 + exposed {
+            return Err(LayerError::Arity(format!(
+                "takes {} top(s) (the output{}), got {n_tops}",
+                1 + exposed,
+                if expose {
+                    " and the final state with expose_hidden"
+                } else {
+                    ""
+                }
+            )));
         }
+        let static_input = match n_bottoms.checked_sub(2 + exposed) {
+            Some(0) => false,
+            Some(1) => true,
+            _ => {
+                return Err(LayerError::Arity(format!(
+                    "takes x, cont, an optional static input{} as bottoms, got {n_bottoms}",
+                    if expose { " and the initial state" } else { "" }
+                )))
+            }
+        };
         Ok(Sequence {
             name: param.name().to_string(),
             hidden: p.num_output() as usize,
             weight_filler: p.weight_filler.clone().unwrap_or_default(),
             bias_filler: p.bias_filler.clone().unwrap_or_default(),
-            params: vec![Tensor::default(); n_params],
+            params: Vec::new(),
             initialized: false,
-            dims: (0, 0, 0),
+            states,
+            expose,
+            slots: Slots::new(static_input),
+            dims: (0, 0, 0, 0),
         })
     }
 
-    /// Checks `x` (T x N x ...) and `cont` (T x N), and sizes (and first fills) the parameters: `shapes` in order,
-    /// `true` marking bias blobs.
-    fn reshape(&mut self, bottoms: &[&[usize]], shapes: &[(Vec<usize>, bool)]) -> LayerResult<()> {
-        expect_bottoms(bottoms, 2)?;
+    /// Bottom index of the static input, and of the first exposed state.
+    fn static_bottom(&self) -> Option<usize> {
+        self.slots.w_static.map(|_| 2)
+    }
+    fn state_bottom(&self) -> usize {
+        2 + usize::from(self.slots.w_static.is_some())
+    }
+
+    /// Checks `x` (T x N x ...), `cont` (T x N), the static input (N x ...) and the exposed states (1 x N x H), and
+    /// sizes (and first fills) the parameters: `W_x` (`gates` H x I), `b_x`, `W_static` (`gates` H x static I), then
+    /// `rest` (`(shape, is_bias)`).
+    fn reshape(&mut self, bottoms: &[&[usize]], gates: usize, rest: &[(Vec<usize>, bool)]) -> LayerResult<()> {
+        let exposed = if self.expose { self.states } else { 0 };
+        expect_bottoms(bottoms, self.state_bottom() + exposed)?;
         let (x, cont) = (bottoms[0], bottoms[1]);
         if x.len() < 2 {
             return Err(LayerError::Shape(format!(
@@ -232,14 +293,37 @@ impl Sequence {
                 &x[..2]
             )));
         }
+        let (steps, num, h) = (x[0], x[1], self.hidden);
         let input = x[2..].iter().product::<usize>();
-        let shapes: Vec<(Vec<usize>, bool)> = shapes
-            .iter()
-            .map(|(s, bias)| {
-                let s = s.iter().map(|&d| if d == 0 { input } else { d }).collect();
-                (s, *bias)
-            })
-            .collect();
+        let static_dim = match self.static_bottom() {
+            Some(b) => {
+                let s = bottoms[b];
+                if s.first() != Some(&num) {
+                    return Err(LayerError::Shape(format!(
+                        "the static input must be N x ... with N = {num}, got {s:?}"
+                    )));
+                }
+                s[1..].iter().product::<usize>()
+            }
+            None => 0,
+        };
+        if self.expose {
+            for s in &bottoms[self.state_bottom()..] {
+                if *s != [1, num, h] {
+                    return Err(LayerError::Shape(format!(
+                        "an initial state must be 1 x {num} x {h}, got {s:?}"
+                    )));
+                }
+            }
+        }
+        let mut shapes = vec![(vec![gates * h, input], false), (vec![gates * h], true)];
+        if self.slots.w_static.is_some() {
+            shapes.push((vec![gates * h, static_dim], false));
+        }
+        shapes.extend(rest.iter().cloned());
+        if !self.initialized {
+            self.params = vec![Tensor::default(); shapes.len()];
+        }
         for (i, (shape, bias)) in shapes.iter().enumerate() {
             ensure_param_shape(&mut self.params[i], shape, self.initialized, "recurrent weights")?;
             if !self.initialized {
@@ -248,16 +332,85 @@ impl Sequence {
             }
         }
         self.initialized = true;
-        self.dims = (x[0], x[1], input);
+        self.dims = (steps, num, input, static_dim);
         Ok(())
+    }
+
+    /// The parameter count, known before the first reshape (the net asks for it when the layer is added).
+    fn n_params(&self, rest: usize) -> usize {
+        self.slots.rest + rest
+    }
+
+    /// The output shapes: the sequence, then the exposed final states.
+    fn tops(&self) -> Vec<Vec<usize>> {
+        let (steps, num, ..) = self.dims;
+        let mut tops = vec![vec![steps, num, self.hidden]];
+        if self.expose {
+            tops.extend((0..self.states).map(|_| vec![1, num, self.hidden]));
+        }
+        tops
+    }
+
+    /// `W_static x_static` (N x gates H), or `None` without a static input.
+    fn static_transform(&self, bottoms: &[&Tensor], gates: usize) -> Option<Vec<f32>> {
+        let (b, w) = (self.static_bottom()?, self.slots.w_static?);
+        let (_, num, _, static_dim) = self.dims;
+        let mut out = vec![0.0; num * gates * self.hidden];
+        matmul_nt(
+            bottoms[b].data(),
+            self.params[w].data(),
+            static_dim,
+            &mut out,
+            gates * self.hidden,
+            false,
+        );
+        Some(out)
+    }
+
+    /// Gradients of the static input transform from the gate (pre-activation) gradients of every step.
+    fn static_backward(&self, ctx: &mut Backward<'_>, d_gates: &[f32], gates: usize) {
+        let (Some(b), Some(w)) = (self.static_bottom(), self.slots.w_static) else {
+            return;
+        };
+        let (steps, num, _, static_dim) = self.dims;
+        let width = gates * self.hidden;
+        // The static input feeds every step: its gradient is the sum over steps.
+        let mut summed = vec![0.0f32; num * width];
+        for t in 0..steps {
+            summed
+                .iter_mut()
+                .zip(&d_gates[t * num * width..(t + 1) * num * width])
+                .for_each(|(s, g)| *s += g);
+        }
+        if ctx.param_propagate_down[w] {
+            add_outer(
+                &summed,
+                ctx.bottoms[b].data(),
+                width,
+                static_dim,
+                ctx.param_diffs[w].data_mut(),
+            );
+        }
+        if ctx.propagate_down[b] {
+            matmul_nn(
+                &summed,
+                self.params[w].data(),
+                width,
+                static_dim,
+                ctx.bottom_diffs[b].data_mut(),
+                false,
+            );
+        }
     }
 }
 
-/// `LSTM`: parameters `W_xc` (4H x I), `b_c` (4H), `W_hc` (4H x H), gates ordered input, forget, output,
-/// candidate; bottoms `x` (T x N x ...) and `cont` (T x N); top the hidden states `h` (T x N x H).
+/// `LSTM`: parameters `W_xc` (4H x I), `b_c` (4H), [`W_xc_static` (4H x static I)], `W_hc` (4H x H), gates
+/// ordered input, forget, output, candidate; bottoms `x` (T x N x ...), `cont` (T x N), an optional static input
+/// (N x ...) and, with `expose_hidden`, `h_0` and `c_0` (1 x N x H); tops the hidden states `h` (T x N x H) and,
+/// with `expose_hidden`, `h_T` and `c_T`.
 pub(crate) struct Lstm {
     seq: Sequence,
-    /// Initial (h, c) of the next forward: the last step of the previous one.
+    /// Initial (h, c) of the next forward without `expose_hidden`: the last step of the previous one.
     state: Option<(Vec<f32>, Vec<f32>)>,
     /// From the last forward: h and c for steps 0..=T (step 0 the initial state), `cont * h` per step, gate inputs.
     h: Vec<f32>,
@@ -267,9 +420,11 @@ pub(crate) struct Lstm {
 }
 
 impl Lstm {
-    pub(crate) fn new(param: &LayerParameter) -> LayerResult<Self> {
+    pub(crate) fn new(param: &LayerParameter, n_bottoms: usize, n_tops: usize) -> LayerResult<Self> {
+        let mut seq = Sequence::new(param, 2, n_bottoms, n_tops)?;
+        seq.params = vec![Tensor::default(); seq.n_params(1)];
         Ok(Lstm {
-            seq: Sequence::new(param, 3)?,
+            seq,
             state: None,
             h: Vec::new(),
             c: Vec::new(),
@@ -291,33 +446,34 @@ impl Layer for Lstm {
     }
     fn reshape(&mut self, bottoms: &[&[usize]]) -> LayerResult<Vec<Vec<usize>>> {
         let h = self.seq.hidden;
-        // 0 stands for the input dimension.
-        self.seq.reshape(
-            bottoms,
-            &[(vec![4 * h, 0], false), (vec![4 * h], true), (vec![4 * h, h], false)],
-        )?;
-        let (t, n, _) = self.seq.dims;
-        Ok(vec![vec![t, n, h]])
+        self.seq.reshape(bottoms, 4, &[(vec![4 * h, h], false)])?;
+        Ok(self.seq.tops())
     }
     fn forward(&mut self, bottoms: &[&Tensor], tops: &mut [Tensor]) -> LayerResult<()> {
-        let (steps, num, input) = self.seq.dims;
+        let (steps, num, input, _) = self.seq.dims;
         let hidden = self.seq.hidden;
+        let slots = self.seq.slots;
         let (x, cont) = (bottoms[0].data(), bottoms[1].data());
-        let [w_xc, b_c, w_hc] = &self.seq.params[..] else {
-            return Err(LayerError::Param("LSTM has 3 parameter blobs".into()));
-        };
-        let (w_xc, b_c, w_hc) = (w_xc.data(), b_c.data(), w_hc.data());
+        let static_gates = self.seq.static_transform(bottoms, 4);
+        let p = &self.seq.params;
+        let (w_xc, b_c, w_hc) = (p[slots.w_x].data(), p[slots.b_x].data(), p[slots.rest].data());
         let step = num * hidden;
         self.h.resize((steps + 1) * step, 0.0);
         self.c.resize((steps + 1) * step, 0.0);
-        match &self.state {
-            Some((h0, c0)) if h0.len() == step => {
-                self.h[..step].copy_from_slice(h0);
-                self.c[..step].copy_from_slice(c0);
-            }
-            _ => {
-                self.h[..step].fill(0.0);
-                self.c[..step].fill(0.0);
+        if self.seq.expose {
+            let s = self.seq.state_bottom();
+            self.h[..step].copy_from_slice(bottoms[s].data());
+            self.c[..step].copy_from_slice(bottoms[s + 1].data());
+        } else {
+            match &self.state {
+                Some((h0, c0)) if h0.len() == step => {
+                    self.h[..step].copy_from_slice(h0);
+                    self.c[..step].copy_from_slice(c0);
+                }
+                _ => {
+                    self.h[..step].fill(0.0);
+                    self.c[..step].fill(0.0);
+                }
             }
         }
         // W_xc x + b_c for every step at once.
@@ -338,7 +494,11 @@ impl Layer for Lstm {
             }
             matmul_nt(hc, w_hc, hidden, &mut recurrent, 4 * hidden, false);
             let gi = &mut self.gate_inputs[t * 4 * step..(t + 1) * 4 * step];
+            // Caffe's Eltwise sum order: W_hc h, then W_xc x, then the static term.
             gi.iter_mut().zip(&recurrent).for_each(|(g, r)| *g += r);
+            if let Some(s) = &static_gates {
+                gi.iter_mut().zip(s).for_each(|(g, s)| *g += s);
+            }
             for n in 0..num {
                 let xs = &gi[n * 4 * hidden..(n + 1) * 4 * hidden];
                 for d in 0..hidden {
@@ -351,25 +511,35 @@ impl Layer for Lstm {
             }
         }
         tops[0].data_mut().copy_from_slice(&self.h[step..]);
-        self.state = Some((self.h[steps * step..].to_vec(), self.c[steps * step..].to_vec()));
+        let (h_last, c_last) = (&self.h[steps * step..], &self.c[steps * step..]);
+        if self.seq.expose {
+            tops[1].data_mut().copy_from_slice(h_last);
+            tops[2].data_mut().copy_from_slice(c_last);
+        } else {
+            self.state = Some((h_last.to_vec(), c_last.to_vec()));
+        }
         Ok(())
     }
-    fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
+    fn backward(&mut self, mut ctx: Backward<'_>) -> LayerResult<()> {
         if ctx.propagate_down[1] {
             return Err(LayerError::Unsupported(
                 "LSTM cannot backpropagate to the sequence indicators".into(),
             ));
         }
-        let (steps, num, input) = self.seq.dims;
+        let (steps, num, input, _) = self.seq.dims;
         let hidden = self.seq.hidden;
+        let slots = self.seq.slots;
         let step = num * hidden;
         let cont = ctx.bottoms[1].data();
         let dy = ctx.top_diffs[0].data();
-        let w_hc = self.seq.params[2].data();
+        let w_hc = self.seq.params[slots.rest].data();
         let mut d_gates = vec![0.0f32; steps * 4 * step];
-        // Gradients flowing into h_{t} and c_{t} from step t + 1.
-        let mut dh_next = vec![0.0f32; step];
-        let mut dc_next = vec![0.0f32; step];
+        // Gradients flowing into h_t and c_t from step t + 1 (from the exposed final-state tops at t = T).
+        let (mut dh_next, mut dc_next) = if self.seq.expose {
+            (ctx.top_diffs[1].data().to_vec(), ctx.top_diffs[2].data().to_vec())
+        } else {
+            (vec![0.0f32; step], vec![0.0f32; step])
+        };
         let mut dh_conted = vec![0.0f32; step];
         for t in (0..steps).rev() {
             let gi = &self.gate_inputs[t * 4 * step..(t + 1) * 4 * step];
@@ -403,37 +573,49 @@ impl Layer for Lstm {
             }
         }
         let x = ctx.bottoms[0].data();
-        if ctx.param_propagate_down[0] {
-            add_outer(&d_gates, x, 4 * hidden, input, ctx.param_diffs[0].data_mut());
+        if ctx.param_propagate_down[slots.w_x] {
+            add_outer(&d_gates, x, 4 * hidden, input, ctx.param_diffs[slots.w_x].data_mut());
         }
-        if ctx.param_propagate_down[1] {
-            add_rows(&d_gates, 4 * hidden, ctx.param_diffs[1].data_mut());
+        if ctx.param_propagate_down[slots.b_x] {
+            add_rows(&d_gates, 4 * hidden, ctx.param_diffs[slots.b_x].data_mut());
         }
-        if ctx.param_propagate_down[2] {
+        if ctx.param_propagate_down[slots.rest] {
             add_outer(
                 &d_gates,
                 &self.h_conted,
                 4 * hidden,
                 hidden,
-                ctx.param_diffs[2].data_mut(),
+                ctx.param_diffs[slots.rest].data_mut(),
             );
         }
         if ctx.propagate_down[0] {
-            let w_xc = self.seq.params[0].data();
+            let w_xc = self.seq.params[slots.w_x].data();
             matmul_nn(&d_gates, w_xc, 4 * hidden, input, ctx.bottom_diffs[0].data_mut(), false);
+        }
+        self.seq.static_backward(&mut ctx, &d_gates, 4);
+        if self.seq.expose {
+            let s = self.seq.state_bottom();
+            if ctx.propagate_down[s] {
+                ctx.bottom_diffs[s].data_mut().copy_from_slice(&dh_next);
+            }
+            if ctx.propagate_down[s + 1] {
+                ctx.bottom_diffs[s + 1].data_mut().copy_from_slice(&dc_next);
+            }
         }
         Ok(())
     }
     fn allow_force_backward(&self, bottom: usize) -> bool {
-        bottom == 0
+        bottom != 1
     }
 }
 
-/// `RNN`: `h_t = tanh(W_hh (cont_t h_{t-1}) + W_xh x_t + b_h)`, output `o_t = tanh(W_ho h_t + b_o)`; parameters
-/// `W_xh` (H x I), `b_h`, `W_hh` (H x H), `W_ho` (H x H), `b_o` in Caffe's order; top `o` (T x N x H).
+/// `RNN`: `h_t = tanh(W_hh (cont_t h_{t-1}) + W_xh x_t + b_h [+ W_xh_static x_static])`, output
+/// `o_t = tanh(W_ho h_t + b_o)`; parameters `W_xh` (H x I), `b_h`, [`W_xh_static`], `W_hh` (H x H), `W_ho` (H x H),
+/// `b_o` in Caffe's order; bottoms as LSTM's with the one state `h_0`; tops `o` (T x N x H) and, with
+/// `expose_hidden`, `h_T`.
 pub(crate) struct Rnn {
     seq: Sequence,
-    /// Initial h of the next forward: the last step of the previous one.
+    /// Initial h of the next forward without `expose_hidden`: the last step of the previous one.
     state: Option<Vec<f32>>,
     /// From the last forward: h for steps 0..=T, `cont * h` per step, and the outputs.
     h: Vec<f32>,
@@ -442,9 +624,11 @@ pub(crate) struct Rnn {
 }
 
 impl Rnn {
-    pub(crate) fn new(param: &LayerParameter) -> LayerResult<Self> {
+    pub(crate) fn new(param: &LayerParameter, n_bottoms: usize, n_tops: usize) -> LayerResult<Self> {
+        let mut seq = Sequence::new(param, 1, n_bottoms, n_tops)?;
+        seq.params = vec![Tensor::default(); seq.n_params(3)];
         Ok(Rnn {
-            seq: Sequence::new(param, 5)?,
+            seq,
             state: None,
             h: Vec::new(),
             h_conted: Vec::new(),
@@ -465,30 +649,27 @@ impl Layer for Rnn {
     }
     fn reshape(&mut self, bottoms: &[&[usize]]) -> LayerResult<Vec<Vec<usize>>> {
         let h = self.seq.hidden;
-        self.seq.reshape(
-            bottoms,
-            &[
-                (vec![h, 0], false),
-                (vec![h], true),
-                (vec![h, h], false),
-                (vec![h, h], false),
-                (vec![h], true),
-            ],
-        )?;
-        let (t, n, _) = self.seq.dims;
-        Ok(vec![vec![t, n, h]])
+        self.seq
+            .reshape(bottoms, 1, &[(vec![h, h], false), (vec![h, h], false), (vec![h], true)])?;
+        Ok(self.seq.tops())
     }
     fn forward(&mut self, bottoms: &[&Tensor], tops: &mut [Tensor]) -> LayerResult<()> {
-        let (steps, num, input) = self.seq.dims;
+        let (steps, num, input, _) = self.seq.dims;
         let hidden = self.seq.hidden;
+        let r = self.seq.slots.rest;
         let (x, cont) = (bottoms[0].data(), bottoms[1].data());
+        let static_term = self.seq.static_transform(bottoms, 1);
         let p: Vec<&[f32]> = self.seq.params.iter().map(Tensor::data).collect();
-        let (w_xh, b_h, w_hh, w_ho, b_o) = (p[0], p[1], p[2], p[3], p[4]);
+        let (w_xh, b_h, w_hh, w_ho, b_o) = (p[0], p[1], p[r], p[r + 1], p[r + 2]);
         let step = num * hidden;
         self.h.resize((steps + 1) * step, 0.0);
-        match &self.state {
-            Some(h0) if h0.len() == step => self.h[..step].copy_from_slice(h0),
-            _ => self.h[..step].fill(0.0),
+        if self.seq.expose {
+            self.h[..step].copy_from_slice(bottoms[self.seq.state_bottom()].data());
+        } else {
+            match &self.state {
+                Some(h0) if h0.len() == step => self.h[..step].copy_from_slice(h0),
+                _ => self.h[..step].fill(0.0),
+            }
         }
         let mut xw = vec![0.0f32; steps * step];
         matmul_nt(x, w_xh, input, &mut xw, hidden, false);
@@ -508,8 +689,13 @@ impl Layer for Rnn {
             }
             matmul_nt(hc, w_hh, hidden, &mut recurrent, hidden, false);
             let h_t = &mut self.h[(t + 1) * step..(t + 2) * step];
-            for ((h, r), xv) in h_t.iter_mut().zip(&recurrent).zip(&xw[t * step..(t + 1) * step]) {
-                *h = math::tanh(r + xv);
+            for (i, h) in h_t.iter_mut().enumerate() {
+                // Caffe's Eltwise sum order: W_hh h, then W_xh x, then the static term.
+                let mut pre = recurrent[i] + xw[t * step + i];
+                if let Some(s) = &static_term {
+                    pre += s[i];
+                }
+                *h = math::tanh(pre);
             }
             let o_t = &mut self.o[t * step..(t + 1) * step];
             matmul_nt(h_t, w_ho, hidden, o_t, hidden, false);
@@ -518,25 +704,35 @@ impl Layer for Rnn {
             }
         }
         tops[0].data_mut().copy_from_slice(&self.o);
-        self.state = Some(self.h[steps * step..].to_vec());
+        let h_last = &self.h[steps * step..];
+        if self.seq.expose {
+            tops[1].data_mut().copy_from_slice(h_last);
+        } else {
+            self.state = Some(h_last.to_vec());
+        }
         Ok(())
     }
-    fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
+    fn backward(&mut self, mut ctx: Backward<'_>) -> LayerResult<()> {
         if ctx.propagate_down[1] {
             return Err(LayerError::Unsupported(
                 "RNN cannot backpropagate to the sequence indicators".into(),
             ));
         }
-        let (steps, num, input) = self.seq.dims;
+        let (steps, num, input, _) = self.seq.dims;
         let hidden = self.seq.hidden;
+        let r = self.seq.slots.rest;
         let step = num * hidden;
         let cont = ctx.bottoms[1].data();
         let dy = ctx.top_diffs[0].data();
-        let (w_hh, w_ho) = (self.seq.params[2].data(), self.seq.params[3].data());
+        let (w_hh, w_ho) = (self.seq.params[r].data(), self.seq.params[r + 1].data());
         // Gradients at the output pre-activations and at the hidden pre-activations.
         let d_out: Vec<f32> = dy.iter().zip(&self.o).map(|(g, o)| g * (1.0 - o * o)).collect();
         let mut d_pre = vec![0.0f32; steps * step];
-        let mut dh_next = vec![0.0f32; step];
+        let mut dh_next = if self.seq.expose {
+            ctx.top_diffs[1].data().to_vec()
+        } else {
+            vec![0.0f32; step]
+        };
         let mut dh = vec![0.0f32; step];
         let mut dh_conted = vec![0.0f32; step];
         for t in (0..steps).rev() {
@@ -562,23 +758,36 @@ impl Layer for Rnn {
         if down[1] {
             add_rows(&d_pre, hidden, ctx.param_diffs[1].data_mut());
         }
-        if down[2] {
-            add_outer(&d_pre, &self.h_conted, hidden, hidden, ctx.param_diffs[2].data_mut());
+        if down[r] {
+            add_outer(&d_pre, &self.h_conted, hidden, hidden, ctx.param_diffs[r].data_mut());
         }
-        if down[3] {
-            add_outer(&d_out, &self.h[step..], hidden, hidden, ctx.param_diffs[3].data_mut());
+        if down[r + 1] {
+            add_outer(
+                &d_out,
+                &self.h[step..],
+                hidden,
+                hidden,
+                ctx.param_diffs[r + 1].data_mut(),
+            );
         }
-        if down[4] {
-            add_rows(&d_out, hidden, ctx.param_diffs[4].data_mut());
+        if down[r + 2] {
+            add_rows(&d_out, hidden, ctx.param_diffs[r + 2].data_mut());
         }
         if ctx.propagate_down[0] {
             let w_xh = self.seq.params[0].data();
             matmul_nn(&d_pre, w_xh, hidden, input, ctx.bottom_diffs[0].data_mut(), false);
         }
+        self.seq.static_backward(&mut ctx, &d_pre, 1);
+        if self.seq.expose {
+            let s = self.seq.state_bottom();
+            if ctx.propagate_down[s] {
+                ctx.bottom_diffs[s].data_mut().copy_from_slice(&dh_next);
+            }
+        }
         Ok(())
     }
     fn allow_force_backward(&self, bottom: usize) -> bool {
-        bottom == 0
+        bottom != 1
     }
 }
 
@@ -619,12 +828,37 @@ mod tests {
     }
 
     #[test]
+    fn static_input_and_exposed_state_gradients() {
+        for (kind, states) in [("LSTM", 2usize), ("RNN", 1)] {
+            let mut p = recurrent(kind, 2);
+            p.recurrent_param.as_mut().unwrap().expose_hidden = Some(true);
+            p.top = (0..=states).map(|i| format!("top{i}")).collect();
+            // cont is 1 at t = 0 for one stream, so h_0 (and c_0) reach the outputs.
+            let cont = Tensor::new(&[3, 2], vec![1.0, 0.0, 1.0, 1.0, 0.0, 1.0]);
+            let mut bottoms = vec![
+                uniform(&[3, 2, 3], -1.0, 1.0, 11),
+                cont,
+                uniform(&[2, 2], -1.0, 1.0, 12),
+            ];
+            bottoms.extend((0..states).map(|i| uniform(&[1, 2, 2], -1.0, 1.0, 13 + i as u64)));
+            let mut c = Check::new(p, bottoms);
+            c.check_bottoms = vec![true; 3 + states];
+            c.check_bottoms[1] = false;
+            check(&c);
+        }
+    }
+
+    #[test]
     fn recurrent_shapes_are_checked() {
-        let mut lstm = Lstm::new(&recurrent("LSTM", 2)).unwrap();
+        let mut lstm = Lstm::new(&recurrent("LSTM", 2), 2, 1).unwrap();
         assert_eq!(lstm.reshape(&[&[3, 2, 4], &[3, 2]]).unwrap(), vec![vec![3, 2, 2]]);
         assert_eq!(lstm.params()[0].shape(), &[8, 4]);
         assert!(lstm.reshape(&[&[3, 2, 4], &[3, 1]]).is_err());
-        assert!(Rnn::new(&recurrent("RNN", 0)).is_err());
+        assert!(Rnn::new(&recurrent("RNN", 0), 2, 1).is_err());
+        // Without expose_hidden there is one top; a third bottom is the static input, a fourth is too many.
+        assert!(Rnn::new(&recurrent("RNN", 2), 2, 2).is_err());
+        assert_eq!(Rnn::new(&recurrent("RNN", 2), 3, 1).unwrap().params().len(), 6);
+        assert!(Rnn::new(&recurrent("RNN", 2), 4, 1).is_err());
     }
 
     #[test]
