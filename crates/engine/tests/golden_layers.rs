@@ -53,9 +53,7 @@ fn strings(value: &Value) -> Vec<String> {
 fn compare(what: String, ours: Option<&engine::Tensor>, file: &Path, tolerance: f64) -> Result<Check, String> {
     let golden = read_npy(file);
     let ours = ours.ok_or_else(|| format!("{what}: missing"))?;
-    // A 0-axis golden array (a scalar loss) matches a 1-element blob of any rank, as Caffe's loss tops are [].
-    let same_shape = ours.shape() == golden.shape.as_slice() || (ours.len() == 1 && golden.data.len() == 1);
-    if !same_shape {
+    if ours.shape() != golden.shape.as_slice() {
         return Err(format!("{what}: shape {:?}, Caffe's {:?}", ours.shape(), golden.shape));
     }
     Ok(Check {
