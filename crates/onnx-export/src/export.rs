@@ -79,6 +79,7 @@ pub fn export(param: &NetParameter, net: &Net, options: &ExportOptions) -> Resul
         last_writer,
         inputs: Vec::new(),
         skip: BTreeSet::new(),
+        dynamic: BTreeSet::new(),
     };
     for (i, info) in layers.iter().enumerate() {
         if x.skip.contains(&i) {
@@ -101,12 +102,16 @@ pub fn export(param: &NetParameter, net: &Net, options: &ExportOptions) -> Resul
             continue;
         }
         let shape = net.blob(blob).map(|t| t.shape().to_vec()).unwrap_or_default();
-        graph_outputs.push(value_info(value, &shape));
+        graph_outputs.push(value_info(value, &shape, x.dynamic.contains(blob)));
     }
     if graph_outputs.is_empty() {
         return Err(ExportError::NoOutputs);
     }
-    let inputs = x.inputs.iter().map(|(name, shape)| value_info(name, shape)).collect();
+    let inputs = x
+        .inputs
+        .iter()
+        .map(|(name, shape)| value_info(name, shape, false))
+        .collect();
     let graph = x.g.finish(net.name(), inputs, graph_outputs);
     Ok(ModelProto {
         ir_version: ir_version(options.opset),
@@ -143,6 +148,8 @@ struct Exporter<'a> {
     inputs: Vec<(String, Vec<usize>)>,
     /// Layers already folded into an earlier one (a Scale into its BatchNorm).
     skip: BTreeSet<usize>,
+    /// Blobs whose first axis depends on the data (Filter's tops): declared without a size.
+    dynamic: BTreeSet<String>,
 }
 
 type Result<T> = std::result::Result<T, ExportError>;
@@ -337,6 +344,11 @@ impl Exporter<'_> {
                 Ok(())
             }
             "ArgMax" => self.argmax(l),
+            "SPP" => self.spp(l),
+            "LSTMUnit" => self.lstm_unit(l),
+            "LSTM" | "RNN" => self.recurrent(l),
+            "Im2col" => self.im2col(l),
+            "Filter" => self.filter(l),
             "Reduction" => self.reduction(l),
             "MVN" => self.mvn(l),
             "Tile" => {
@@ -528,10 +540,43 @@ impl Exporter<'_> {
         } else {
             [p.pad(); 2]
         };
-        // ceil_mode = 0 with end padding e: the ONNX output size is then exactly Caffe's.
+        let window = Window { kernel, stride, pad };
+        let out_hw = [out_shape[2], out_shape[3]];
+        let y = self.output(l, 0);
+        if l.tops.len() == 1 {
+            return self.pool_2d(l, x, &in_shape, out_hw, window, method, &y, None);
+        }
+        // Caffe's mask: the argmax as a float index within its (unpadded) plane, h * W + w. ONNX's indices count
+        // over the whole tensor, so the plane's offset is taken off.
+        let indices = self.g.unique(&format!("{}/indices", l.name));
+        self.pool_2d(l, x, &in_shape, out_hw, window, method, &y, Some(&indices))?;
+        let plane = self.g.ints(l.name, "plane", &[(in_shape[2] * in_shape[3]) as i64]);
+        let within = self.g.step(l.name, "within", "Mod", &[&indices, &plane], vec![]);
+        let mask = self.output(l, 1);
+        self.g
+            .node(l.name, "Cast", &[&within], &[&mask], vec![("to", Attr::Int(1))]);
+        Ok(())
+    }
+
+    /// Caffe's 2-D pooling of `x` (shape `in_shape`) to `out_hw` into value `y` (and MAX's flat indices into
+    /// `indices`): `ceil_mode = 0` with the end padding that yields Caffe's output size; AVE over a zero-padded
+    /// input with `count_include_pad = 0`, which divides as Caffe does (padding counted, overhang not).
+    #[allow(clippy::too_many_arguments)]
+    fn pool_2d(
+        &mut self,
+        l: &Layer,
+        x: String,
+        in_shape: &[usize],
+        out_hw: [usize; 2],
+        window: Window,
+        method: PoolMethod,
+        y: &str,
+        indices: Option<&str>,
+    ) -> Result<()> {
+        let Window { kernel, stride, pad } = window;
         let mut end = [0i64; 2];
         for d in 0..2 {
-            let (h, o) = (in_shape[2 + d] as i64, out_shape[2 + d] as i64);
+            let (h, o) = (in_shape[2 + d] as i64, out_hw[d] as i64);
             let (k, s, pd) = (kernel[d] as i64, stride[d] as i64, pad[d] as i64);
             end[d] = ((o - 1) * s + k - (h + 2 * pd)).max(0);
             if pd + end[d] >= k {
@@ -554,25 +599,13 @@ impl Exporter<'_> {
         };
         let (ph, pw) = (pad[0] as i64, pad[1] as i64);
         if method == PoolMethod::Max {
-            let y = self.output(l, 0);
             let pads = geometry(vec![ph, pw, ph + end[0], pw + end[1]]);
-            if l.tops.len() == 1 {
-                self.g.node(l.name, "MaxPool", &[&x], &[&y], pads);
-                return Ok(());
+            match indices {
+                None => self.g.node(l.name, "MaxPool", &[&x], &[y], pads),
+                Some(indices) => self.g.node(l.name, "MaxPool", &[&x], &[y, indices], pads),
             }
-            // Caffe's mask: the argmax as a float index within its (unpadded) plane, h * W + w. ONNX's indices
-            // count over the whole tensor, so the plane's offset is taken off.
-            let indices = self.g.unique(&format!("{}/indices", l.name));
-            self.g.node(l.name, "MaxPool", &[&x], &[&y, &indices], pads);
-            let plane = self.g.ints(l.name, "plane", &[(in_shape[2] * in_shape[3]) as i64]);
-            let within = self.g.step(l.name, "within", "Mod", &[&indices, &plane], vec![]);
-            let mask = self.output(l, 1);
-            self.g
-                .node(l.name, "Cast", &[&within], &[&mask], vec![("to", Attr::Int(1))]);
             return Ok(());
         }
-        // AVE: Caffe's divisor counts the padding up to the padded edge but no overhang beyond it. Zero-pad first,
-        // then average over what lies inside the padded input.
         let padded = if ph > 0 || pw > 0 {
             let pads = self.g.ints(l.name, "pads", &[0, 0, ph, pw, 0, 0, ph, pw]);
             self.g.step(
@@ -585,10 +618,352 @@ impl Exporter<'_> {
         } else {
             x
         };
-        let y = self.output(l, 0);
         let mut attrs = geometry(vec![0, 0, end[0], end[1]]);
         attrs.push(("count_include_pad", Attr::Int(0)));
-        self.g.node(l.name, "AveragePool", &[&padded], &[&y], attrs);
+        self.g.node(l.name, "AveragePool", &[&padded], &[y], attrs);
+        Ok(())
+    }
+
+    /// Caffe's SPP: for level i of the pyramid, pooling into 2^i x 2^i bins (kernel ceil(H / bins), padding half
+    /// the remainder, stride the kernel), each level flattened, then concatenated; one level is the pooling alone.
+    fn spp(&mut self, l: &Layer) -> Result<()> {
+        use caffe_proto::spp_parameter::PoolMethod as SppMethod;
+        let p = l.param.and_then(|p| p.spp_param).unwrap_or_default();
+        let method = match p.pool() {
+            SppMethod::Max => PoolMethod::Max,
+            SppMethod::Ave => PoolMethod::Ave,
+            SppMethod::Stochastic => return Err(Self::unsupported(l, "STOCHASTIC pooling has no ONNX operator")),
+        };
+        let in_shape = self.shape(&l.bottoms[0]);
+        if in_shape.len() != 4 {
+            return Err(Self::unsupported(l, "SPP needs a 4-D bottom"));
+        }
+        let x = self.input(l, 0)?;
+        let levels = p.pyramid_height();
+        let mut flat = Vec::new();
+        for level in 0..levels {
+            let bins = 1u32 << level;
+            let mut window = Window {
+                kernel: [0; 2],
+                stride: [0; 2],
+                pad: [0; 2],
+            };
+            let mut out_hw = [0usize; 2];
+            for d in 0..2 {
+                let size = in_shape[2 + d] as u32;
+                let kernel = size.div_ceil(bins);
+                let pad = (kernel * bins - size).div_ceil(2);
+                window.kernel[d] = kernel;
+                window.stride[d] = kernel;
+                window.pad[d] = pad;
+                out_hw[d] = caffe_pooled_size(size as usize, kernel as usize, kernel as usize, pad as usize);
+            }
+            if levels == 1 {
+                let y = self.output(l, 0);
+                return self.pool_2d(l, x, &in_shape, out_hw, window, method, &y, None);
+            }
+            let pooled = self.g.unique(&format!("{}/level{level}", l.name));
+            self.pool_2d(l, x.clone(), &in_shape, out_hw, window, method, &pooled, None)?;
+            let f = self.g.step(
+                l.name,
+                &format!("flat{level}"),
+                "Flatten",
+                &[&pooled],
+                vec![("axis", Attr::Int(1))],
+            );
+            flat.push(f);
+        }
+        let refs: Vec<&str> = flat.iter().map(String::as_str).collect();
+        let y = self.output(l, 0);
+        self.g
+            .node(l.name, "Concat", &refs, &[&y], vec![("axis", Attr::Int(1))]);
+        Ok(())
+    }
+
+    /// Caffe's LSTMUnit: gates i, f, o, g from the four slices of the input; c = cont * f * c_prev + i * g,
+    /// h = o * tanh(c).
+    fn lstm_unit(&mut self, l: &Layer) -> Result<()> {
+        let c_prev = self.input(l, 0)?;
+        let gates = self.input(l, 1)?;
+        let cont = self.input(l, 2)?;
+        let hidden = self.shape(&l.bottoms[0]).last().copied().unwrap_or(0) as i64;
+        let (c, h) = self.lstm_step(l, "", &c_prev, &gates, &cont, hidden);
+        let c_out = self.output(l, 0);
+        self.g.node(l.name, "Identity", &[&c], &[&c_out], vec![]);
+        let h_out = self.output(l, 1);
+        self.g.node(l.name, "Identity", &[&h], &[&h_out], vec![]);
+        Ok(())
+    }
+
+    /// One LSTM cell step on gate pre-activations `gates` ([1, N, 4H] or [N, 4H], last axis i, f, o, g) and
+    /// sequence flags `cont` (same leading axes, no last one): returns the values of c and h.
+    fn lstm_step(
+        &mut self,
+        l: &Layer,
+        tag: &str,
+        c_prev: &str,
+        gates: &str,
+        cont: &str,
+        hidden: i64,
+    ) -> (String, String) {
+        let split = self.g.ints(l.name, "gate_sizes", &[hidden; 4]);
+        let names: Vec<String> = ["i", "f", "o", "g"]
+            .iter()
+            .map(|g| self.g.unique(&format!("{}/{tag}{g}_raw", l.name)))
+            .collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.g
+            .node(l.name, "Split", &[gates, &split], &refs, vec![("axis", Attr::Int(-1))]);
+        let i = self.g.step(l.name, &format!("{tag}i"), "Sigmoid", &[&names[0]], vec![]);
+        let f = self.g.step(l.name, &format!("{tag}f"), "Sigmoid", &[&names[1]], vec![]);
+        let o = self.g.step(l.name, &format!("{tag}o"), "Sigmoid", &[&names[2]], vec![]);
+        let g = self.g.step(l.name, &format!("{tag}g"), "Tanh", &[&names[3]], vec![]);
+        let last = self.g.ints(l.name, "last_axis", &[-1]);
+        let cont = self
+            .g
+            .step(l.name, &format!("{tag}cont"), "Unsqueeze", &[cont, &last], vec![]);
+        let kept = self
+            .g
+            .step(l.name, &format!("{tag}f_cont"), "Mul", &[&cont, &f], vec![]);
+        let carried = self
+            .g
+            .step(l.name, &format!("{tag}carried"), "Mul", &[&kept, c_prev], vec![]);
+        let fresh = self.g.step(l.name, &format!("{tag}fresh"), "Mul", &[&i, &g], vec![]);
+        let c = self
+            .g
+            .step(l.name, &format!("{tag}c"), "Add", &[&carried, &fresh], vec![]);
+        let squashed = self.g.step(l.name, &format!("{tag}tanh_c"), "Tanh", &[&c], vec![]);
+        let h = self.g.step(l.name, &format!("{tag}h"), "Mul", &[&o, &squashed], vec![]);
+        (c, h)
+    }
+
+    /// `x` ([.., K]) times the transpose of `w` ([M, K]): a MatMul against the transposed weights.
+    fn times_transposed(&mut self, l: &Layer, what: &str, x: &str, w: &engine::Tensor) -> String {
+        let (m, k) = (w.shape()[0], w.len() / w.shape()[0].max(1));
+        let mut t = vec![0.0f32; w.len()];
+        for (row, values) in w.data().chunks(k).enumerate() {
+            for (col, &v) in values.iter().enumerate() {
+                t[col * m + row] = v;
+            }
+        }
+        let wt = self.g.floats(l.name, &format!("{what}_t"), &[k, m], &t);
+        self.g.step(l.name, what, "MatMul", &[x, &wt], vec![])
+    }
+
+    /// Caffe's LSTM and RNN, unrolled over the (static) number of time steps as Caffe unrolls them: the input
+    /// transform of every step at once, then per step the previous state times `cont`, the recurrent product, and
+    /// the cell (LSTMUnit for LSTM; tanh, then the tanh output layer for RNN). The state starts at zero, as in
+    /// Caffe's first forward (Caffe then carries the last state into its next forward; a graph run does not), or
+    /// comes from the extra bottoms with `expose_hidden`, which also gives the final state as extra tops.
+    fn recurrent(&mut self, l: &Layer) -> Result<()> {
+        let lstm = l.kind == "LSTM";
+        let p = l.param.and_then(|p| p.recurrent_param.clone()).unwrap_or_default();
+        let expose = p.expose_hidden();
+        let states = if lstm { 2 } else { 1 };
+        let extra = l.bottoms.len().saturating_sub(2 + if expose { states } else { 0 });
+        if extra > 1 {
+            return Err(Self::unsupported(l, "unexpected bottoms"));
+        }
+        let has_static = extra == 1;
+        let params = self.params(l).to_vec();
+        let x_shape = self.shape(&l.bottoms[0]);
+        let (steps, batch) = (x_shape[0], x_shape[1]);
+        let hidden = params[0].shape()[0] / if lstm { 4 } else { 1 };
+        let x = self.input(l, 0)?;
+        let cont = self.input(l, 1)?;
+        // Input transform of every step: [T * N, I] x W^T + b, back to [T, N, G].
+        let width = params[0].shape()[0];
+        let rows = self.g.ints(l.name, "rows", &[(steps * batch) as i64, -1]);
+        let x2 = self.g.step(l.name, "x_rows", "Reshape", &[&x, &rows], vec![]);
+        let w = self.g.floats(l.name, "w_x", params[0].shape(), params[0].data());
+        let b = self.g.floats(l.name, "b_x", &[params[1].len()], params[1].data());
+        let xw2 = self.g.step(
+            l.name,
+            "xw_rows",
+            "Gemm",
+            &[&x2, &w, &b],
+            vec![("transB", Attr::Int(1))],
+        );
+        let seq = self.g.ints(l.name, "seq", &[steps as i64, batch as i64, width as i64]);
+        let xw = self.g.step(l.name, "xw", "Reshape", &[&xw2, &seq], vec![]);
+        let mut next_param = 2;
+        let static_w = if has_static {
+            let xs = self.input(l, 2)?;
+            let flat = self
+                .g
+                .step(l.name, "static_flat", "Flatten", &[&xs], vec![("axis", Attr::Int(1))]);
+            let product = self.times_transposed(l, "static", &flat, &params[2]);
+            next_param = 3;
+            Some(product)
+        } else {
+            None
+        };
+        let w_h = params[next_param].clone();
+        let ones = self.g.ints(l.name, "ones", &vec![1i64; steps]);
+        let step_names = |g: &mut Graph, what: &str| -> Vec<String> {
+            (0..steps).map(|t| g.unique(&format!("{}/{what}{t}", l.name))).collect()
+        };
+        let xw_t = step_names(&mut self.g, "xw_");
+        let cont_t = step_names(&mut self.g, "cont_");
+        let refs: Vec<&str> = xw_t.iter().map(String::as_str).collect();
+        self.g
+            .node(l.name, "Split", &[&xw, &ones], &refs, vec![("axis", Attr::Int(0))]);
+        let refs: Vec<&str> = cont_t.iter().map(String::as_str).collect();
+        self.g
+            .node(l.name, "Split", &[&cont, &ones], &refs, vec![("axis", Attr::Int(0))]);
+        let state_shape = [1, batch, hidden];
+        let first_state = 2 + usize::from(has_static);
+        let (mut h, mut c) = if expose {
+            let h0 = self.input(l, first_state)?;
+            let c0 = if lstm {
+                Some(self.input(l, first_state + 1)?)
+            } else {
+                None
+            };
+            (h0, c0)
+        } else {
+            let zeros = vec![0.0f32; batch * hidden];
+            let h0 = self.g.floats(l.name, "h0", &state_shape, &zeros);
+            let c0 = lstm.then(|| self.g.floats(l.name, "c0", &state_shape, &zeros));
+            (h0, c0)
+        };
+        let last = self.g.ints(l.name, "state_axis", &[-1]);
+        let mut outputs = Vec::with_capacity(steps);
+        for t in 0..steps {
+            let tag = format!("t{t}_");
+            let flags = self.g.step(
+                l.name,
+                &format!("{tag}flags"),
+                "Unsqueeze",
+                &[&cont_t[t], &last],
+                vec![],
+            );
+            let conted = self
+                .g
+                .step(l.name, &format!("{tag}h_cont"), "Mul", &[&h, &flags], vec![]);
+            let recurrent = self.times_transposed(l, &format!("{tag}hw"), &conted, &w_h);
+            let mut input = self
+                .g
+                .step(l.name, &format!("{tag}in"), "Add", &[&recurrent, &xw_t[t]], vec![]);
+            if let Some(sw) = &static_w {
+                input = self
+                    .g
+                    .step(l.name, &format!("{tag}in_static"), "Add", &[&input, sw], vec![]);
+            }
+            if lstm {
+                let c_prev = c.clone().unwrap_or_default();
+                let (c_t, h_t) = self.lstm_step(l, &tag, &c_prev, &input, &cont_t[t], hidden as i64);
+                c = Some(c_t);
+                h = h_t;
+                outputs.push(h.clone());
+            } else {
+                h = self.g.step(l.name, &format!("{tag}h"), "Tanh", &[&input], vec![]);
+                let (w_o, b_o) = (&params[next_param + 1], &params[next_param + 2]);
+                let product = self.times_transposed(l, &format!("{tag}ho"), &h, w_o);
+                let b = self.g.floats(l.name, &format!("{tag}b_o"), &[b_o.len()], b_o.data());
+                let pre = self
+                    .g
+                    .step(l.name, &format!("{tag}o_in"), "Add", &[&product, &b], vec![]);
+                let o = self.g.step(l.name, &format!("{tag}o"), "Tanh", &[&pre], vec![]);
+                outputs.push(o);
+            }
+        }
+        let refs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+        let y = self.output(l, 0);
+        self.g
+            .node(l.name, "Concat", &refs, &[&y], vec![("axis", Attr::Int(0))]);
+        if expose {
+            let h_out = self.output(l, 1);
+            self.g.node(l.name, "Identity", &[&h], &[&h_out], vec![]);
+            if let Some(c) = c {
+                let c_out = self.output(l, 2);
+                self.g.node(l.name, "Identity", &[&c], &[&c_out], vec![]);
+            }
+        }
+        Ok(())
+    }
+
+    /// Caffe's Im2col as a grouped convolution with one-hot kernels: output channel (c, i, j) picks input channel c
+    /// at kernel offset (i, j), Caffe's column order.
+    fn im2col(&mut self, l: &Layer) -> Result<()> {
+        let p = l.param.and_then(|p| p.convolution_param.clone()).unwrap_or_default();
+        let in_shape = self.shape(&l.bottoms[0]);
+        if in_shape.len() != 4 || p.axis() != 1 {
+            return Err(Self::unsupported(l, "only 2-D Im2col over axis 1 is supported"));
+        }
+        let two = |list: &[u32], h: Option<u32>, w: Option<u32>, default: u32| -> [u32; 2] {
+            if h.is_some() || w.is_some() {
+                [h.unwrap_or(default), w.unwrap_or(default)]
+            } else {
+                match list {
+                    [] => [default; 2],
+                    [v] => [*v; 2],
+                    [a, b, ..] => [*a, *b],
+                }
+            }
+        };
+        let kernel = two(&p.kernel_size, p.kernel_h, p.kernel_w, 1);
+        let stride = two(&p.stride, p.stride_h, p.stride_w, 1);
+        let pad = two(&p.pad, p.pad_h, p.pad_w, 0);
+        let dilation = two(&p.dilation, None, None, 1);
+        let channels = in_shape[1];
+        let taps = (kernel[0] * kernel[1]) as usize;
+        let mut weights = vec![0.0f32; channels * taps * taps];
+        for c in 0..channels {
+            for t in 0..taps {
+                // Output channel c * taps + t, its only input channel, tap t.
+                weights[(c * taps + t) * taps + t] = 1.0;
+            }
+        }
+        let x = self.input(l, 0)?;
+        let w = self.g.floats(
+            l.name,
+            "one_hot",
+            &[channels * taps, 1, kernel[0] as usize, kernel[1] as usize],
+            &weights,
+        );
+        let y = self.output(l, 0);
+        let ints = |v: [u32; 2]| Attr::Ints(v.iter().map(|&x| x as i64).collect());
+        self.g.node(
+            l.name,
+            "Conv",
+            &[&x, &w],
+            &[&y],
+            vec![
+                ("kernel_shape", ints(kernel)),
+                ("strides", ints(stride)),
+                (
+                    "pads",
+                    Attr::Ints(vec![pad[0] as i64, pad[1] as i64, pad[0] as i64, pad[1] as i64]),
+                ),
+                ("dilations", ints(dilation)),
+                ("group", Attr::Int(channels as i64)),
+            ],
+        );
+        Ok(())
+    }
+
+    /// Caffe's Filter: the items (axis 0) of each bottom whose selector (the last bottom) is not 0, as Compress.
+    fn filter(&mut self, l: &Layer) -> Result<()> {
+        let n = l.bottoms.len();
+        if n < 2 {
+            return Err(Self::unsupported(l, "Filter needs data bottoms and a selector"));
+        }
+        let selector = self.input(l, n - 1)?;
+        let flat_shape = self.g.ints(l.name, "flat", &[-1]);
+        let flat = self
+            .g
+            .step(l.name, "selector", "Reshape", &[&selector, &flat_shape], vec![]);
+        let zero = self.g.scalar(l.name, "zero", 0.0);
+        let is_zero = self.g.step(l.name, "is_zero", "Equal", &[&flat, &zero], vec![]);
+        let keep = self.g.step(l.name, "keep", "Not", &[&is_zero], vec![]);
+        for t in 0..l.tops.len() {
+            let x = self.input(l, t)?;
+            let y = self.output(l, t);
+            self.g
+                .node(l.name, "Compress", &[&x, &keep], &[&y], vec![("axis", Attr::Int(0))]);
+            self.dynamic.insert(l.tops[t].clone());
+        }
         Ok(())
     }
 
@@ -1132,6 +1507,24 @@ fn codebook_of(values: &[f32]) -> Option<(Vec<f32>, Vec<u8>)> {
         .map(|v| distinct.binary_search(&v.to_bits()).map_or(0, |i| i as u8))
         .collect();
     Some((distinct.into_iter().map(f32::from_bits).collect(), indices))
+}
+
+/// A 2-D pooling window.
+#[derive(Clone, Copy)]
+struct Window {
+    kernel: [u32; 2],
+    stride: [u32; 2],
+    pad: [u32; 2],
+}
+
+/// Caffe's pooled size of one axis: ceil((size + 2 pad - kernel) / stride) + 1, less a last window that would start
+/// in the padding.
+fn caffe_pooled_size(size: usize, kernel: usize, stride: usize, pad: usize) -> usize {
+    let mut out = (size + 2 * pad - kernel).div_ceil(stride) + 1;
+    if pad > 0 && (out - 1) * stride >= size + pad {
+        out -= 1;
+    }
+    out
 }
 
 /// The number of channels of a BatchNorm's input (axis 1).

@@ -186,8 +186,9 @@ fn attribute(name: &str, value: Attr) -> AttributeProto {
     a
 }
 
-/// A float32 tensor value of a known shape (graph inputs and outputs).
-pub(crate) fn value_info(name: &str, shape: &[usize]) -> ValueInfoProto {
+/// A float32 tensor value of a known shape (graph inputs and outputs); with `dynamic_first`, the first axis is left
+/// unsized (its size depends on the data).
+pub(crate) fn value_info(name: &str, shape: &[usize], dynamic_first: bool) -> ValueInfoProto {
     ValueInfoProto {
         name: name.to_string(),
         r#type: Some(TypeProto {
@@ -196,8 +197,13 @@ pub(crate) fn value_info(name: &str, shape: &[usize]) -> ValueInfoProto {
                 shape: Some(TensorShapeProto {
                     dim: shape
                         .iter()
-                        .map(|&d| crate::proto::tensor_shape_proto::Dimension {
-                            value: Some(crate::proto::tensor_shape_proto::dimension::Value::DimValue(d as i64)),
+                        .enumerate()
+                        .map(|(axis, &d)| crate::proto::tensor_shape_proto::Dimension {
+                            value: Some(if axis == 0 && dynamic_first {
+                                crate::proto::tensor_shape_proto::dimension::Value::DimParam("selected".into())
+                            } else {
+                                crate::proto::tensor_shape_proto::dimension::Value::DimValue(d as i64)
+                            }),
                             ..Default::default()
                         })
                         .collect(),
