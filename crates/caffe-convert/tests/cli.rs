@@ -279,7 +279,7 @@ fn onnx_export_as_a_user_runs_it() {
     for (args, code, expected) in [
         (vec![], 2, "needs --net"),
         (vec!["--opset", "9"], 1, "opset 9 is not supported"),
-        (vec!["--input-shape", "1,1,28"], 1, "conv1"),
+        (vec!["--input-shape", "1,1,28"], 1, "bad bottom shape"),
     ] {
         let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&model, &"-o", &out];
         if code != 2 {

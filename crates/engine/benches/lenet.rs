@@ -113,3 +113,30 @@ fn lenet_forward_batch_100(bencher: Bencher) {
         divan::black_box(net.blob("ip2").unwrap().data()[0])
     });
 }
+
+/// LeNet pruned at the tutorial's rates (conv1/conv2/ip1/ip2 keep 30/10/1/20% of their weights, by magnitude), as
+/// the engine runs it (sparse products below the crossover density) and with every product dense, in the same run.
+fn pruned_net() -> Net {
+    let mut net = Net::new(&lenet(BATCH), &NetOptions::test()).unwrap();
+    for (layer, keep) in [("conv1", 0.3), ("conv2", 0.1), ("ip1", 0.01), ("ip2", 0.2)] {
+        let weights = net.params_mut(layer).unwrap()[0].data_mut();
+        let mut magnitudes: Vec<f32> = weights.iter().map(|w| w.abs()).collect();
+        magnitudes.sort_by(|a, b| b.total_cmp(a));
+        let cut = magnitudes[((weights.len() - 1) as f64 * keep) as usize];
+        weights.iter_mut().filter(|w| w.abs() <= cut).for_each(|w| *w = 0.0);
+    }
+    net
+}
+
+#[divan::bench(args = ["sparse", "dense"])]
+fn lenet_pruned_forward_batch_100(bencher: Bencher, kernels: &str) {
+    let mut net = pruned_net();
+    let images = pixels(BATCH * 28 * 28);
+    bencher.counter(ItemsCount::new(BATCH)).bench_local(|| {
+        engine::set_sparse_crossover(if kernels == "sparse" { None } else { Some(0.0) });
+        net.set_input("data", &[BATCH, 1, 28, 28], &images).unwrap();
+        net.forward().unwrap();
+        divan::black_box(net.blob("ip2").unwrap().data()[0])
+    });
+    engine::set_sparse_crossover(None);
+}

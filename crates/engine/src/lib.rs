@@ -55,6 +55,7 @@ mod layers;
 pub mod math;
 mod net;
 mod rng;
+mod sparse;
 mod tensor;
 mod weights;
 
@@ -62,6 +63,7 @@ pub use arith::{arithmetic, set_arithmetic, Arithmetic};
 pub use error::{Error, LayerError};
 pub use layers::{Backward, Layer};
 pub use net::{ExternalInput, LayerInfo, LearnableParam, Net, NetOptions};
+pub use sparse::{set_sparse_crossover, sparse_crossover, CONV_CROSSOVER, INNER_PRODUCT_CROSSOVER};
 pub use tensor::Tensor;
 pub use weights::{shape_equals, CopyReport, LayerWeights, WeightBlob};
 

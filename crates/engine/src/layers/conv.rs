@@ -7,6 +7,7 @@ use super::{canonical_axis, ensure_param_shape, Backward, Layer};
 use crate::blas::{col2im, col2im_strided, im2col, par_sgemm_acc, sgemm, Window};
 use crate::error::{LayerError, LayerResult};
 use crate::filler::fill;
+use crate::sparse::{ConvShape, Csr, SparseCache, CONV_CROSSOVER};
 use crate::Tensor;
 
 /// The spatial geometry of a convolution, parsed from `ConvolutionParameter` as Caffe's BaseConvolutionLayer does.
@@ -133,6 +134,8 @@ pub(crate) struct Convolution {
     dims: Option<ConvDims>,
     /// Buffers of the backward pass, kept between calls.
     scratch: Scratch,
+    /// The pruned weights' sparse form (see crate::sparse).
+    sparse: SparseCache,
 }
 
 /// Backward buffers: the per-partition parameter gradient sums, and each partition's column / gather matrices.
@@ -202,6 +205,7 @@ impl Convolution {
             initialized: false,
             dims: None,
             scratch: Scratch::default(),
+            sparse: SparseCache::default(),
         })
     }
 }
@@ -220,6 +224,7 @@ impl Layer for Convolution {
     }
 
     fn params_mut(&mut self) -> &mut [Tensor] {
+        self.sparse.invalidate();
         &mut self.params
     }
 
@@ -316,6 +321,13 @@ impl Layer for Convolution {
         let d = self.dims.expect("reshape runs before forward");
         let weights = self.params[0].data();
         let bias = self.bias_term.then(|| self.params[1].data());
+        let m = self.num_output / self.group;
+        let kernel_dim = d.channels / self.group * self.geometry.kernel[0] * self.geometry.kernel[1];
+        let sparse = if self.transposed {
+            &[]
+        } else {
+            self.sparse.groups(weights, self.group, (m, kernel_dim), CONV_CROSSOVER)
+        };
         for (bottom, top) in bottoms.iter().zip(tops.iter_mut()) {
             if self.transposed {
                 deconv_forward(
@@ -335,6 +347,7 @@ impl Layer for Convolution {
                     self.num_output,
                     &d,
                     weights,
+                    sparse,
                     bias,
                     bottom.data(),
                     top.data_mut(),
@@ -685,6 +698,7 @@ fn conv_forward(
     num_output: usize,
     d: &ConvDims,
     weights: &[f32],
+    sparse: &[Option<Csr>],
     bias: Option<&[f32]>,
     input: &[f32],
     output: &mut [f32],
@@ -705,6 +719,38 @@ fn conv_forward(
             }
         }
     };
+    // A pruned group multiplies only its nonzero weights (`sparse`, one entry per group; see crate::sparse).
+    let sparse_group = |gi: usize| sparse.get(gi).and_then(Option::as_ref);
+    if (0..group).all(|gi| sparse_group(gi).is_some()) && !g.is_1x1() {
+        // Every group pruned: a direct sparse convolution per image, no column matrix.
+        let channels = d.channels / group;
+        let shape = ConvShape {
+            channels,
+            input: [d.in_h, d.in_w],
+            output: [d.out_h, d.out_w],
+            kernel: g.kernel,
+            stride: g.stride,
+            pad: g.pad,
+            dilation: g.dilation,
+        };
+        let plane = d.in_h * d.in_w;
+        let plans: Vec<_> = sparse
+            .iter()
+            .flatten()
+            .map(|csr| (csr, csr.conv_plan(&shape)))
+            .collect();
+        output
+            .par_chunks_mut(out_len)
+            .zip(input.par_chunks(in_len))
+            .for_each_init(Vec::new, |scratch, (out, image)| {
+                for (gi, (csr, plan)) in plans.iter().enumerate() {
+                    let image = &image[gi * channels * plane..(gi + 1) * channels * plane];
+                    csr.convolve(plan, image, &mut out[gi * m * spatial..(gi + 1) * m * spatial], scratch);
+                }
+                add_bias(out);
+            });
+        return;
+    }
     if g.is_1x1() {
         // The image is its own column matrix (Caffe skips im2col here too).
         output
@@ -712,17 +758,21 @@ fn conv_forward(
             .zip(input.par_chunks(in_len))
             .for_each(|(out, image)| {
                 for gi in 0..group {
-                    sgemm(
-                        false,
-                        false,
-                        m,
-                        spatial,
-                        kernel_dim,
-                        &weights[gi * m * kernel_dim..],
-                        &image[gi * kernel_dim * spatial..],
-                        &mut out[gi * m * spatial..],
-                        false,
-                    );
+                    let (b, out) = (&image[gi * kernel_dim * spatial..], &mut out[gi * m * spatial..]);
+                    match sparse_group(gi) {
+                        Some(csr) => csr.times_dense(b, spatial, out),
+                        None => sgemm(
+                            false,
+                            false,
+                            m,
+                            spatial,
+                            kernel_dim,
+                            &weights[gi * m * kernel_dim..],
+                            b,
+                            out,
+                            false,
+                        ),
+                    }
                 }
                 add_bias(out);
             });
@@ -751,17 +801,21 @@ fn conv_forward(
                 // then are scattered to N, C, H, W.
                 let target: &mut [f32] = if images == 1 { out_images } else { product };
                 for gi in 0..group {
-                    sgemm(
-                        false,
-                        false,
-                        m,
-                        ld,
-                        kernel_dim,
-                        &weights[gi * m * kernel_dim..],
-                        &col[gi * kernel_dim * ld..],
-                        &mut target[gi * m * ld..],
-                        false,
-                    );
+                    let (b, out) = (&col[gi * kernel_dim * ld..], &mut target[gi * m * ld..]);
+                    match sparse_group(gi) {
+                        Some(csr) => csr.times_dense(b, ld, out),
+                        None => sgemm(
+                            false,
+                            false,
+                            m,
+                            ld,
+                            kernel_dim,
+                            &weights[gi * m * kernel_dim..],
+                            b,
+                            out,
+                            false,
+                        ),
+                    }
                 }
                 if images > 1 {
                     for (b, out) in out_images.chunks_mut(out_len).enumerate() {

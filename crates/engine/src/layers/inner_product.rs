@@ -3,10 +3,16 @@
 use caffe_proto::LayerParameter;
 
 use super::{canonical_axis, ensure_param_shape, expect_bottoms, Backward, Layer};
+use rayon::prelude::*;
+
 use crate::blas::{par_sgemm, par_sgemm_acc};
 use crate::error::{LayerError, LayerResult};
 use crate::filler::fill;
+use crate::sparse::{SparseCache, INNER_PRODUCT_CROSSOVER};
 use crate::Tensor;
+
+/// Samples per task of the sparse product.
+const SPARSE_ROWS: usize = 32;
 
 /// `InnerProduct`: `top[m, n] = sum_k bottom[m, k] * W[n, k] + b[n]`, with `m` over the axes before `axis` and `k`
 /// over the rest. Weights are `[N, K]`, or `[K, N]` with `transpose`; bias `[N]`.
@@ -22,6 +28,8 @@ pub(crate) struct InnerProduct {
     initialized: bool,
     /// (M, K) from the last reshape.
     dims: (usize, usize),
+    /// The pruned weights' sparse form (see crate::sparse).
+    sparse: SparseCache,
 }
 
 impl InnerProduct {
@@ -43,6 +51,7 @@ impl InnerProduct {
             params: vec![Tensor::default(); 1 + bias_term as usize],
             initialized: false,
             dims: (0, 0),
+            sparse: SparseCache::default(),
         })
     }
 }
@@ -57,6 +66,7 @@ impl Layer for InnerProduct {
     }
 
     fn params_mut(&mut self) -> &mut [Tensor] {
+        self.sparse.invalidate();
         &mut self.params
     }
 
@@ -117,8 +127,28 @@ impl Layer for InnerProduct {
             }
             return Ok(());
         }
-        // Without transpose W is N x K, so the product takes it transposed.
-        par_sgemm(false, !self.transpose, output.len() / n, n, k, input, weights, output);
+        let m = output.len() / n;
+        // A pruned layer multiplies only its nonzero weights (see crate::sparse), rows of samples in parallel.
+        let sparse = if self.transpose {
+            None
+        } else {
+            self.sparse
+                .groups(weights, 1, (n, k), INNER_PRODUCT_CROSSOVER)
+                .first()
+                .and_then(Option::as_ref)
+        };
+        match sparse {
+            Some(csr) => {
+                output
+                    .par_chunks_mut(SPARSE_ROWS * n)
+                    .zip(input.par_chunks(SPARSE_ROWS * k))
+                    .for_each_init(Vec::new, |scratch, (out, a)| {
+                        csr.dense_times_transpose(a, out.len() / n, out, scratch)
+                    });
+            }
+            // Without transpose W is N x K, so the product takes it transposed.
+            None => par_sgemm(false, !self.transpose, m, n, k, input, weights, output),
+        }
         if let Some(bias) = bias {
             for row in output.chunks_mut(n) {
                 row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);

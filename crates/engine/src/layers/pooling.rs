@@ -196,18 +196,23 @@ impl Layer for Pooling {
             self.stochastic_forward(&d, input, output);
             return Ok(());
         }
+        // The windows, once per pass (not per plane).
+        let ranges = (
+            self.max_ranges(0, d.height, d.out_h, d.kernel[0]),
+            self.max_ranges(1, d.width, d.out_w, d.kernel[1]),
+        );
         match (self.method, rest.first_mut()) {
             (PoolMethod::Max, Some(mask)) => output
                 .par_chunks_mut(out_plane)
                 .zip(mask.data_mut().par_chunks_mut(out_plane))
                 .zip(input.par_chunks(in_plane))
                 .with_min_len(planes_per_task)
-                .for_each(|((out, mask), plane)| self.max_plane(&d, plane, out, Some(mask))),
+                .for_each(|((out, mask), plane)| max_plane(&d, &ranges, plane, out, Some(mask))),
             (PoolMethod::Max, None) => output
                 .par_chunks_mut(out_plane)
                 .zip(input.par_chunks(in_plane))
                 .with_min_len(planes_per_task)
-                .for_each(|(out, plane)| self.max_plane(&d, plane, out, None)),
+                .for_each(|(out, plane)| max_plane(&d, &ranges, plane, out, None)),
             _ => output
                 .par_chunks_mut(out_plane)
                 .zip(input.par_chunks(in_plane))
@@ -323,46 +328,6 @@ impl Pooling {
             .collect()
     }
 
-    fn max_plane(&self, d: &PoolDims, plane: &[f32], out: &mut [f32], mut mask: Option<&mut [f32]>) {
-        let rows = self.max_ranges(0, d.height, d.out_h, d.kernel[0]);
-        let cols = self.max_ranges(1, d.width, d.out_w, d.kernel[1]);
-        for (ph, &(h0, h1)) in rows.iter().enumerate() {
-            let out_row = &mut out[ph * d.out_w..(ph + 1) * d.out_w];
-            match mask.as_deref_mut() {
-                None => {
-                    for (o, &(w0, w1)) in out_row.iter_mut().zip(&cols) {
-                        // Caffe starts from -FLT_MAX and keeps strict maxima; f32::max skips NaN as `>` does.
-                        let mut best = -f32::MAX;
-                        for h in h0..h1 {
-                            for &v in &plane[h * d.width + w0..h * d.width + w1] {
-                                best = best.max(v);
-                            }
-                        }
-                        *o = best;
-                    }
-                }
-                Some(mask) => {
-                    let mask_row = &mut mask[ph * d.out_w..(ph + 1) * d.out_w];
-                    for ((o, m), &(w0, w1)) in out_row.iter_mut().zip(mask_row).zip(&cols) {
-                        // Index -1 when the window is empty, and the first strict maximum otherwise, as Caffe.
-                        let mut best = -f32::MAX;
-                        let mut best_index: isize = -1;
-                        for h in h0..h1 {
-                            for (w, &v) in plane[h * d.width + w0..h * d.width + w1].iter().enumerate() {
-                                if v > best {
-                                    best = v;
-                                    best_index = (h * d.width + w0 + w) as isize;
-                                }
-                            }
-                        }
-                        *o = best;
-                        *m = best_index as f32;
-                    }
-                }
-            }
-        }
-    }
-
     /// MAX backward: each output's diff goes to the first strict maximum of its window (the argmax forward found;
     /// recomputed from the unchanged bottom, as Caffe's mask would give it).
     fn max_plane_backward(&self, d: &PoolDims, plane: &[f32], top: &[f32], diff: &mut [f32]) {
@@ -433,6 +398,78 @@ impl Pooling {
             }
         }
     }
+}
+
+/// MAX forward of one plane over the windows `(rows, cols)` (each clipped to the input): the maximum, and with a
+/// mask the index of its first strict occurrence.
+fn max_plane(d: &PoolDims, (rows, cols): &WindowRanges, plane: &[f32], out: &mut [f32], mut mask: Option<&mut [f32]>) {
+    let pairs = w1_is_pairs(cols);
+    for (ph, &(h0, h1)) in rows.iter().enumerate() {
+        let out_row = &mut out[ph * d.out_w..(ph + 1) * d.out_w];
+        match mask.as_deref_mut() {
+            None if pairs && h1 == h0 + 2 => {
+                // 2x2 windows tiling the rows (the usual 2x2, stride 2): the same maxima in the same order, as
+                // straight loops over the two input rows.
+                let w0 = cols[0].0;
+                let r0 = &plane[h0 * d.width + w0..h0 * d.width + w0 + 2 * out_row.len()];
+                let r1 = &plane[(h0 + 1) * d.width + w0..(h0 + 1) * d.width + w0 + 2 * out_row.len()];
+                for ((o, a), b) in out_row.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
+                    *o = (-f32::MAX).max(a[0]).max(a[1]).max(b[0]).max(b[1]);
+                }
+            }
+            None if pairs => {
+                // 2-wide windows side by side: the same maxima in the same order, without the inner loop's
+                // bookkeeping.
+                for (o, &(w0, _)) in out_row.iter_mut().zip(cols) {
+                    let mut best = -f32::MAX;
+                    for h in h0..h1 {
+                        let at = h * d.width + w0;
+                        best = best.max(plane[at]);
+                        best = best.max(plane[at + 1]);
+                    }
+                    *o = best;
+                }
+            }
+            None => {
+                for (o, &(w0, w1)) in out_row.iter_mut().zip(cols) {
+                    // Caffe starts from -FLT_MAX and keeps strict maxima; f32::max skips NaN as `>` does.
+                    let mut best = -f32::MAX;
+                    for h in h0..h1 {
+                        for &v in &plane[h * d.width + w0..h * d.width + w1] {
+                            best = best.max(v);
+                        }
+                    }
+                    *o = best;
+                }
+            }
+            Some(mask) => {
+                let mask_row = &mut mask[ph * d.out_w..(ph + 1) * d.out_w];
+                for ((o, m), &(w0, w1)) in out_row.iter_mut().zip(mask_row).zip(cols) {
+                    // Index -1 when the window is empty, and the first strict maximum otherwise, as Caffe.
+                    let mut best = -f32::MAX;
+                    let mut best_index: isize = -1;
+                    for h in h0..h1 {
+                        for (w, &v) in plane[h * d.width + w0..h * d.width + w1].iter().enumerate() {
+                            if v > best {
+                                best = v;
+                                best_index = (h * d.width + w0 + w) as isize;
+                            }
+                        }
+                    }
+                    *o = best;
+                    *m = best_index as f32;
+                }
+            }
+        }
+    }
+}
+
+/// Clipped window ranges along the rows and along the columns.
+type WindowRanges = (Vec<(usize, usize)>, Vec<(usize, usize)>);
+
+/// True when the column windows are two wide and side by side (stride 2, no clipping).
+fn w1_is_pairs(cols: &[(usize, usize)]) -> bool {
+    cols.iter().all(|&(w0, w1)| w1 == w0 + 2) && cols.windows(2).all(|p| p[1].0 == p[0].0 + 2)
 }
 
 #[cfg(test)]
