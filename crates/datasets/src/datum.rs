@@ -1,5 +1,5 @@
-//! Caffe LMDBs of `caffe.Datum` records: reading in key order (Caffe's `DataLayer`) and writing in
-//! `convert_mnist_data`'s layout.
+//! Caffe LMDBs of `caffe.Datum` records: reading in key order (Caffe's `DataLayer`), raw or encoded (PNG/JPEG,
+//! as `convert_imageset --encoded` writes them), and writing in `convert_mnist_data`'s layout.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,10 +8,16 @@ use caffe_proto::Datum;
 use prost::Message;
 
 use crate::dataset::{location, Dataset, Record, RecordReader, Shape, Values};
+use crate::decode::{decode_image, ColorMode};
 use crate::lmdb::{Environment, Locking, ReadCursor};
 use crate::Error;
 
-/// A Caffe LMDB (the folder a `Data` layer's `source` names) read as a dataset of raw `Datum` records.
+/// A Caffe LMDB (the folder a `Data` layer's `source` names) read as a dataset of `Datum` records.
+///
+/// Raw Datums give their bytes or floats as stored; encoded ones (`encoded: true`, PNG or JPEG bytes in `data`)
+/// are decoded as Caffe's `DataTransformer` decodes them, in the [`ColorMode`] set by [`LmdbDataset::with_color`]
+/// (native by default; see [`crate::decode_image`] for how exactly that matches OpenCV). An encoded Datum's
+/// channels, height and width fields are ignored, as in Caffe (convert_imageset leaves them unset).
 ///
 /// Opened read-only as Caffe opens it (`MDB_RDONLY | MDB_NOTLS`). Opening the same folder again in this process
 /// shares one LMDB handle, as LMDB requires.
@@ -19,6 +25,7 @@ pub struct LmdbDataset {
     path: PathBuf,
     env: Arc<Environment>,
     len: usize,
+    color: ColorMode,
 }
 
 impl LmdbDataset {
@@ -47,7 +54,15 @@ impl LmdbDataset {
             path: path.to_path_buf(),
             env,
             len,
+            color: ColorMode::Native,
         })
+    }
+
+    /// The same dataset decoding encoded Datums in `color` mode (from `transform_param`:
+    /// [`ColorMode::from_transform`]). Raw Datums are not affected.
+    pub fn with_color(mut self, color: ColorMode) -> Self {
+        self.color = color;
+        self
     }
 
     /// Whether readers are registered in `lock.mdb` (false when opened with `MDB_NOLOCK`).
@@ -81,6 +96,8 @@ impl Dataset for LmdbDataset {
             cursor,
             position: 0,
             datum: Datum::default(),
+            color: self.color,
+            pixels: Vec::new(),
         }))
     }
 }
@@ -123,6 +140,10 @@ struct DatumReader {
     position: usize,
     /// Decoded into again and again, so reading allocates nothing once its buffers have grown.
     datum: Datum,
+    /// How encoded images are decoded.
+    color: ColorMode,
+    /// The pixels of the last encoded Datum, CHW.
+    pixels: Vec<u8>,
 }
 
 impl RecordReader for DatumReader {
@@ -147,6 +168,26 @@ impl RecordReader for DatumReader {
                 source,
             });
         }
+        if self.datum.encoded.unwrap_or(false) {
+            let bytes = self.datum.data.as_deref().unwrap_or_default();
+            let shape = decode_image(bytes, self.color, &mut self.pixels).map_err(|message| Error::ImageDecode {
+                at: location(&self.path, position, Some(key)),
+                message,
+            })?;
+            let label = self.datum.label.unwrap_or(0);
+            return Record::new(
+                &self.path,
+                position,
+                Some(key),
+                shape,
+                label,
+                Values::Bytes(&self.pixels),
+            )
+            .ok_or_else(|| Error::ImageDecode {
+                at: location(&self.path, position, Some(key)),
+                message: "decoded pixels do not fill the image".into(),
+            });
+        }
         datum_record(&self.path, position, key, &self.datum)
     }
 }
@@ -157,11 +198,6 @@ fn datum_record<'a>(path: &'a Path, position: usize, key: &'a [u8], datum: &'a D
         at: location(path, position, Some(key)),
         message,
     };
-    if datum.encoded.unwrap_or(false) {
-        return Err(Error::DatumEncoded {
-            at: location(path, position, Some(key)),
-        });
-    }
     let (c, h, w) = (
         datum.channels.unwrap_or(0),
         datum.height.unwrap_or(0),

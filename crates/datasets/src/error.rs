@@ -180,12 +180,13 @@ pub enum Error {
         /// What prost reported.
         source: prost::DecodeError,
     },
-    /// Guards raw pixels: compressed images (`encoded: true`, written by `convert_imageset --encoded`) need an image
-    /// decoder this crate does not have.
-    #[error("{at}: the Datum holds an encoded (compressed) image; only raw pixel Datums are supported")]
-    DatumEncoded {
+    /// Guards encoded images (an encoded Datum, an ImageData file): PNG or JPEG bytes that decode to 8-bit pixels.
+    #[error("{at}: {message}")]
+    ImageDecode {
         /// The record.
         at: Location,
+        /// What is wrong with the image bytes.
+        message: String,
     },
     /// Guards a Datum's shape against its payload: dimensions at least 1, product fitting in memory, and exactly
     /// channels x height x width bytes in `data` (or floats in `float_data`).

@@ -2,7 +2,8 @@
 //! batches in Caffe's order, and Caffe's `transform_param`.
 //!
 //! * [`IdxImages`], [`IdxLabels`], [`IdxDataset`]: IDX files, gzipped or not, validated against their headers.
-//! * [`LmdbDataset`]: a Caffe LMDB (what a `Data` layer's `source` names), records in key order;
+//! * [`LmdbDataset`]: a Caffe LMDB (what a `Data` layer's `source` names), records in key order, raw or encoded
+//!   (PNG/JPEG, decoded by [`decode_image`] as OpenCV does, BGR, in a [`ColorMode`]);
 //!   [`LmdbWriter`] and [`write_lmdb`] write one in `convert_mnist_data`'s layout.
 //! * [`Dataset`] / [`RecordReader`]: the common view, records in file order, wrapping after the last as
 //!   Caffe's Data layer does; [`Batcher`] makes NCHW batches of them.
@@ -27,6 +28,7 @@
 
 mod dataset;
 mod datum;
+mod decode;
 mod error;
 mod idx;
 mod lmdb;
@@ -35,6 +37,7 @@ mod transform;
 
 pub use dataset::{Batch, Batcher, Dataset, Record, RecordReader, Shape, Values};
 pub use datum::{write_lmdb, LmdbDataset, LmdbWriter, RawReader, RawRecord, CAFFE_COMMIT_EVERY};
+pub use decode::{decode_image, ColorMode};
 pub use error::{Error, Location};
 pub use idx::{labels_path_for, IdxDataset, IdxImages, IdxLabels};
 pub use transform::Transformer;

@@ -1,4 +1,5 @@
-//! Caffe's `transform_param` for raw (non-encoded) records: `DataTransformer::Transform(const Datum&, Dtype*)`
+//! Caffe's `transform_param`: `DataTransformer::Transform(const Datum&, Dtype*)` (and, for decoded images, the same
+//! steps of `Transform(const cv::Mat&, Blob*)`)
 //! on the CPU, operation for operation.
 
 use caffe_proto::{BlobProto, Phase, TransformationParameter};

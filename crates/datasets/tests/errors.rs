@@ -201,7 +201,7 @@ fn bad_datum_records_are_named_by_position_and_key() {
                 encoded: Some(true),
                 ..datum(3, 2, 2, b"\x89PNG", 0)
             },
-            "encoded (compressed) image",
+            "4 bytes that are neither PNG nor JPEG (they start with 89504e47)",
         ),
         (
             datum(1, 2, 2, &[0; 3], 0),
