@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use caffemodel::text::{self, Schema};
 use caffemodel::ModelFile;
-use datasets::{Batch, Batcher, Dataset, IdxDataset, LmdbDataset, Transformer};
+use datasets::{Batch, Batcher, ColorMode, Dataset, IdxDataset, LmdbDataset, Transformer};
 use prost::Message as _;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -120,14 +120,16 @@ pub struct EvalReport {
     pub images_per_s: f64,
 }
 
-fn open_dataset(args: &EvalArgs, source: Option<&str>, net_dir: &Path) -> Result<Box<dyn Dataset>> {
+/// The test data: `--data` or the Data layer's source; an LMDB's encoded images are decoded in `color` mode (the
+/// transform's force_color / force_gray).
+fn open_dataset(args: &EvalArgs, source: Option<&str>, net_dir: &Path, color: ColorMode) -> Result<Box<dyn Dataset>> {
     let path = match (&args.data, source) {
         (Some(p), _) => p.clone(),
         (None, Some(s)) => beside(s, net_dir),
         (None, None) => bail!("no --data given and the net has no Data layer source"),
     };
     if path.is_dir() {
-        return Ok(Box::new(LmdbDataset::open(&path)?));
+        return Ok(Box::new(LmdbDataset::open(&path)?.with_color(color)));
     }
     let labels = match &args.labels {
         Some(l) => l.clone(),
@@ -220,7 +222,7 @@ impl TestSet {
                 .map(|p| p.batch_size() as usize))
             .unwrap_or(100);
         let net_dir = args.net.net.parent().unwrap_or(Path::new("."));
-        let dataset = open_dataset(args, source.as_deref(), net_dir)?;
+        let dataset = open_dataset(args, source.as_deref(), net_dir, ColorMode::from_transform(&transform))?;
         let mean = match &transform.mean_file {
             Some(m) => Some(read_mean(m, net_dir)?),
             None => None,

@@ -259,3 +259,56 @@ fn forward_writes_every_blob_as_caffe_computed_it() {
     }
     assert!(compared >= 10, "{compared}");
 }
+
+#[test]
+fn an_encoded_png_lmdb_predicts_every_label_as_caffe() {
+    // The MNIST test LMDB rewritten as convert_imageset --encoded would (PNG bytes, no dimensions): PNG is
+    // lossless, so every prediction is Caffe's on the raw LMDB.
+    let Some(fx) = testkit::fixtures() else { return };
+    let golden = fx.join("golden");
+    let tmp = tempfile::tempdir().unwrap();
+    let encoded = tmp.path().join("mnist_test_png_lmdb");
+    {
+        use prost::Message as _;
+        let raw = datasets::LmdbDataset::open_unlocked(golden.join("data/mnist_test_lmdb")).unwrap();
+        let mut reader = raw.raw_reader().unwrap();
+        let mut writer = datasets::LmdbWriter::create(&encoded).unwrap();
+        while let Some(pair) = reader.next().unwrap() {
+            let datum = caffe_proto::Datum::decode(pair.value).unwrap();
+            let (w, h) = (datum.width() as u32, datum.height() as u32);
+            let mut bytes = Vec::new();
+            let mut encoder = png::Encoder::new(&mut bytes, w, h);
+            encoder.set_color(png::ColorType::Grayscale);
+            let mut png = encoder.write_header().unwrap();
+            png.write_image_data(datum.data()).unwrap();
+            png.finish().unwrap();
+            let png_datum = caffe_proto::Datum {
+                data: Some(bytes),
+                label: datum.label,
+                encoded: Some(true),
+                ..Default::default()
+            };
+            writer.put_datum(pair.key, &png_datum).unwrap();
+        }
+        assert_eq!(writer.finish().unwrap(), 10000);
+    }
+    let pred = tmp.path().join("pred.npy");
+    let weights = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
+    let report = eval(
+        &golden,
+        "lenet/lenet_mnist_v2/lenet_test.prototxt",
+        &weights,
+        encoded.to_str().unwrap(),
+        Some(&pred),
+    );
+    assert_eq!(report["images"], 10000);
+    let ours = sparse::read_npy::<u8>(&pred).unwrap().data;
+    let theirs = sparse::read_npy::<u8>(golden.join("lenet/lenet_mnist_v2/pred.npy"))
+        .unwrap()
+        .data;
+    assert!(
+        ours == theirs,
+        "{} of 10000 labels differ",
+        ours.iter().zip(&theirs).filter(|(a, b)| a != b).count()
+    );
+}

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use caffe_proto::{BlobProto, NetParameter, NetState};
-use datasets::{Batch, Batcher, Dataset, IdxDataset, LmdbDataset, Transformer};
+use datasets::{Batch, Batcher, ColorMode, Dataset, IdxDataset, LmdbDataset, Transformer};
 use engine::{Net, NetOptions};
 
 use crate::Error;
@@ -95,7 +95,8 @@ struct LayerFeed {
     batch: Batch,
 }
 
-/// Caffe's `Data` layers for one net: each forward pass gets the next `batch_size` records of every `Data` layer,
+/// Caffe's `Data` layers for one net (LMDBs of raw or encoded Datums, or IDX pairs): each forward pass gets the
+/// next `batch_size` records of every `Data` layer,
 /// transformed by its `transform_param` for the net's phase, in key (file) order from the first record, wrapping to
 /// the first after the last. `Input` layers are left to the caller; other data-reading layer types are refused.
 ///
@@ -168,8 +169,13 @@ impl DataFeeder {
             } else {
                 &data.sources
             };
+            let transform = layer.transform_param.clone().unwrap_or_default();
+            // Encoded Datums are decoded as the transform says (force_color / force_gray, else native).
+            let color = ColorMode::from_transform(&transform);
             let dataset: Box<dyn Dataset> = match overrides.get(&name) {
-                Some(Source::Lmdb(path)) => Box::new(LmdbDataset::open_unlocked(path).map_err(data_err)?),
+                Some(Source::Lmdb(path)) => {
+                    Box::new(LmdbDataset::open_unlocked(path).map_err(data_err)?.with_color(color))
+                }
                 Some(Source::Idx { images, labels }) => Box::new(IdxDataset::open(images, labels).map_err(data_err)?),
                 None => {
                     let Some(source) = data_param.source.as_deref() else {
@@ -179,7 +185,7 @@ impl DataFeeder {
                     if !path.exists() {
                         return Err(Error::MissingSource { layer: name, path });
                     }
-                    Box::new(LmdbDataset::open_unlocked(&path).map_err(data_err)?)
+                    Box::new(LmdbDataset::open_unlocked(&path).map_err(data_err)?.with_color(color))
                 }
             };
             if dataset.is_empty() {
@@ -188,7 +194,6 @@ impl DataFeeder {
                     dataset.source().display()
                 )));
             }
-            let transform = layer.transform_param.clone().unwrap_or_default();
             let mean = match &transform.mean_file {
                 Some(file) => Some(data.mean_files.get(file).ok_or_else(|| {
                     refuse(format!(
