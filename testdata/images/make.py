@@ -34,3 +34,11 @@ for f in sorted(glob.glob("*.png")) + sorted(glob.glob("*.jpg")):
         out = f"{stem}.cv.{name}.c{c}.png"
         cv2.imwrite(out, chw.reshape(c * img.shape[0], img.shape[1]))
 print(cv2.__version__)
+# cv::resize(.., INTER_LINEAR) as Caffe's ImageData layer calls it, on images decoded in colour and in gray.
+for f in ["rgb.png", "gray.png"]:
+    for flag, name in [(cv2.IMREAD_COLOR, "color"), (cv2.IMREAD_GRAYSCALE, "gray")]:
+        img = cv2.imread(f, flag)
+        for (dh, dw) in [(5, 7), (20, 11), (26, 34), (6, 8), (32, 32), (3, 40), (13, 18)]:
+            r = cv2.resize(img, (dw, dh), interpolation=cv2.INTER_LINEAR)
+            chw = r.reshape(dh, dw, -1).transpose(2, 0, 1)
+            cv2.imwrite(f"{f.rsplit('.', 1)[0]}.{name}.resize{dh}x{dw}.png", chw.reshape(-1, dw))

@@ -188,6 +188,25 @@ pub enum Error {
         /// What is wrong with the image bytes.
         message: String,
     },
+    /// Guards an ImageData list file: `path label` lines with integer labels, at least one line, and
+    /// new_height / new_width set together.
+    #[error("{}: {message}", path.display())]
+    ImageList {
+        /// The list file.
+        path: PathBuf,
+        /// What is wrong, with the line number.
+        message: String,
+    },
+    /// An image listed by an ImageData list could not be read.
+    #[error("{at}: cannot read {}: {source}", file.display())]
+    ImageRead {
+        /// The list file and the record.
+        at: Location,
+        /// The image file (root_folder + listed path).
+        file: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
     /// Guards a Datum's shape against its payload: dimensions at least 1, product fitting in memory, and exactly
     /// channels x height x width bytes in `data` (or floats in `float_data`).
     #[error("{at}: {message}")]

@@ -5,6 +5,8 @@
 //! * [`LmdbDataset`]: a Caffe LMDB (what a `Data` layer's `source` names), records in key order, raw or encoded
 //!   (PNG/JPEG, decoded by [`decode_image`] as OpenCV does, BGR, in a [`ColorMode`]);
 //!   [`LmdbWriter`] and [`write_lmdb`] write one in `convert_mnist_data`'s layout.
+//! * [`ImageDataset`]: an `ImageData` layer's list of `path label` lines, images decoded, resized as OpenCV's
+//!   bilinear `cv::resize` ([`resize_linear`]) and shuffled as Caffe does ([`ImageOptions`]).
 //! * [`Dataset`] / [`RecordReader`]: the common view, records in file order, wrapping after the last as
 //!   Caffe's Data layer does; [`Batcher`] makes NCHW batches of them.
 //! * [`Transformer`]: Caffe's `DataTransformer` (scale, mean file or values, crop, mirror) for TRAIN and TEST.
@@ -31,6 +33,7 @@ mod datum;
 mod decode;
 mod error;
 mod idx;
+mod image_data;
 mod lmdb;
 mod rng;
 mod transform;
@@ -40,4 +43,5 @@ pub use datum::{write_lmdb, LmdbDataset, LmdbWriter, RawReader, RawRecord, CAFFE
 pub use decode::{decode_image, ColorMode};
 pub use error::{Error, Location};
 pub use idx::{labels_path_for, IdxDataset, IdxImages, IdxLabels};
+pub use image_data::{resize_linear, ImageDataset, ImageOptions};
 pub use transform::Transformer;
