@@ -26,6 +26,9 @@ pub struct ImageOptions {
     pub shuffle: bool,
     /// Seed of the shuffle's MT19937 (Caffe seeds it from its global RNG, which this crate does not reproduce).
     pub seed: u32,
+    /// The folder a relative image path (`root_folder + path`) is resolved against, standing in for Caffe's
+    /// working directory; empty: the working directory.
+    pub relative_to: PathBuf,
 }
 
 impl Default for ImageOptions {
@@ -37,6 +40,7 @@ impl Default for ImageOptions {
             new_width: 0,
             shuffle: false,
             seed: 5489,
+            relative_to: PathBuf::new(),
         }
     }
 }
@@ -203,21 +207,24 @@ impl RecordReader for ImageReader {
         self.position += 1;
         let wrapped = self.position == self.order.len();
         let at = || location(&self.list, position, Some(path.as_bytes()));
-        let file = format!("{}{}", self.options.root_folder, path);
+        let file = self
+            .options
+            .relative_to
+            .join(format!("{}{}", self.options.root_folder, path));
         let bytes = std::fs::read(&file).map_err(|source| Error::ImageRead {
             at: at(),
-            file: PathBuf::from(&file),
+            file: file.clone(),
             source,
         })?;
         let shape = decode_image(&bytes, self.color, &mut self.decoded).map_err(|message| Error::ImageDecode {
             at: at(),
-            message: format!("{file}: {message}"),
+            message: format!("{}: {message}", file.display()),
         })?;
         let (new_h, new_w) = (self.options.new_height, self.options.new_width);
         let shape = if new_h > 0 && new_w > 0 && (new_h, new_w) != (shape.height(), shape.width()) {
             let out = Shape::new(shape.channels(), new_h, new_w).ok_or_else(|| Error::ImageDecode {
                 at: at(),
-                message: format!("{file}: cannot resize to {new_h}x{new_w}"),
+                message: format!("{}: cannot resize to {new_h}x{new_w}", file.display()),
             })?;
             resize_linear(&self.decoded, shape, out, &mut self.pixels);
             out

@@ -1,16 +1,16 @@
 //! Encoded images (PNG, JPEG) against OpenCV's own decodings, and encoded Datums read from an LMDB.
 //!
-//! `testdata/images/` holds small images made by its `make.py` (PIL and OpenCV 4.10's `imencode`) and, for each,
+//! `tests/images/` holds small images made by its `make.py` (PIL and OpenCV 4.10's `imencode`) and, for each,
 //! what `cv2.imdecode` gives with `IMREAD_UNCHANGED` (Caffe's native decoding), `IMREAD_COLOR` (`force_color`)
 //! and `IMREAD_GRAYSCALE` (`force_gray`), stored losslessly as PNGs of the C x H planes stacked vertically.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use caffe_proto::{Datum, Phase, TransformationParameter};
 use datasets::{decode_image, Batch, Batcher, ColorMode, Dataset, Error, LmdbDataset, LmdbWriter, Transformer};
 
 fn images() -> PathBuf {
-    testkit::repo_root().join("testdata/images")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/images")
 }
 
 fn read(name: &str) -> Vec<u8> {

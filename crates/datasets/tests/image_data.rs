@@ -9,7 +9,7 @@ use datasets::{
 };
 
 fn images() -> std::path::PathBuf {
-    testkit::repo_root().join("testdata/images")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/images")
 }
 
 fn decode(path: &Path, mode: ColorMode) -> (Shape, Vec<u8>) {
@@ -20,7 +20,7 @@ fn decode(path: &Path, mode: ColorMode) -> (Shape, Vec<u8>) {
 
 #[test]
 fn resize_is_exactly_opencvs_inter_linear() {
-    // testdata/images/<image>.<mode>.resize<H>x<W>.png: cv2.resize(cv2.imread(image, mode), (W, H)) by OpenCV
+    // tests/images/<image>.<mode>.resize<H>x<W>.png: cv2.resize(cv2.imread(image, mode), (W, H)) by OpenCV
     // 4.10, C x H planes stacked.
     let mut checked = 0;
     for entry in std::fs::read_dir(images()).unwrap() {
@@ -229,4 +229,25 @@ fn bad_lists_and_images_give_one_line_errors_naming_them() {
         )),
         "{msg}"
     );
+}
+
+#[test]
+fn relative_image_paths_resolve_against_relative_to() {
+    let tmp = tempfile::tempdir().unwrap();
+    let list = setup(tmp.path());
+    let relative = ImageOptions {
+        root_folder: "root/".into(),
+        relative_to: tmp.path().to_path_buf(),
+        ..Default::default()
+    };
+    let dataset = ImageDataset::open(&list, relative).unwrap();
+    let mut reader = dataset.reader().unwrap();
+    assert_eq!(reader.next().unwrap().values().get(5), Some(5.0));
+    // An absolute root_folder ignores relative_to.
+    let absolute = ImageOptions {
+        relative_to: "/nonexistent".into(),
+        ..options(tmp.path())
+    };
+    let mut reader = ImageDataset::open(&list, absolute).unwrap().reader().unwrap();
+    assert_eq!(reader.next().unwrap().label(), 0);
 }
