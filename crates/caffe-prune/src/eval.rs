@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use caffemodel::text::{self, Schema};
 use caffemodel::ModelFile;
-use datasets::{Batch, Batcher, ColorMode, Dataset, IdxDataset, LmdbDataset, Transformer};
+use datasets::{Batch, Batcher, ColorMode, Dataset, IdxDataset, ImageDataset, ImageOptions, LmdbDataset, Transformer};
 use prost::Message as _;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -28,7 +28,8 @@ pub struct NetArgs {
 pub struct EvalArgs {
     #[command(flatten)]
     pub net: NetArgs,
-    /// The test data: a Caffe LMDB folder, or an IDX images file (gzipped or not) with its labels beside it.
+    /// The test data: a Caffe LMDB folder, or an IDX images file (gzipped or not) with its labels beside it; for a
+    /// net whose TEST data layer is ImageData, its list of `path label` lines.
     #[arg(long, value_name = "PATH")]
     pub data: Option<PathBuf>,
     /// The IDX labels file (default: the images file's name with images-idx3 -> labels-idx1).
@@ -120,14 +121,31 @@ pub struct EvalReport {
     pub images_per_s: f64,
 }
 
-/// The test data: `--data` or the Data layer's source; an LMDB's encoded images are decoded in `color` mode (the
-/// transform's force_color / force_gray).
-fn open_dataset(args: &EvalArgs, source: Option<&str>, net_dir: &Path, color: ColorMode) -> Result<Box<dyn Dataset>> {
+/// The test data: `--data` or the data layer's source; an LMDB's encoded images are decoded in `color` mode (the
+/// transform's force_color / force_gray). `image_data` is the layer's parameters when it is an ImageData layer.
+fn open_dataset(
+    args: &EvalArgs,
+    source: Option<&str>,
+    net_dir: &Path,
+    color: ColorMode,
+    image_data: Option<&caffe_proto::ImageDataParameter>,
+) -> Result<Box<dyn Dataset>> {
     let path = match (&args.data, source) {
         (Some(p), _) => p.clone(),
         (None, Some(s)) => beside(s, net_dir),
         (None, None) => bail!("no --data given and the net has no Data layer source"),
     };
+    if let Some(param) = image_data {
+        // Image paths (root_folder + listed path) as the source: from the working directory when they are
+        // there, else from the net's folder.
+        let mut options = ImageOptions::from_param(param);
+        let first = ImageDataset::open(&path, options.clone())?;
+        let probe = format!("{}{}", options.root_folder, first.lines()[0].0);
+        if !Path::new(&probe).exists() {
+            options.relative_to = net_dir.to_path_buf();
+        }
+        return Ok(Box::new(ImageDataset::open(&path, options)?));
+    }
     if path.is_dir() {
         return Ok(Box::new(LmdbDataset::open(&path)?.with_color(color)));
     }
@@ -210,19 +228,27 @@ impl TestSet {
         // The Data layer the TEST net keeps under Caffe's rules (phase, level, stages): its batch size, transform
         // and source.
         let kept = engine::graph::filter_layers(&loaded.param, &options.state(&loaded.param))?;
-        let data_layer = kept.iter().find(|l| l.r#type() == "Data");
+        let data_layer = kept.iter().find(|l| matches!(l.r#type(), "Data" | "ImageData"));
+        let image_data = data_layer
+            .filter(|l| l.r#type() == "ImageData")
+            .map(|l| l.image_data_param.clone().unwrap_or_default());
         let transform = data_layer.and_then(|l| l.transform_param.clone()).unwrap_or_default();
-        let source = data_layer
-            .and_then(|l| l.data_param.as_ref())
-            .map(|p| p.source().to_string());
-        let batch_size = args
-            .batch
-            .or(data_layer
-                .and_then(|l| l.data_param.as_ref())
-                .map(|p| p.batch_size() as usize))
-            .unwrap_or(100);
+        let (source, layer_batch) = match &image_data {
+            Some(p) => (p.source.clone(), Some(p.batch_size() as usize)),
+            None => {
+                let p = data_layer.and_then(|l| l.data_param.as_ref());
+                (p.map(|p| p.source().to_string()), p.map(|p| p.batch_size() as usize))
+            }
+        };
+        let batch_size = args.batch.or(layer_batch).unwrap_or(100);
         let net_dir = args.net.net.parent().unwrap_or(Path::new("."));
-        let dataset = open_dataset(args, source.as_deref(), net_dir, ColorMode::from_transform(&transform))?;
+        let dataset = open_dataset(
+            args,
+            source.as_deref(),
+            net_dir,
+            ColorMode::from_transform(&transform),
+            image_data.as_ref(),
+        )?;
         let mean = match &transform.mean_file {
             Some(m) => Some(read_mean(m, net_dir)?),
             None => None,

@@ -25,7 +25,7 @@ pub struct DataArgs {
     #[arg(long, value_name = "DIR")]
     pub data_root: Option<PathBuf>,
     /// Replaces the TRAIN Data layer's source: a Caffe LMDB folder, or an IDX images file (labels found by name:
-    /// images-idx3 -> labels-idx1).
+    /// images-idx3 -> labels-idx1); for an ImageData layer, a list of `path label` lines.
     #[arg(long, value_name = "PATH")]
     pub train_data: Option<PathBuf>,
     /// Replaces the TEST Data layers' source, as --train-data.
@@ -164,14 +164,24 @@ pub(crate) struct Setup {
     data: DataOptions,
 }
 
-/// Data layers (name, source, phase-is-train) of the nets as they will be built.
-fn data_layers(nets: &SolverNets) -> Result<Vec<(String, Option<String>, bool)>> {
+/// A Data or ImageData layer: name, source, phase-is-train, is-ImageData.
+type DataLayer = (String, Option<String>, bool, bool);
+
+/// The Data and ImageData layers of the nets as they will be built.
+fn data_layers(nets: &SolverNets) -> Result<Vec<DataLayer>> {
     let mut out = Vec::new();
     let mut add = |param: &NetParameter, state: &caffe_proto::NetState, train: bool| -> Result<()> {
         for layer in engine::graph::filter_layers(param, state)? {
-            if layer.r#type() == "Data" {
-                let source = layer.data_param.as_ref().and_then(|p| p.source.clone());
-                out.push((layer.name().to_string(), source, train));
+            match layer.r#type() {
+                "Data" => {
+                    let source = layer.data_param.as_ref().and_then(|p| p.source.clone());
+                    out.push((layer.name().to_string(), source, train, false));
+                }
+                "ImageData" => {
+                    let source = layer.image_data_param.as_ref().and_then(|p| p.source.clone());
+                    out.push((layer.name().to_string(), source, train, true));
+                }
+                _ => {}
             }
         }
         Ok(())
@@ -183,7 +193,10 @@ fn data_layers(nets: &SolverNets) -> Result<Vec<(String, Option<String>, bool)>>
     Ok(out)
 }
 
-fn source_of(path: &Path) -> Result<train::Source> {
+fn source_of(path: &Path, image_data: bool) -> Result<train::Source> {
+    if image_data {
+        return Ok(train::Source::ImageList(path.to_path_buf()));
+    }
     if path.is_dir() {
         return Ok(train::Source::Lmdb(path.to_path_buf()));
     }
@@ -247,7 +260,7 @@ impl Setup {
         .with_context(|| solver.display().to_string())?;
         let layers = data_layers(&nets)?;
         let mut options = DataOptions::default();
-        for (name, _, train) in &layers {
+        for (name, _, train, image_data) in &layers {
             // TRAIN and TEST Data layers often share a name (BVLC's examples call both "mnist").
             let (given, sources) = if *train {
                 (&data.train_data, &mut options.sources)
@@ -255,19 +268,19 @@ impl Setup {
                 (&data.test_data, &mut options.test_sources)
             };
             if let Some(path) = given {
-                sources.insert(name.clone(), source_of(path)?);
+                sources.insert(name.clone(), source_of(path, *image_data)?);
             }
         }
         let needed: Vec<&str> = layers
             .iter()
-            .filter(|(_, _, train)| {
+            .filter(|(_, _, train, _)| {
                 if *train {
                     data.train_data.is_none()
                 } else {
                     data.test_data.is_none()
                 }
             })
-            .filter_map(|(_, source, _)| source.as_deref())
+            .filter_map(|(_, source, _, _)| source.as_deref())
             .collect();
         options.base_dir = match &data.data_root {
             Some(root) => root.clone(),

@@ -312,3 +312,58 @@ fn an_encoded_png_lmdb_predicts_every_label_as_caffe() {
         ours.iter().zip(&theirs).filter(|(a, b)| a != b).count()
     );
 }
+
+#[test]
+fn an_image_data_layer_over_png_files_predicts_as_caffe() {
+    // The first 1000 MNIST test digits as PNG files listed for an ImageData layer (gray, paths relative to the
+    // net's folder): PNG is lossless, so the predictions are Caffe's on the LMDB.
+    let Some(fx) = testkit::fixtures() else { return };
+    let golden = fx.join("golden");
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("img")).unwrap();
+    let mut list = String::new();
+    {
+        use prost::Message as _;
+        let raw = datasets::LmdbDataset::open_unlocked(golden.join("data/mnist_test_lmdb")).unwrap();
+        let mut reader = raw.raw_reader().unwrap();
+        for i in 0..1000 {
+            let pair = reader.next().unwrap().unwrap();
+            let datum = caffe_proto::Datum::decode(pair.value).unwrap();
+            let file = std::fs::File::create(tmp.path().join(format!("img/{i:05}.png"))).unwrap();
+            let mut encoder = png::Encoder::new(file, datum.width() as u32, datum.height() as u32);
+            encoder.set_color(png::ColorType::Grayscale);
+            encoder.write_header().unwrap().write_image_data(datum.data()).unwrap();
+            list.push_str(&format!("img/{i:05}.png {}\n", datum.label()));
+        }
+    }
+    std::fs::write(tmp.path().join("list.txt"), list).unwrap();
+    let net = std::fs::read_to_string(golden.join("lenet/lenet_mnist_v2/lenet_test.prototxt")).unwrap();
+    let data_layer = "  type: \"Data\"";
+    assert!(net.contains(data_layer));
+    let net = net.replace(data_layer, "  type: \"ImageData\"").replace(
+        "data_param {\n    source: \"data/mnist_test_lmdb\"\n    batch_size: 100\n    backend: LMDB\n  }",
+        "image_data_param { source: \"list.txt\" batch_size: 100 is_color: false }",
+    );
+    assert!(net.contains("image_data_param"));
+    std::fs::write(tmp.path().join("net.prototxt"), net).unwrap();
+    let pred = tmp.path().join("pred.npy");
+    let out = Command::new(BIN)
+        .arg("eval")
+        .arg("--net")
+        .arg(tmp.path().join("net.prototxt"))
+        .arg("--weights")
+        .arg(fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel"))
+        .arg("--predictions")
+        .arg(&pred)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["images"], 1000);
+    let ours = sparse::read_npy::<u8>(&pred).unwrap().data;
+    let theirs = sparse::read_npy::<u8>(golden.join("lenet/lenet_mnist_v2/pred.npy"))
+        .unwrap()
+        .data;
+    assert!(ours[..] == theirs[..1000], "predictions differ from Caffe's");
+}

@@ -1,11 +1,12 @@
 //! Feeding a net's data-layer tops before each forward pass: Caffe's `Data` layer over an LMDB or an MNIST IDX
-//! pair ([`DataFeeder`]), or anything the caller computes ([`FnFeeder`]).
+//! pair and its `ImageData` layer over a list of image files ([`DataFeeder`]), or anything the caller computes
+//! ([`FnFeeder`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use caffe_proto::{BlobProto, NetParameter, NetState};
-use datasets::{Batch, Batcher, ColorMode, Dataset, IdxDataset, LmdbDataset, Transformer};
+use datasets::{Batch, Batcher, ColorMode, Dataset, IdxDataset, ImageDataset, ImageOptions, LmdbDataset, Transformer};
 use engine::{Net, NetOptions};
 
 use crate::Error;
@@ -44,7 +45,8 @@ impl<F: FnMut(&mut Net) -> Result<(), engine::Error> + Send> Feeder for FnFeeder
     }
 }
 
-/// Where a `Data` layer reads its records, overriding its `data_param.source`.
+/// Where a `Data` or `ImageData` layer reads its records, overriding its `data_param.source` or
+/// `image_data_param.source`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
     /// A Caffe LMDB folder of `Datum` records (read in key order).
@@ -56,6 +58,8 @@ pub enum Source {
         /// The labels file.
         labels: PathBuf,
     },
+    /// An `ImageData` list of `path label` lines (for `ImageData` layers only).
+    ImageList(PathBuf),
 }
 
 /// How [`DataFeeder`] finds its data. The crate reads no mean file itself: decode the `.binaryproto` files the
@@ -95,8 +99,10 @@ struct LayerFeed {
     batch: Batch,
 }
 
-/// Caffe's `Data` layers for one net (LMDBs of raw or encoded Datums, or IDX pairs): each forward pass gets the
-/// next `batch_size` records of every `Data` layer,
+/// Caffe's `Data` layers (LMDBs of raw or encoded Datums, or IDX pairs) and `ImageData` layers (lists of PNG or
+/// JPEG files, `root_folder` and relative paths resolved against [`DataOptions::base_dir`], shuffled with
+/// [`DataOptions::seed`] when `shuffle` is set) for one net: each forward pass gets the next `batch_size` records
+/// of every such layer,
 /// transformed by its `transform_param` for the net's phase, in key (file) order from the first record, wrapping to
 /// the first after the last. `Input` layers are left to the caller; other data-reading layer types are refused.
 ///
@@ -141,17 +147,23 @@ impl DataFeeder {
                 message,
             };
             match layer_type {
-                "Data" => {}
+                "Data" | "ImageData" => {}
                 "Input" => continue,
                 t if engine::DATA_LAYER_TYPES.contains(&t) => {
                     return Err(refuse(
-                        "only Data layers are read by DataFeeder; feed this one yourself".into(),
+                        "only Data and ImageData layers are read by DataFeeder; feed this one yourself".into(),
                     ))
                 }
                 _ => continue,
             }
             let data_param = layer.data_param.clone().unwrap_or_default();
-            let batch_size = data_param.batch_size() as usize;
+            let image_param = layer.image_data_param.clone().unwrap_or_default();
+            let is_image_data = layer_type == "ImageData";
+            let (batch_size, source) = if is_image_data {
+                (image_param.batch_size() as usize, image_param.source.as_deref())
+            } else {
+                (data_param.batch_size() as usize, data_param.source.as_deref())
+            };
             if batch_size == 0 {
                 return Err(refuse("batch_size must be > 0".into()));
             }
@@ -172,20 +184,51 @@ impl DataFeeder {
             let transform = layer.transform_param.clone().unwrap_or_default();
             // Encoded Datums are decoded as the transform says (force_color / force_gray, else native).
             let color = ColorMode::from_transform(&transform);
+            let image_data = |list: &Path| -> Result<Box<dyn Dataset>, Error> {
+                let mut options = ImageOptions::from_param(&image_param);
+                options.relative_to = data.base_dir.clone();
+                if let Some(seed) = data.seed {
+                    options.seed = seed.wrapping_add(index as u32);
+                }
+                Ok(Box::new(ImageDataset::open(list, options).map_err(data_err)?))
+            };
             let dataset: Box<dyn Dataset> = match overrides.get(&name) {
+                Some(Source::ImageList(list)) if is_image_data => image_data(list)?,
+                Some(Source::ImageList(list)) => {
+                    return Err(refuse(format!(
+                        "'{}' is an ImageData list; a Data layer reads an LMDB or an IDX pair",
+                        list.display()
+                    )))
+                }
+                Some(_) if is_image_data => {
+                    return Err(refuse(
+                        "an ImageData layer reads a list of images (Source::ImageList)".into(),
+                    ))
+                }
                 Some(Source::Lmdb(path)) => {
                     Box::new(LmdbDataset::open_unlocked(path).map_err(data_err)?.with_color(color))
                 }
                 Some(Source::Idx { images, labels }) => Box::new(IdxDataset::open(images, labels).map_err(data_err)?),
                 None => {
-                    let Some(source) = data_param.source.as_deref() else {
-                        return Err(refuse("data_param.source is not set".into()));
+                    let Some(source) = source else {
+                        return Err(refuse(format!(
+                            "{}.source is not set",
+                            if is_image_data {
+                                "image_data_param"
+                            } else {
+                                "data_param"
+                            }
+                        )));
                     };
                     let path = resolve(&data.base_dir, source);
                     if !path.exists() {
                         return Err(Error::MissingSource { layer: name, path });
                     }
-                    Box::new(LmdbDataset::open_unlocked(&path).map_err(data_err)?.with_color(color))
+                    if is_image_data {
+                        image_data(&path)?
+                    } else {
+                        Box::new(LmdbDataset::open_unlocked(&path).map_err(data_err)?.with_color(color))
+                    }
                 }
             };
             if dataset.is_empty() {
