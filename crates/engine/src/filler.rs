@@ -36,6 +36,14 @@ fn scale_base(filler: &FillerParameter, shape: &[usize]) -> f32 {
     }
 }
 
+/// The values Caffe's filler `filler` gives a blob of `shape` (row-major), random ones drawn from the stream named
+/// `seed_name` (the same name, the same values). For data layers that fill their tops, such as `DummyData`.
+pub fn filled(shape: &[usize], filler: &FillerParameter, seed_name: &str) -> LayerResult<Vec<f32>> {
+    let mut blob = Tensor::zeros(shape);
+    fill(&mut blob, filler, seed_name)?;
+    Ok(blob.into_data())
+}
+
 /// Fills `blob` as Caffe's filler of `filler.type` would. `seed_name` picks the random stream.
 pub(crate) fn fill(blob: &mut Tensor, filler: &FillerParameter, seed_name: &str) -> LayerResult<()> {
     let mut rng = SplitMix64::from_name(seed_name);

@@ -99,7 +99,9 @@ struct LayerFeed {
     batch: Batch,
 }
 
-/// Caffe's `Data` layers (LMDBs of raw or encoded Datums, or IDX pairs) and `ImageData` layers (lists of PNG or
+/// Caffe's `DummyData` layers (tops of the given shapes filled by the given fillers: constant ones once, others before
+/// every pass, each pass from its own random stream named by layer, top and pass, so runs repeat exactly; Caffe's own
+/// draws cannot be reproduced), `Data` layers (LMDBs of raw or encoded Datums, or IDX pairs) and `ImageData` layers (lists of PNG or
 /// JPEG files, `root_folder` and relative paths resolved against [`DataOptions::base_dir`], shuffled with
 /// [`DataOptions::seed`] when `shuffle` is set) for one net: each forward pass gets the next `batch_size` records
 /// of every such layer,
@@ -110,6 +112,106 @@ struct LayerFeed {
 /// global RNG).
 pub struct DataFeeder {
     layers: Vec<LayerFeed>,
+    dummies: Vec<DummyFeed>,
+}
+
+/// One top of a `DummyData` layer.
+struct DummyTop {
+    name: String,
+    shape: Vec<usize>,
+    filler: caffe_proto::FillerParameter,
+    /// Refilled before every forward pass (a non-constant filler), else filled once.
+    refill: bool,
+    values: Vec<f32>,
+}
+
+/// A `DummyData` layer: its tops, and how many passes it has fed (to name each refill's random stream).
+struct DummyFeed {
+    layer: String,
+    tops: Vec<DummyTop>,
+    passes: u64,
+}
+
+impl DummyFeed {
+    /// Caffe's `DummyDataLayer::LayerSetUp`: fillers (none: constant 0; one for all tops; or one per top) and
+    /// shapes (`shape`: one for all or one per top; else legacy num/channels/height/width, each one or one per
+    /// top), constant fillers applied once.
+    fn new(layer: &caffe_proto::LayerParameter) -> Result<DummyFeed, String> {
+        let param = layer.dummy_data_param.clone().unwrap_or_default();
+        let tops = layer.top.len();
+        let pick = |count: usize, what: &str| -> Result<Box<dyn Fn(usize) -> usize>, String> {
+            match count {
+                1 => Ok(Box::new(|_| 0)),
+                n if n == tops => Ok(Box::new(|i| i)),
+                n => Err(format!("{n} {what} given for {tops} tops; give 1 or one per top")),
+            }
+        };
+        let fillers = if param.data_filler.is_empty() {
+            vec![caffe_proto::FillerParameter::default()]
+        } else {
+            param.data_filler.clone()
+        };
+        let filler_of = pick(fillers.len(), "data_fillers")?;
+        let legacy = [&param.num, &param.channels, &param.height, &param.width];
+        let legacy_given = legacy.iter().any(|v| !v.is_empty());
+        if legacy_given && !param.shape.is_empty() {
+            return Err("both shape and num/channels/height/width are given; give one".into());
+        }
+        let mut feed = DummyFeed {
+            layer: layer.name().to_string(),
+            tops: Vec::new(),
+            passes: 0,
+        };
+        for (index, name) in layer.top.iter().enumerate() {
+            let shape: Vec<usize> = if legacy_given {
+                let mut dims = Vec::new();
+                for (values, what) in legacy.iter().zip(["num", "channels", "height", "width"]) {
+                    let at = pick(values.len(), what)?;
+                    dims.push(values[at(index)] as usize);
+                }
+                dims
+            } else {
+                if param.shape.is_empty() {
+                    return Err("no shape given (shape, or num/channels/height/width)".into());
+                }
+                let at = pick(param.shape.len(), "shapes")?;
+                param.shape[at(index)]
+                    .dim
+                    .iter()
+                    .map(|&d| usize::try_from(d).map_err(|_| format!("top '{name}': negative dimension {d}")))
+                    .collect::<Result<_, _>>()?
+            };
+            let count = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+            if count.is_none_or(|n| n > (1 << 31)) {
+                return Err(format!("top '{name}': shape {shape:?} is too large"));
+            }
+            let filler = fillers[filler_of(index)].clone();
+            let refill = filler.r#type() != "constant";
+            feed.tops.push(DummyTop {
+                name: name.clone(),
+                values: if refill {
+                    Vec::new()
+                } else {
+                    engine::filled(&shape, &filler, name).map_err(|e| format!("top '{name}': {e}"))?
+                },
+                shape,
+                filler,
+                refill,
+            });
+        }
+        Ok(feed)
+    }
+
+    /// Refills the random tops for the next pass (Caffe's `Forward_cpu`).
+    fn refill(&mut self) -> Result<(), String> {
+        for top in self.tops.iter_mut().filter(|t| t.refill) {
+            let stream = format!("{}/{}/{}", self.layer, top.name, self.passes);
+            top.values =
+                engine::filled(&top.shape, &top.filler, &stream).map_err(|e| format!("top '{}': {e}", top.name))?;
+        }
+        self.passes += 1;
+        Ok(())
+    }
 }
 
 /// The state Caffe filters a net's layers with, as `engine::Net::new` forms it from the options.
@@ -138,6 +240,7 @@ impl DataFeeder {
         let phase = state.phase();
         let layers = engine::graph::filter_layers(param, state).map_err(|e| Error::engine("data", e))?;
         let mut feeds = Vec::new();
+        let mut dummies = Vec::new();
         for (index, layer) in layers.iter().enumerate() {
             let name = layer.name().to_string();
             let layer_type = layer.r#type();
@@ -148,6 +251,10 @@ impl DataFeeder {
             };
             match layer_type {
                 "Data" | "ImageData" => {}
+                "DummyData" => {
+                    dummies.push(DummyFeed::new(layer).map_err(refuse)?);
+                    continue;
+                }
                 "Input" => continue,
                 t if engine::DATA_LAYER_TYPES.contains(&t) => {
                     return Err(refuse(
@@ -264,7 +371,7 @@ impl DataFeeder {
                 batch: Batch::default(),
             });
         }
-        Ok(DataFeeder { layers: feeds })
+        Ok(DataFeeder { layers: feeds, dummies })
     }
 
     /// The `Data` layers fed, in net order.
@@ -288,6 +395,10 @@ impl DataFeeder {
                 })?;
             }
         }
+        for dummy in &mut self.dummies {
+            // Random tops draw a new stream per pass: skipping passes skips their streams.
+            dummy.passes += batches as u64;
+        }
         Ok(())
     }
 }
@@ -300,6 +411,9 @@ impl Feeder for DataFeeder {
             if let Some(label) = &feed.label_top {
                 shapes.push((label.clone(), vec![feed.shape[0]]));
             }
+        }
+        for dummy in &self.dummies {
+            shapes.extend(dummy.tops.iter().map(|t| (t.name.clone(), t.shape.clone())));
         }
         shapes
     }
@@ -320,6 +434,17 @@ impl Feeder for DataFeeder {
             if let Some(label) = &feed.label_top {
                 net.set_input(label, &[feed.batch.shape[0]], &feed.batch.labels)
                     .map_err(|e| Error::engine(phase, e))?;
+            }
+        }
+        for dummy in &mut self.dummies {
+            dummy.refill().map_err(|message| Error::DataLayer {
+                layer: dummy.layer.clone(),
+                layer_type: "DummyData".into(),
+                message,
+            })?;
+            for top in &dummy.tops {
+                net.set_input(&top.name, &top.shape, &top.values)
+                    .map_err(|e| Error::engine("dummy data", e))?;
             }
         }
         Ok(())
