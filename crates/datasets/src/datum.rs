@@ -160,36 +160,51 @@ impl RecordReader for DatumReader {
         // The start, or past the last record: Caffe's "Restarting data prefetching from start."
         let position = if is_first { 0 } else { self.position };
         self.position = (position + 1) % self.len.max(1);
-        self.datum.clear();
-        if let Err(source) = self.datum.merge(value) {
-            return Err(Error::DatumDecode {
-                at: location(&self.path, position, Some(key)),
-                len: value.len(),
-                source,
-            });
-        }
-        if self.datum.encoded.unwrap_or(false) {
-            let bytes = self.datum.data.as_deref().unwrap_or_default();
-            let shape = decode_image(bytes, self.color, &mut self.pixels).map_err(|message| Error::ImageDecode {
-                at: location(&self.path, position, Some(key)),
-                message,
-            })?;
-            let label = self.datum.label.unwrap_or(0);
-            return Record::new(
-                &self.path,
-                position,
-                Some(key),
-                shape,
-                label,
-                Values::Bytes(&self.pixels),
-            )
-            .ok_or_else(|| Error::ImageDecode {
-                at: location(&self.path, position, Some(key)),
-                message: "decoded pixels do not fill the image".into(),
-            });
-        }
-        datum_record(&self.path, position, key, &self.datum)
+        read_datum(
+            &self.path,
+            position,
+            key,
+            value,
+            &mut self.datum,
+            self.color,
+            &mut self.pixels,
+        )
     }
+}
+
+/// The record a serialized Datum `value` holds: decoded into `datum`, its image (if encoded) into `pixels`.
+pub(crate) fn read_datum<'a>(
+    path: &'a Path,
+    position: usize,
+    key: &'a [u8],
+    value: &[u8],
+    datum: &'a mut Datum,
+    color: ColorMode,
+    pixels: &'a mut Vec<u8>,
+) -> Result<Record<'a>, Error> {
+    datum.clear();
+    if let Err(source) = datum.merge(value) {
+        return Err(Error::DatumDecode {
+            at: location(path, position, Some(key)),
+            len: value.len(),
+            source,
+        });
+    }
+    if datum.encoded.unwrap_or(false) {
+        let bytes = datum.data.as_deref().unwrap_or_default();
+        let shape = decode_image(bytes, color, pixels).map_err(|message| Error::ImageDecode {
+            at: location(path, position, Some(key)),
+            message,
+        })?;
+        let label = datum.label.unwrap_or(0);
+        return Record::new(path, position, Some(key), shape, label, Values::Bytes(pixels)).ok_or_else(|| {
+            Error::ImageDecode {
+                at: location(path, position, Some(key)),
+                message: "decoded pixels do not fill the image".into(),
+            }
+        });
+    }
+    datum_record(path, position, key, datum)
 }
 
 /// The record a decoded Datum describes, checked as Caffe's transformer would need it.

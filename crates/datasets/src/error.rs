@@ -115,6 +115,14 @@ pub enum Error {
         /// What is missing or wrong.
         reason: String,
     },
+    /// Guards LevelDB opening: the path must be a folder holding a LevelDB that opens and reads.
+    #[error("{}: not a readable LevelDB: {reason}", path.display())]
+    NotLeveldb {
+        /// The path given.
+        path: PathBuf,
+        /// What is missing or wrong (LevelDB's message).
+        reason: String,
+    },
     /// An LMDB library call failed.
     #[error("{}: LMDB {operation} failed: {message} (code {code})", path.display())]
     Lmdb {

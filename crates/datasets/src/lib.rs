@@ -5,6 +5,7 @@
 //! * [`LmdbDataset`]: a Caffe LMDB (what a `Data` layer's `source` names), records in key order, raw or encoded
 //!   (PNG/JPEG, decoded by [`decode_image`] as OpenCV does, BGR, in a [`ColorMode`]);
 //!   [`LmdbWriter`] and [`write_lmdb`] write one in `convert_mnist_data`'s layout.
+//! * [`LeveldbDataset`]: the same records in a Caffe LevelDB (`backend: LEVELDB`), in key order.
 //! * [`ImageDataset`]: an `ImageData` layer's list of `path label` lines, images decoded, resized as OpenCV's
 //!   bilinear `cv::resize` ([`resize_linear`]) and shuffled as Caffe does ([`ImageOptions`]).
 //! * [`Dataset`] / [`RecordReader`]: the common view, records in file order, wrapping after the last as
@@ -34,6 +35,7 @@ mod decode;
 mod error;
 mod idx;
 mod image_data;
+mod leveldb;
 mod lmdb;
 mod rng;
 mod transform;
@@ -44,4 +46,5 @@ pub use decode::{decode_image, ColorMode};
 pub use error::{Error, Location};
 pub use idx::{labels_path_for, IdxDataset, IdxImages, IdxLabels};
 pub use image_data::{resize_linear, ImageDataset, ImageOptions};
+pub use leveldb::LeveldbDataset;
 pub use transform::Transformer;
