@@ -3,7 +3,10 @@
 use anyhow::{bail, Context, Result};
 use caffemodel::text::{self, Schema};
 use caffemodel::ModelFile;
-use datasets::{Batch, Batcher, ColorMode, Dataset, IdxDataset, ImageDataset, ImageOptions, LmdbDataset, Transformer};
+use datasets::{
+    Batch, Batcher, ColorMode, Dataset, IdxDataset, ImageDataset, ImageOptions, LeveldbDataset, LmdbDataset,
+    Transformer,
+};
 use prost::Message as _;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -28,7 +31,7 @@ pub struct NetArgs {
 pub struct EvalArgs {
     #[command(flatten)]
     pub net: NetArgs,
-    /// The test data: a Caffe LMDB folder, or an IDX images file (gzipped or not) with its labels beside it; for a
+    /// The test data: a Caffe LMDB or LevelDB folder, or an IDX images file (gzipped or not) with its labels beside it; for a
     /// net whose TEST data layer is ImageData, its list of `path label` lines.
     #[arg(long, value_name = "PATH")]
     pub data: Option<PathBuf>,
@@ -147,6 +150,10 @@ fn open_dataset(
         return Ok(Box::new(ImageDataset::open(&path, options)?));
     }
     if path.is_dir() {
+        // The folder says which backend wrote it: LMDB's data.mdb, or LevelDB's CURRENT.
+        if !path.join("data.mdb").exists() && path.join("CURRENT").is_file() {
+            return Ok(Box::new(LeveldbDataset::open(&path)?.with_color(color)));
+        }
         return Ok(Box::new(LmdbDataset::open(&path)?.with_color(color)));
     }
     let labels = match &args.labels {

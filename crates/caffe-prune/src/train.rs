@@ -24,7 +24,7 @@ pub struct DataArgs {
     /// directory, the net's folder and its parents where every source exists).
     #[arg(long, value_name = "DIR")]
     pub data_root: Option<PathBuf>,
-    /// Replaces the TRAIN Data layer's source: a Caffe LMDB folder, or an IDX images file (labels found by name:
+    /// Replaces the TRAIN Data layer's source: a Caffe LMDB or LevelDB folder, or an IDX images file (labels found by name:
     /// images-idx3 -> labels-idx1); for an ImageData layer, a list of `path label` lines.
     #[arg(long, value_name = "PATH")]
     pub train_data: Option<PathBuf>,
@@ -198,6 +198,9 @@ fn source_of(path: &Path, image_data: bool) -> Result<train::Source> {
         return Ok(train::Source::ImageList(path.to_path_buf()));
     }
     if path.is_dir() {
+        if !path.join("data.mdb").exists() && path.join("CURRENT").is_file() {
+            return Ok(train::Source::Leveldb(path.to_path_buf()));
+        }
         return Ok(train::Source::Lmdb(path.to_path_buf()));
     }
     let labels = datasets::labels_path_for(path).with_context(|| {

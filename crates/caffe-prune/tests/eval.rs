@@ -367,3 +367,38 @@ fn an_image_data_layer_over_png_files_predicts_as_caffe() {
         .data;
     assert!(ours[..] == theirs[..1000], "predictions differ from Caffe's");
 }
+
+#[test]
+fn a_leveldb_copy_of_the_test_lmdb_predicts_every_label_as_caffe() {
+    let Some(fx) = testkit::fixtures() else { return };
+    let golden = fx.join("golden");
+    let tmp = tempfile::tempdir().unwrap();
+    let leveldb = tmp.path().join("mnist_test_leveldb");
+    {
+        let raw = datasets::LmdbDataset::open_unlocked(golden.join("data/mnist_test_lmdb")).unwrap();
+        let mut reader = raw.raw_reader().unwrap();
+        let options = rusty_leveldb::Options {
+            create_if_missing: true,
+            ..Default::default()
+        };
+        let mut db = rusty_leveldb::DB::open(&leveldb, options).unwrap();
+        while let Some(pair) = reader.next().unwrap() {
+            db.put(pair.key, pair.value).unwrap();
+        }
+        db.close().unwrap();
+    }
+    let pred = tmp.path().join("pred.npy");
+    let report = eval(
+        &golden,
+        "lenet/lenet_mnist_v2/lenet_test.prototxt",
+        &fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel"),
+        leveldb.to_str().unwrap(),
+        Some(&pred),
+    );
+    assert_eq!(report["images"], 10000);
+    let ours = sparse::read_npy::<u8>(&pred).unwrap().data;
+    let theirs = sparse::read_npy::<u8>(golden.join("lenet/lenet_mnist_v2/pred.npy"))
+        .unwrap()
+        .data;
+    assert!(ours == theirs, "predictions differ from Caffe's");
+}

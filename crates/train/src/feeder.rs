@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use caffe_proto::{BlobProto, NetParameter, NetState};
-use datasets::{Batch, Batcher, ColorMode, Dataset, IdxDataset, ImageDataset, ImageOptions, LmdbDataset, Transformer};
+use datasets::{
+    Batch, Batcher, ColorMode, Dataset, IdxDataset, ImageDataset, ImageOptions, LeveldbDataset, LmdbDataset,
+    Transformer,
+};
 use engine::{Net, NetOptions};
 
 use crate::Error;
@@ -51,6 +54,8 @@ impl<F: FnMut(&mut Net) -> Result<(), engine::Error> + Send> Feeder for FnFeeder
 pub enum Source {
     /// A Caffe LMDB folder of `Datum` records (read in key order).
     Lmdb(PathBuf),
+    /// A Caffe LevelDB folder of `Datum` records (read in key order).
+    Leveldb(PathBuf),
     /// An MNIST-style IDX images file and its labels file (gzipped or not).
     Idx {
         /// The images file.
@@ -99,14 +104,17 @@ struct LayerFeed {
     batch: Batch,
 }
 
-/// Caffe's `DummyData` layers (tops of the given shapes filled by the given fillers: constant ones once, others before
-/// every pass, each pass from its own random stream named by layer, top and pass, so runs repeat exactly; Caffe's own
-/// draws cannot be reproduced), `Data` layers (LMDBs of raw or encoded Datums, or IDX pairs) and `ImageData` layers (lists of PNG or
-/// JPEG files, `root_folder` and relative paths resolved against [`DataOptions::base_dir`], shuffled with
-/// [`DataOptions::seed`] when `shuffle` is set) for one net: each forward pass gets the next `batch_size` records
-/// of every such layer,
-/// transformed by its `transform_param` for the net's phase, in key (file) order from the first record, wrapping to
-/// the first after the last. `Input` layers are left to the caller; other data-reading layer types are refused.
+/// Caffe's data layers for one net, fed before each forward pass:
+/// * `Data`: the next `batch_size` records of an LMDB or LevelDB of raw or encoded Datums (a folder holding
+///   LevelDB's `CURRENT` and no `data.mdb` is read as a LevelDB), or of an IDX pair;
+/// * `ImageData`: the next `batch_size` PNG or JPEG files of its list (`root_folder` and relative paths resolved
+///   against [`DataOptions::base_dir`]), shuffled with [`DataOptions::seed`] when `shuffle` is set;
+/// * `DummyData`: tops of the given shapes filled by the given fillers, constant ones once, others before every
+///   pass from a random stream named by layer, top and pass (runs repeat exactly; Caffe's draws are not reproduced).
+///
+/// Records are transformed by the layer's `transform_param` for the net's phase, in key (file) order from the
+/// first record, wrapping to the first after the last. `Input` layers are left to the caller; other data-reading
+/// layer types are refused.
 ///
 /// As in Caffe, `data_param.rand_skip` and multi-solver sharding are not applied (`rand_skip` draws from Caffe's
 /// global RNG).
@@ -315,6 +323,9 @@ impl DataFeeder {
                 Some(Source::Lmdb(path)) => {
                     Box::new(LmdbDataset::open_unlocked(path).map_err(data_err)?.with_color(color))
                 }
+                Some(Source::Leveldb(path)) => {
+                    Box::new(LeveldbDataset::open(path).map_err(data_err)?.with_color(color))
+                }
                 Some(Source::Idx { images, labels }) => Box::new(IdxDataset::open(images, labels).map_err(data_err)?),
                 None => {
                     let Some(source) = source else {
@@ -333,6 +344,9 @@ impl DataFeeder {
                     }
                     if is_image_data {
                         image_data(&path)?
+                    } else if !path.join("data.mdb").exists() && path.join("CURRENT").is_file() {
+                        // A LevelDB folder (backend: LEVELDB; the folder decides, as it holds one or the other).
+                        Box::new(LeveldbDataset::open(&path).map_err(data_err)?.with_color(color))
                     } else {
                         Box::new(LmdbDataset::open_unlocked(&path).map_err(data_err)?.with_color(color))
                     }
