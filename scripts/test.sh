@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Runs every test of the project on a fresh machine: installs what the numpy/scipy and onnxruntime interop tests need, checks the
+# Runs every test of the project on a fresh machine: installs what the numpy/scipy, onnxruntime and h5py interop tests
+# need, checks the
 # generated testdata and the byte-exact roundtrip of every model, then runs the workspace's tests, twice: with the
 # kernels this CPU has, and with the portable ones only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! python3 -c 'import numpy, scipy, onnx, onnxruntime' 2>/dev/null; then
-    python3 -m pip install --quiet numpy scipy onnx onnxruntime
+# onnx/onnxruntime: the ONNX export tests run the models; h5py: the HDF5Data tests write their .h5 files with it.
+if ! python3 -c 'import numpy, scipy, onnx, onnxruntime, h5py' 2>/dev/null; then
+    python3 -m pip install --quiet numpy scipy onnx onnxruntime h5py
 fi
 
 cargo xtask testdata --check

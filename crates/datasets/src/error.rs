@@ -123,6 +123,15 @@ pub enum Error {
         /// What is missing or wrong (LevelDB's message).
         reason: String,
     },
+    /// Guards HDF5Data sources: a list naming files, each with a numeric dataset per top, rows along the first
+    /// axis, the same number of rows in every top and the same row shape in every file.
+    #[error("{}: {message}", path.display())]
+    Hdf5 {
+        /// The list or the .h5 file.
+        path: PathBuf,
+        /// What is wrong (the dataset named).
+        message: String,
+    },
     /// An LMDB library call failed.
     #[error("{}: LMDB {operation} failed: {message} (code {code})", path.display())]
     Lmdb {

@@ -8,6 +8,7 @@
 //! * [`LeveldbDataset`]: the same records in a Caffe LevelDB (`backend: LEVELDB`), in key order.
 //! * [`ImageDataset`]: an `ImageData` layer's list of `path label` lines, images decoded, resized as OpenCV's
 //!   bilinear `cv::resize` ([`resize_linear`]) and shuffled as Caffe does ([`ImageOptions`]).
+//! * [`Hdf5Data`]: an `HDF5Data` layer's list of `.h5` files, a dataset per top, batches of rows.
 //! * [`Dataset`] / [`RecordReader`]: the common view, records in file order, wrapping after the last as
 //!   Caffe's Data layer does; [`Batcher`] makes NCHW batches of them.
 //! * [`Transformer`]: Caffe's `DataTransformer` (scale, mean file or values, crop, mirror) for TRAIN and TEST.
@@ -33,6 +34,7 @@ mod dataset;
 mod datum;
 mod decode;
 mod error;
+mod hdf5;
 mod idx;
 mod image_data;
 mod leveldb;
@@ -44,6 +46,7 @@ pub use dataset::{Batch, Batcher, Dataset, Record, RecordReader, Shape, Values};
 pub use datum::{write_lmdb, LmdbDataset, LmdbWriter, RawReader, RawRecord, CAFFE_COMMIT_EVERY};
 pub use decode::{decode_image, ColorMode};
 pub use error::{Error, Location};
+pub use hdf5::Hdf5Data;
 pub use idx::{labels_path_for, IdxDataset, IdxImages, IdxLabels};
 pub use image_data::{resize_linear, ImageDataset, ImageOptions};
 pub use leveldb::LeveldbDataset;
