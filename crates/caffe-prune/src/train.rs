@@ -25,7 +25,8 @@ pub struct DataArgs {
     #[arg(long, value_name = "DIR")]
     pub data_root: Option<PathBuf>,
     /// Replaces the TRAIN Data layer's source: a Caffe LMDB or LevelDB folder, or an IDX images file (labels found by name:
-    /// images-idx3 -> labels-idx1); for an ImageData layer, a list of `path label` lines.
+    /// images-idx3 -> labels-idx1); for an ImageData layer, a list of `path label` lines; for an HDF5Data layer, a
+    /// list of .h5 files.
     #[arg(long, value_name = "PATH")]
     pub train_data: Option<PathBuf>,
     /// Replaces the TEST Data layers' source, as --train-data.
@@ -164,10 +165,10 @@ pub(crate) struct Setup {
     data: DataOptions,
 }
 
-/// A Data or ImageData layer: name, source, phase-is-train, is-ImageData.
-type DataLayer = (String, Option<String>, bool, bool);
+/// A Data, ImageData or HDF5Data layer: name, source, phase-is-train, type.
+type DataLayer = (String, Option<String>, bool, &'static str);
 
-/// The Data and ImageData layers of the nets as they will be built.
+/// The Data, ImageData and HDF5Data layers of the nets as they will be built.
 fn data_layers(nets: &SolverNets) -> Result<Vec<DataLayer>> {
     let mut out = Vec::new();
     let mut add = |param: &NetParameter, state: &caffe_proto::NetState, train: bool| -> Result<()> {
@@ -175,11 +176,15 @@ fn data_layers(nets: &SolverNets) -> Result<Vec<DataLayer>> {
             match layer.r#type() {
                 "Data" => {
                     let source = layer.data_param.as_ref().and_then(|p| p.source.clone());
-                    out.push((layer.name().to_string(), source, train, false));
+                    out.push((layer.name().to_string(), source, train, "Data"));
                 }
                 "ImageData" => {
                     let source = layer.image_data_param.as_ref().and_then(|p| p.source.clone());
-                    out.push((layer.name().to_string(), source, train, true));
+                    out.push((layer.name().to_string(), source, train, "ImageData"));
+                }
+                "HDF5Data" => {
+                    let source = layer.hdf5_data_param.as_ref().and_then(|p| p.source.clone());
+                    out.push((layer.name().to_string(), source, train, "HDF5Data"));
                 }
                 _ => {}
             }
@@ -193,9 +198,11 @@ fn data_layers(nets: &SolverNets) -> Result<Vec<DataLayer>> {
     Ok(out)
 }
 
-fn source_of(path: &Path, image_data: bool) -> Result<train::Source> {
-    if image_data {
-        return Ok(train::Source::ImageList(path.to_path_buf()));
+fn source_of(path: &Path, layer_type: &str) -> Result<train::Source> {
+    match layer_type {
+        "ImageData" => return Ok(train::Source::ImageList(path.to_path_buf())),
+        "HDF5Data" => return Ok(train::Source::Hdf5List(path.to_path_buf())),
+        _ => {}
     }
     if path.is_dir() {
         if !path.join("data.mdb").exists() && path.join("CURRENT").is_file() {
@@ -263,7 +270,7 @@ impl Setup {
         .with_context(|| solver.display().to_string())?;
         let layers = data_layers(&nets)?;
         let mut options = DataOptions::default();
-        for (name, _, train, image_data) in &layers {
+        for (name, _, train, layer_type) in &layers {
             // TRAIN and TEST Data layers often share a name (BVLC's examples call both "mnist").
             let (given, sources) = if *train {
                 (&data.train_data, &mut options.sources)
@@ -271,7 +278,7 @@ impl Setup {
                 (&data.test_data, &mut options.test_sources)
             };
             if let Some(path) = given {
-                sources.insert(name.clone(), source_of(path, *image_data)?);
+                sources.insert(name.clone(), source_of(path, layer_type)?);
             }
         }
         let needed: Vec<&str> = layers

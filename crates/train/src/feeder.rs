@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use caffe_proto::{BlobProto, NetParameter, NetState};
 use datasets::{
-    Batch, Batcher, ColorMode, Dataset, IdxDataset, ImageDataset, ImageOptions, LeveldbDataset, LmdbDataset,
+    Batch, Batcher, ColorMode, Dataset, Hdf5Data, IdxDataset, ImageDataset, ImageOptions, LeveldbDataset, LmdbDataset,
     Transformer,
 };
 use engine::{Net, NetOptions};
@@ -65,6 +65,8 @@ pub enum Source {
     },
     /// An `ImageData` list of `path label` lines (for `ImageData` layers only).
     ImageList(PathBuf),
+    /// An `HDF5Data` list of `.h5` files (for `HDF5Data` layers only).
+    Hdf5List(PathBuf),
 }
 
 /// How [`DataFeeder`] finds its data. The crate reads no mean file itself: decode the `.binaryproto` files the
@@ -109,6 +111,8 @@ struct LayerFeed {
 ///   LevelDB's `CURRENT` and no `data.mdb` is read as a LevelDB), or of an IDX pair;
 /// * `ImageData`: the next `batch_size` PNG or JPEG files of its list (`root_folder` and relative paths resolved
 ///   against [`DataOptions::base_dir`]), shuffled with [`DataOptions::seed`] when `shuffle` is set;
+/// * `HDF5Data`: the next `batch_size` rows of every top's dataset in its list of `.h5` files (no transform, as in
+///   Caffe), shuffled with [`DataOptions::seed`] when `shuffle` is set;
 /// * `DummyData`: tops of the given shapes filled by the given fillers, constant ones once, others before every
 ///   pass from a random stream named by layer, top and pass (runs repeat exactly; Caffe's draws are not reproduced).
 ///
@@ -121,6 +125,17 @@ struct LayerFeed {
 pub struct DataFeeder {
     layers: Vec<LayerFeed>,
     dummies: Vec<DummyFeed>,
+    hdf5: Vec<Hdf5Feed>,
+}
+
+/// An `HDF5Data` layer: its source, tops and batch buffers.
+struct Hdf5Feed {
+    layer: String,
+    tops: Vec<String>,
+    shapes: Vec<Vec<usize>>,
+    batch_size: usize,
+    data: Hdf5Data,
+    batch: Vec<Vec<f32>>,
 }
 
 /// One top of a `DummyData` layer.
@@ -249,6 +264,7 @@ impl DataFeeder {
         let layers = engine::graph::filter_layers(param, state).map_err(|e| Error::engine("data", e))?;
         let mut feeds = Vec::new();
         let mut dummies = Vec::new();
+        let mut hdf5 = Vec::new();
         for (index, layer) in layers.iter().enumerate() {
             let name = layer.name().to_string();
             let layer_type = layer.r#type();
@@ -261,6 +277,53 @@ impl DataFeeder {
                 "Data" | "ImageData" => {}
                 "DummyData" => {
                     dummies.push(DummyFeed::new(layer).map_err(refuse)?);
+                    continue;
+                }
+                "HDF5Data" => {
+                    let param = layer.hdf5_data_param.clone().unwrap_or_default();
+                    let batch_size = param.batch_size() as usize;
+                    if batch_size == 0 {
+                        return Err(refuse("batch_size must be > 0".into()));
+                    }
+                    let overrides = if phase == caffe_proto::Phase::Test {
+                        &data.test_sources
+                    } else {
+                        &data.sources
+                    };
+                    let list = match overrides.get(&name) {
+                        Some(Source::Hdf5List(list)) => list.clone(),
+                        Some(_) => {
+                            return Err(refuse(
+                                "an HDF5Data layer reads a list of .h5 files (Source::Hdf5List)".into(),
+                            ))
+                        }
+                        None => {
+                            let Some(source) = param.source.as_deref() else {
+                                return Err(refuse("hdf5_data_param.source is not set".into()));
+                            };
+                            let path = resolve(&data.base_dir, source);
+                            if !path.exists() {
+                                return Err(Error::MissingSource { layer: name, path });
+                            }
+                            path
+                        }
+                    };
+                    let seed = data.seed.unwrap_or(5489).wrapping_add(index as u32);
+                    let hdf5_data =
+                        Hdf5Data::open(&list, &layer.top, param.shuffle(), seed, &data.base_dir).map_err(|source| {
+                            Error::Data {
+                                layer: name.clone(),
+                                source: Box::new(source),
+                            }
+                        })?;
+                    hdf5.push(Hdf5Feed {
+                        layer: name.clone(),
+                        tops: layer.top.clone(),
+                        shapes: hdf5_data.top_shapes(batch_size),
+                        batch_size,
+                        data: hdf5_data,
+                        batch: Vec::new(),
+                    });
                     continue;
                 }
                 "Input" => continue,
@@ -309,16 +372,17 @@ impl DataFeeder {
             };
             let dataset: Box<dyn Dataset> = match overrides.get(&name) {
                 Some(Source::ImageList(list)) if is_image_data => image_data(list)?,
-                Some(Source::ImageList(list)) => {
-                    return Err(refuse(format!(
-                        "'{}' is an ImageData list; a Data layer reads an LMDB or an IDX pair",
-                        list.display()
-                    )))
-                }
                 Some(_) if is_image_data => {
                     return Err(refuse(
                         "an ImageData layer reads a list of images (Source::ImageList)".into(),
                     ))
+                }
+                Some(Source::ImageList(list) | Source::Hdf5List(list)) => {
+                    return Err(refuse(format!(
+                        "'{}' is a list for an ImageData or HDF5Data layer; a Data layer reads an LMDB, a LevelDB or \
+                         an IDX pair",
+                        list.display()
+                    )))
                 }
                 Some(Source::Lmdb(path)) => {
                     Box::new(LmdbDataset::open_unlocked(path).map_err(data_err)?.with_color(color))
@@ -385,7 +449,11 @@ impl DataFeeder {
                 batch: Batch::default(),
             });
         }
-        Ok(DataFeeder { layers: feeds, dummies })
+        Ok(DataFeeder {
+            layers: feeds,
+            dummies,
+            hdf5,
+        })
     }
 
     /// The `Data` layers fed, in net order.
@@ -409,6 +477,16 @@ impl DataFeeder {
                 })?;
             }
         }
+        for feed in &mut self.hdf5 {
+            for _ in 0..batches {
+                feed.data
+                    .next_batch(feed.batch_size, &mut feed.batch)
+                    .map_err(|source| Error::Data {
+                        layer: feed.layer.clone(),
+                        source: Box::new(source),
+                    })?;
+            }
+        }
         for dummy in &mut self.dummies {
             // Random tops draw a new stream per pass: skipping passes skips their streams.
             dummy.passes += batches as u64;
@@ -429,6 +507,9 @@ impl Feeder for DataFeeder {
         for dummy in &self.dummies {
             shapes.extend(dummy.tops.iter().map(|t| (t.name.clone(), t.shape.clone())));
         }
+        for feed in &self.hdf5 {
+            shapes.extend(feed.tops.iter().cloned().zip(feed.shapes.iter().cloned()));
+        }
         shapes
     }
 
@@ -448,6 +529,18 @@ impl Feeder for DataFeeder {
             if let Some(label) = &feed.label_top {
                 net.set_input(label, &[feed.batch.shape[0]], &feed.batch.labels)
                     .map_err(|e| Error::engine(phase, e))?;
+            }
+        }
+        for feed in &mut self.hdf5 {
+            feed.data
+                .next_batch(feed.batch_size, &mut feed.batch)
+                .map_err(|source| Error::Data {
+                    layer: feed.layer.clone(),
+                    source: Box::new(source),
+                })?;
+            for ((top, shape), values) in feed.tops.iter().zip(&feed.shapes).zip(&feed.batch) {
+                net.set_input(top, shape, values)
+                    .map_err(|e| Error::engine("hdf5 data", e))?;
             }
         }
         for dummy in &mut self.dummies {
