@@ -74,6 +74,18 @@ fn one_line(format: &str, error: &dyn std::fmt::Display) -> String {
     format!("{format}: {}", text.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
+/// OpenCV's `CV_IO_MAX_IMAGE_PIXELS` default: larger images are refused before any pixel memory is allocated.
+const MAX_PIXELS: usize = 1 << 30;
+
+fn check_size(format: &str, width: usize, height: usize) -> Result<(), String> {
+    if width.saturating_mul(height) > MAX_PIXELS {
+        return Err(format!(
+            "{format} of {width}x{height} pixels is larger than OpenCV's limit of 2^30 pixels"
+        ));
+    }
+    Ok(())
+}
+
 fn shape(channels: usize, height: usize, width: usize) -> Result<Shape, String> {
     Shape::new(channels, height, width).ok_or_else(|| format!("image of {width}x{height} pixels has no pixel"))
 }
@@ -97,6 +109,7 @@ fn decode_png(bytes: &[u8], mode: ColorMode, out: &mut Vec<u8>) -> Result<Shape,
         return Err("16-bit PNG: Caffe's transformer takes 8-bit images only".into());
     }
     let (width, height) = (info.width as usize, info.height as usize);
+    check_size("PNG", width, height)?;
     let has_trns = info.trns.is_some();
     let native = match info.color_type {
         png::ColorType::Grayscale => 1,
@@ -162,6 +175,9 @@ fn decode_jpeg(bytes: &[u8], mode: ColorMode, out: &mut Vec<u8>) -> Result<Shape
     let input = probe
         .input_colorspace()
         .ok_or_else(|| "JPEG: no colour space in the headers".to_string())?;
+    if let Some(info) = probe.info() {
+        check_size("JPEG", usize::from(info.width), usize::from(info.height))?;
+    }
     let gray_input = matches!(input, ColorSpace::Luma);
     if matches!(input, ColorSpace::CMYK | ColorSpace::YCCK) {
         return Err(format!(

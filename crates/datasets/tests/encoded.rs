@@ -292,3 +292,59 @@ fn corrupt_or_unsupported_images_name_the_record() {
     let msg = decode_image(&sixteen, ColorMode::Native, &mut Vec::new()).unwrap_err();
     assert_eq!(msg, "16-bit PNG: Caffe's transformer takes 8-bit images only");
 }
+
+#[test]
+fn damaged_images_give_errors_or_pixels_never_a_panic() {
+    // Every fixture, cut short at many lengths and with bytes flipped at many places (a fixed xorshift stream),
+    // in every mode: decode_image returns, and what it returns fills its shape.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(images()).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().to_string();
+        if name.contains(".cv.") || name.contains(".resize") || name.ends_with(".py") {
+            continue;
+        }
+        let bytes = read(&name);
+        for trial in 0..200 {
+            let mut damaged = bytes.clone();
+            if trial % 4 == 0 {
+                damaged.truncate(next() as usize % bytes.len());
+            } else {
+                for _ in 0..1 + trial % 3 {
+                    let at = next() as usize % damaged.len();
+                    damaged[at] ^= 1 << (next() % 8);
+                }
+            }
+            for (_, mode) in MODES {
+                if let Ok(shape) = decode_image(&damaged, mode, &mut out) {
+                    assert_eq!(out.len(), shape.count(), "{name} trial {trial}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn images_past_opencvs_pixel_limit_are_refused_before_decoding() {
+    // A PNG header claiming 65536 x 32768 pixels (2^31 > 2^30) and one tiny IDAT chunk.
+    let mut bytes = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut bytes, 65536, 32768);
+        encoder.set_color(png::ColorType::Grayscale);
+        let mut writer = encoder.write_header().unwrap();
+        writer
+            .write_chunk(png::chunk::IDAT, &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01])
+            .unwrap();
+    }
+    let msg = decode_image(&bytes, ColorMode::Native, &mut Vec::new()).unwrap_err();
+    assert_eq!(
+        msg,
+        "PNG of 65536x32768 pixels is larger than OpenCV's limit of 2^30 pixels"
+    );
+}
