@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs what the numpy/scipy, onnxruntime and h5py interop tests
-# need, checks the
-# generated testdata and the byte-exact roundtrip of every model, then runs the workspace's tests, twice: with the
-# kernels this CPU has, and with the portable ones only.
+# need, checks the generated testdata and the byte-exact roundtrip of every model, then runs the workspace's tests,
+# twice: with the kernels this CPU has, and with the portable ones only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
