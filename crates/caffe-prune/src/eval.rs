@@ -83,6 +83,15 @@ pub struct ForwardArgs {
     /// Folder for every top blob as <blob>.npy ('/' in names becomes '__').
     #[arg(short, long, value_name = "DIR")]
     pub output: PathBuf,
+    /// After the forward pass, run Caffe's backward pass (as pycaffe's `net.backward()`; loss tops seeded with their
+    /// loss weight, `force_backward` and `propagate_down` honoured) and write DIR/diff/<blob>.npy for every blob that
+    /// received a gradient and DIR/param_diff/<layer>/<i>.npy for every parameter blob.
+    #[arg(long)]
+    pub backward: bool,
+    /// With --backward: the gradient given to a top, NAME=g.npy (float32, the blob's shape); tops not named get
+    /// zero (a loss top its loss weight). Repeat for several tops.
+    #[arg(long, value_name = "NAME=g.npy", requires = "backward")]
+    pub top_diff: Vec<String>,
 }
 
 /// The parsed, upgraded net definition and the weights as the engine takes them.
@@ -501,12 +510,106 @@ pub fn forward(args: &ForwardArgs) -> Result<Vec<String>> {
             .filter_map(|spec| spec.split_once('='))
             .map(|(_, p)| Path::new(p)),
     );
+    inputs.extend(
+        args.top_diff
+            .iter()
+            .filter_map(|spec| spec.split_once('='))
+            .map(|(_, p)| Path::new(p)),
+    );
     outfile::check_outputs(&files.iter().map(PathBuf::as_path).collect::<Vec<_>>(), &inputs)?;
+    // The top gradients are read and checked before the pass, so a bad one writes nothing.
+    let mut top_diffs = Vec::new();
+    for spec in &args.top_diff {
+        let (name, path) = spec
+            .split_once('=')
+            .with_context(|| format!("--top-diff '{spec}' is not NAME=g.npy"))?;
+        let array = sparse::read_npy::<f32>(path)?;
+        let Some(blob) = net.blob(name) else {
+            bail!("--top-diff {name}: the net has no blob '{name}'");
+        };
+        if array.shape != blob.shape() {
+            bail!(
+                "--top-diff {name}: {path} has shape {:?}, the blob {:?}",
+                array.shape,
+                blob.shape()
+            );
+        }
+        top_diffs.push((name.to_string(), array.data));
+    }
     net.forward()?;
     std::fs::create_dir_all(&args.output).with_context(|| args.output.display().to_string())?;
     for (name, file) in names.iter().zip(&files) {
         let blob = net.blob(name).expect("listed blob exists");
         sparse::write_npy(file, blob.shape(), blob.data())?;
     }
+    if args.backward {
+        backward(&mut net, &top_diffs, &args.output)?;
+    }
     Ok(names)
+}
+
+/// Caffe's backward pass after `forward`, given top gradients, and its gradients written under `dir`.
+fn backward(net: &mut engine::Net, top_diffs: &[(String, Vec<f32>)], dir: &Path) -> Result<()> {
+    // A named loss top's gradient replaces its loss weight, as setting the diff in pycaffe does: the engine seeds
+    // the weight, so the difference is added.
+    let layers: Vec<engine::LayerInfo> = net.layers().cloned().collect();
+    let extras: Vec<(String, Vec<f32>)> = top_diffs
+        .iter()
+        .map(|(name, g)| {
+            let weight = layers
+                .iter()
+                .rev()
+                .find_map(|l| l.tops.iter().position(|t| t == name).map(|i| l.loss_weights[i]))
+                .unwrap_or(0.0);
+            (name.clone(), g.iter().map(|v| v - weight).collect())
+        })
+        .collect();
+    let refs: Vec<(&str, &[f32])> = extras.iter().map(|(n, g)| (n.as_str(), g.as_slice())).collect();
+    net.clear_param_diffs();
+    net.backward_with(&refs)?;
+    // The blobs that took part: tops of layers that ran backward, bottoms they sent a gradient to, named tops.
+    let mut received: Vec<&str> = top_diffs.iter().map(|(n, _)| n.as_str()).collect();
+    for layer in &layers {
+        let Some((needed, bottoms_need)) = net.layer_needs_backward(&layer.name) else {
+            continue;
+        };
+        if needed {
+            received.extend(layer.tops.iter().map(String::as_str));
+            received.extend(
+                layer
+                    .bottoms
+                    .iter()
+                    .zip(bottoms_need)
+                    .filter(|(_, &need)| need)
+                    .map(|(b, _)| b.as_str()),
+            );
+        }
+    }
+    received.sort_unstable();
+    received.dedup();
+    let diff_dir = dir.join("diff");
+    std::fs::create_dir_all(&diff_dir).with_context(|| diff_dir.display().to_string())?;
+    for name in received {
+        if let Some(diff) = net.blob_diff(name) {
+            sparse::write_npy(
+                diff_dir.join(format!("{}.npy", name.replace('/', "__"))),
+                diff.shape(),
+                diff.data(),
+            )?;
+        }
+    }
+    for layer in &layers {
+        let Some(diffs) = net.param_diffs(&layer.name) else {
+            continue;
+        };
+        if diffs.is_empty() {
+            continue;
+        }
+        let folder = dir.join("param_diff").join(layer.name.replace('/', "__"));
+        std::fs::create_dir_all(&folder).with_context(|| folder.display().to_string())?;
+        for (i, diff) in diffs.iter().enumerate() {
+            sparse::write_npy(folder.join(format!("{i}.npy")), diff.shape(), diff.data())?;
+        }
+    }
+    Ok(())
 }

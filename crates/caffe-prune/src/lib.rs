@@ -50,10 +50,13 @@ enum Command {
         caffe-prune eval --net testdata/lenet_train_test.prototxt --weights pruned.caffemodel \\\n      \
         --data t10k-images-idx3-ubyte.gz --predictions labels.npy")]
     Eval(eval::EvalArgs),
-    /// One forward pass on given input arrays; every top blob written as DIR/<blob>.npy.
+    /// One forward pass on given input arrays; every top blob written as DIR/<blob>.npy. With --backward, Caffe's
+    /// backward pass too, its gradients in DIR/diff/ and DIR/param_diff/.
     #[command(after_help = "Example:\n  \
         caffe-prune forward --net testdata/lenet.prototxt --weights testdata/lenet.caffemodel \\\n      \
-        --input data=x.npy -o blobs/      (x.npy: float32, shape 1x1x28x28)")]
+        --input data=x.npy -o blobs/      (x.npy: float32, shape 1x1x28x28)\n  \
+        caffe-prune forward --net net.prototxt --weights w.caffemodel --input x=x.npy -o blobs/ \\\n      \
+        --backward --top-diff y=dy.npy    (gradients as pycaffe's net.backward())")]
     Forward(eval::ForwardArgs),
     /// Prune one layer at a time over a grid of keep fractions and measure each setting's accuracy: a table, CSV,
     /// SVG plot, and with --budget a suggested --keep.
