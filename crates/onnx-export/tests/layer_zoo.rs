@@ -30,10 +30,12 @@ const NOT_EXPORTED: [&str; 10] = [
     "softmax_loss_ignore",
 ];
 
-/// Runs the model on the named inputs (`name=path.npy` arguments) and saves every output.
+/// Checks the model with onnx.checker (full check), runs it on the named inputs (`name=path.npy` arguments) and saves
+/// every output.
 const RUN: &str = r#"
-import sys, numpy as np, onnxruntime as ort
+import sys, numpy as np, onnx, onnxruntime as ort
 model_path, out = sys.argv[1:3]
+onnx.checker.check_model(model_path, full_check=True)
 feeds = {kv.split("=", 1)[0]: np.load(kv.split("=", 1)[1]).astype(np.float32) for kv in sys.argv[3:]}
 session = ort.InferenceSession(model_path, providers=["CPUExecutionProvider"])
 names = [o.name for o in session.get_outputs()]
@@ -116,7 +118,7 @@ fn run_case(dir: &Path) -> Outcome {
 #[test]
 fn inference_layers_export_with_caffes_outputs() {
     let Some(fixtures) = testkit::fixtures() else { return };
-    if !testkit::python_has(&["onnxruntime", "numpy"]) {
+    if !testkit::python_has(&["onnx", "onnxruntime", "numpy"]) {
         return;
     }
     let root = fixtures.join("golden/layers");
@@ -161,7 +163,7 @@ fn inference_layers_export_with_caffes_outputs() {
 /// against Caffe on the plain cases and by finite differences on these, is the reference).
 #[test]
 fn recurrent_layers_with_static_input_and_exposed_state_match_the_engine() {
-    if !testkit::python_has(&["onnxruntime", "numpy"]) {
+    if !testkit::python_has(&["onnx", "onnxruntime", "numpy"]) {
         return;
     }
     for (kind, states) in [("LSTM", 2), ("RNN", 1)] {
