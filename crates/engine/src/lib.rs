@@ -62,7 +62,7 @@ mod weights;
 pub use arith::{arithmetic, set_arithmetic, Arithmetic};
 pub use error::{Error, LayerError};
 pub use filler::filled;
-pub use layers::{Backward, Layer};
+pub use layers::{Backward, Layer, LAYER_TYPES};
 pub use net::{ExternalInput, LayerInfo, LearnableParam, Net, NetOptions};
 pub use sparse::{set_sparse_crossover, sparse_crossover, CONV_CROSSOVER, INNER_PRODUCT_CROSSOVER};
 pub use tensor::Tensor;

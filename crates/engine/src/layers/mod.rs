@@ -128,6 +128,63 @@ const fn arity(bottoms: (usize, usize), tops: (usize, usize)) -> Arity {
 
 const MANY: usize = usize::MAX;
 
+/// Every compute layer type [`create`] builds, in the order of its table (data-source types are in
+/// [`DATA_SOURCE_TYPES`]). The README lists these; a test keeps both in step with the table.
+pub const LAYER_TYPES: &[&str] = &[
+    "Convolution",
+    "Deconvolution",
+    "Pooling",
+    "InnerProduct",
+    "ReLU",
+    "PReLU",
+    "Sigmoid",
+    "TanH",
+    "Dropout",
+    "Softmax",
+    "SoftmaxWithLoss",
+    "Accuracy",
+    "EuclideanLoss",
+    "LRN",
+    "BatchNorm",
+    "Scale",
+    "Bias",
+    "Eltwise",
+    "Concat",
+    "Slice",
+    "Split",
+    "Flatten",
+    "Reshape",
+    "Silence",
+    "AbsVal",
+    "BNLL",
+    "Exp",
+    "Log",
+    "Power",
+    "ELU",
+    "Threshold",
+    "Clip",
+    "Tile",
+    "ArgMax",
+    "Reduction",
+    "MVN",
+    "Parameter",
+    "BatchReindex",
+    "Embed",
+    "Crop",
+    "ContrastiveLoss",
+    "HingeLoss",
+    "InfogainLoss",
+    "MultinomialLogisticLoss",
+    "SigmoidCrossEntropyLoss",
+    "Im2col",
+    "SPP",
+    "LSTMUnit",
+    "LSTM",
+    "RNN",
+    "Filter",
+    "Swish",
+];
+
 /// Builds the layer for `param` (whose `type` is `layer_type`) in `phase`, after checking its bottom and top
 /// counts. `Ok(None)` means the type is not implemented. Data-source types are the net's business, not this.
 pub(crate) fn create(
@@ -137,6 +194,10 @@ pub(crate) fn create(
     n_bottoms: usize,
     n_tops: usize,
 ) -> LayerResult<Option<Box<dyn Layer>>> {
+    // The table below is the list: a type missing from LAYER_TYPES is not built (its tests then fail).
+    if !LAYER_TYPES.contains(&layer_type) {
+        return Ok(None);
+    }
     let (layer, arity): (Box<dyn Layer>, Arity) = match layer_type {
         "Convolution" => (
             Box::new(conv_nd::AnyConvolution::new(param, false)?),
@@ -612,5 +673,31 @@ mod robustness {
         }
         // Every layer ran on some shapes.
         assert_eq!(ran.len(), cases().len(), "layers that never ran forward: {ran:?}");
+    }
+}
+
+#[cfg(test)]
+mod registry_tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_type_is_built_and_no_other() {
+        for &kind in LAYER_TYPES {
+            let param = LayerParameter {
+                r#type: Some(kind.into()),
+                ..Default::default()
+            };
+            // Default parameters may be refused (num_output 0, ...), but never as an unknown type.
+            let built = create(&param, kind, Phase::Test, 2, 1);
+            assert!(!matches!(built, Ok(None)), "{kind} is listed but not built");
+        }
+        let mut sorted = LAYER_TYPES.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), LAYER_TYPES.len(), "listed twice");
+        for kind in ["Python", "Data", "Convolution3D", ""] {
+            let param = LayerParameter::default();
+            assert!(matches!(create(&param, kind, Phase::Test, 1, 1), Ok(None)), "{kind}");
+        }
     }
 }
