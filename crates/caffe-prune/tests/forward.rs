@@ -4,12 +4,9 @@
 use std::path::Path;
 use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_caffe-prune");
+use testkit::relative_error;
 
-fn relative_error(ours: &[f32], theirs: &[f32]) -> f32 {
-    let scale = theirs.iter().fold(0.0f32, |m, x| m.max(x.abs())).max(1e-12);
-    ours.iter().zip(theirs).fold(0.0f32, |m, (a, b)| m.max((a - b).abs())) / scale
-}
+const BIN: &str = env!("CARGO_BIN_EXE_caffe-prune");
 
 fn check_case(root: &Path, name: &str, give_top_diffs: bool) {
     let case = root.join(name);

@@ -11,6 +11,8 @@ use caffemodel::text::Schema;
 use engine::{Net, NetOptions};
 use onnx_export::{export, write, ExportError, ExportOptions, EXTERNAL_THRESHOLD};
 
+use testkit::relative_error;
+
 const TOLERANCE: f64 = 1e-4;
 
 /// Layers whose forward depends on the phase, for cases recorded in TRAIN: the export is for inference.
@@ -43,15 +45,6 @@ wanted = {i.name for i in session.get_inputs()}
 for name, value in zip(names, session.run(names, {k: v for k, v in feeds.items() if k in wanted})):
     np.save(f"{out}/{name}.npy", np.asarray(value, dtype=np.float32))
 "#;
-
-fn relative_error(ours: &[f32], theirs: &[f32]) -> f64 {
-    let scale = theirs.iter().fold(0.0f64, |m, &x| m.max(f64::from(x).abs())).max(1e-12);
-    let worst = ours
-        .iter()
-        .zip(theirs)
-        .fold(0.0f64, |m, (&a, &b)| m.max((f64::from(a) - f64::from(b)).abs()));
-    worst / scale
-}
 
 enum Outcome {
     Matched(f64),

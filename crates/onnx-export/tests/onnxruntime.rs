@@ -9,6 +9,8 @@ use caffemodel::text::Schema;
 use engine::{Net, NetOptions};
 use onnx_export::{export, write, ExportOptions, EXTERNAL_THRESHOLD};
 
+use testkit::relative_error;
+
 const TOLERANCE: f64 = 1e-4;
 
 /// Checks the model with onnx.checker (full check, shapes inferred), runs it on `input` and saves every graph
@@ -44,15 +46,6 @@ fn build(prototxt: &Path, weights: &Path) -> (caffe_proto::NetParameter, Net) {
     let model = caffemodel::ModelFile::open(weights).unwrap();
     net.copy_from(&model.net().unwrap().engine_weights()).unwrap();
     (param, net)
-}
-
-fn relative_error(ours: &[f32], theirs: &[f32]) -> f64 {
-    let scale = theirs.iter().fold(0.0f64, |m, &x| m.max(f64::from(x).abs())).max(1e-12);
-    let worst = ours
-        .iter()
-        .zip(theirs)
-        .fold(0.0f64, |m, (&a, &b)| m.max((f64::from(a) - f64::from(b)).abs()));
-    worst / scale
 }
 
 fn check_deploy(model: &str) {

@@ -52,3 +52,39 @@ pub fn python_has(modules: &[&str]) -> bool {
     }
     ok
 }
+
+/// The comparison metric of the tests against real Caffe: `max |found - golden| / max |golden|` (the scale floored
+/// at 1e-12), in f64. Infinite when any difference is NaN (a NaN output must never pass a `<=` or a `>` check).
+///
+/// # Panics
+/// When the lengths differ.
+pub fn relative_error(found: &[f32], golden: &[f32]) -> f64 {
+    assert_eq!(found.len(), golden.len(), "lengths differ");
+    let mut max_diff = 0.0f64;
+    for (&a, &b) in found.iter().zip(golden) {
+        let diff = (f64::from(a) - f64::from(b)).abs();
+        if diff.is_nan() {
+            return f64::INFINITY;
+        }
+        max_diff = max_diff.max(diff);
+    }
+    let scale = golden
+        .iter()
+        .map(|b| f64::from(*b).abs())
+        .fold(0.0, f64::max)
+        .max(1e-12);
+    max_diff / scale
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative_error;
+
+    #[test]
+    fn relative_error_is_relative_to_the_golden_scale_and_never_passes_nan() {
+        assert_eq!(relative_error(&[1.0, 2.5], &[1.0, 2.0]), 0.25);
+        assert_eq!(relative_error(&[0.0], &[0.0]), 0.0);
+        assert_eq!(relative_error(&[f32::NAN, 1.0], &[1.0, 1.0]), f64::INFINITY);
+        assert_eq!(relative_error(&[1.0], &[f32::NAN]), f64::INFINITY);
+    }
+}

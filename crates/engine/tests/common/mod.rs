@@ -93,15 +93,6 @@ pub fn read_prototxt_raw(path: &Path) -> caffe_proto::NetParameter {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The comparison metric of these tests: max |a - b| / max(max |b|, 1e-12), i.e. the largest absolute error
-/// relative to the golden blob's largest magnitude.
-pub fn relative_error(found: &[f32], golden: &[f32]) -> f64 {
-    assert_eq!(found.len(), golden.len());
-    let max_diff = found
-        .iter()
-        .zip(golden)
-        .map(|(a, b)| (*a as f64 - *b as f64).abs())
-        .fold(0.0, f64::max);
-    let scale = golden.iter().map(|b| (*b as f64).abs()).fold(0.0, f64::max).max(1e-12);
-    max_diff / scale
-}
+/// The comparison metric of these tests (one definition, in testkit).
+#[allow(unused_imports)] // not every test file uses it
+pub use testkit::relative_error;

@@ -28,18 +28,6 @@ pub fn read_solver(path: &Path) -> SolverParameter {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// max |a - b| / max |b|.
-pub fn relative_error(found: &[f32], golden: &[f32]) -> f64 {
-    assert_eq!(found.len(), golden.len());
-    let max_diff = found
-        .iter()
-        .zip(golden)
-        .map(|(a, b)| (f64::from(*a) - f64::from(*b)).abs())
-        .fold(0.0, f64::max);
-    let scale = golden
-        .iter()
-        .map(|b| f64::from(*b).abs())
-        .fold(0.0, f64::max)
-        .max(1e-30);
-    max_diff / scale
-}
+/// The comparison metric of these tests (one definition, in testkit).
+#[allow(unused_imports)] // not every test file uses it
+pub use testkit::relative_error;
