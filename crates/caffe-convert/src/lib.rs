@@ -120,7 +120,10 @@ pub fn command() -> clap::Command {
 
 /// The whole tool: parses the process's arguments, runs, and gives the exit code (`src/main.rs` only calls this).
 pub fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match clikit::parse_args::<Args>("caffe-convert") {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
     clikit::finish("caffe-convert", args.common.apply().and_then(|()| run(&args)))
 }
 

@@ -46,7 +46,10 @@ pub fn command() -> clap::Command {
 
 /// The whole tool: parses the process's arguments, runs, and gives the exit code (`src/main.rs` only calls this).
 pub fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match clikit::parse_args::<Args>("caffe-inspect") {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
     let result = args.common.apply().and_then(|()| {
         let text = report::run(
             &args.file,

@@ -59,7 +59,7 @@ enum Command {
         --backward --top-diff y=dy.npy    (gradients as pycaffe's net.backward())")]
     Forward(eval::ForwardArgs),
     /// Prune one layer at a time over a grid of keep fractions and measure each setting's accuracy: a table, CSV,
-    /// SVG plot, and with --budget a suggested --keep.
+    /// SVG or PNG plot, and with --budget a suggested --keep.
     #[command(after_help = "Example:\n  \
         caffe-prune sweep --net lenet_test.prototxt --weights lenet.caffemodel --data mnist_test_lmdb \\\n      \
         --grid ip1=0.01:0.2:5 --csv sweep.csv --plot sweep.svg --budget 0.5")]
@@ -229,6 +229,9 @@ pub fn command() -> clap::Command {
 
 /// The whole tool: parses the process's arguments, runs, and gives the exit code (`src/main.rs` only calls this).
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match clikit::parse_args::<Cli>("caffe-prune") {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     clikit::finish("caffe-prune", cli.common.apply().and_then(|()| dispatch(&cli)))
 }

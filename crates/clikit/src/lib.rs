@@ -84,6 +84,39 @@ pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
     line.replace('\n', " ")
 }
 
+/// Parses the process's arguments into `T`. Help and version go out as clap prints them; any other mistake is one
+/// line, `TOOL: error: <what>; see TOOL --help`, with exit code 2 (clap's own message spans several lines and
+/// repeats the usage).
+pub fn parse_args<T: clap::Parser>(tool: &str) -> Result<T, ExitCode> {
+    T::try_parse().map_err(|e| {
+        use clap::error::ErrorKind;
+        if matches!(
+            e.kind(),
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        ) {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+        eprintln!(
+            "{tool}: error: {}; see {tool} --help",
+            usage_line(&e.render().to_string())
+        );
+        ExitCode::from(2)
+    })
+}
+
+/// clap's rendered error as one line: the message and its indented details, without the usage and the pointer to
+/// --help that follow a blank line.
+fn usage_line(rendered: &str) -> String {
+    let message = rendered.split("\n\n").next().unwrap_or(rendered);
+    let message = message.trim().strip_prefix("error:").unwrap_or(message).trim();
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// The end of a tool's `main`: success, or `TOOL: error: <one line>` on stderr with exit code 2 for a usage error
 /// and 1 for anything else.
 pub fn finish(tool: &str, result: anyhow::Result<()>) -> ExitCode {
@@ -120,6 +153,19 @@ mod tests {
         fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
             Some(&self.1)
         }
+    }
+
+    #[test]
+    fn clap_errors_become_one_line() {
+        let rendered = "error: the following required arguments were not provided:\n  --distill <T>\n\nUsage: caffe-prune retrain --distill <T>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            usage_line(rendered),
+            "the following required arguments were not provided: --distill <T>"
+        );
+        assert_eq!(
+            usage_line("error: unexpected argument '--x' found\n"),
+            "unexpected argument '--x' found"
+        );
     }
 
     #[test]
