@@ -386,3 +386,36 @@ fn every_command_has_threads_quiet_and_a_worked_example() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn clap_usage_errors_are_one_line_with_exit_code_2() {
+    for args in [
+        vec![
+            "retrain",
+            "--solver",
+            "s",
+            "--weights",
+            "w",
+            "--keep",
+            "ip1=0.1",
+            "-o",
+            "o",
+            "--distill-weight",
+            "2",
+        ],
+        vec!["sweep", "--bogus"],
+        vec!["eval", "--threads", "many"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_caffe-prune"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("caffe-prune: error: ") && stderr.contains("see caffe-prune --help"),
+            "{stderr}"
+        );
+    }
+}
