@@ -341,6 +341,15 @@ fn export_onnx(args: &Args, schema: &Schema) -> Result<()> {
             "an .onnx output needs --net DEPLOY.prototxt (the net to export; the input gives its weights)",
         ));
     };
+    if !(13..=21).contains(&args.opset) {
+        return Err(clikit::usage_error(format!("--opset {}: choose 13 to 21", args.opset)));
+    }
+    if args.input_shape.contains(&0) {
+        return Err(clikit::usage_error(format!(
+            "--input-shape {:?}: every dimension must be positive",
+            args.input_shape
+        )));
+    }
     let param = text::read_net_upgraded(net_path, schema)?;
     if let Some(layer) = param
         .layer

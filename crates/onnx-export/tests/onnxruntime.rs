@@ -48,6 +48,14 @@ fn build(prototxt: &Path, weights: &Path) -> (caffe_proto::NetParameter, Net) {
     (param, net)
 }
 
+/// The fixtures' trained LeNet as its batch-100 deploy net.
+fn lenet_b100(fixtures: &Path) -> (caffe_proto::NetParameter, Net) {
+    build(
+        &fixtures.join("golden/lenet/lenet_mnist_v2/lenet_deploy_b100.prototxt"),
+        &fixtures.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel"),
+    )
+}
+
 fn check_deploy(model: &str) {
     let Some(fixtures) = testkit::fixtures() else { return };
     if !testkit::python_has(&["onnx", "onnxruntime", "numpy"]) {
@@ -150,10 +158,7 @@ fn pruned_lenet_gives_caffes_10000_predictions() {
         return;
     }
     let golden = fixtures.join("golden");
-    let (param, mut net) = build(
-        &golden.join("lenet/lenet_mnist_v2/lenet_deploy_b100.prototxt"),
-        &fixtures.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel"),
-    );
+    let (param, mut net) = lenet_b100(&fixtures);
     // The tutorial's rates, as the fixtures' pruned nets were made (biases untouched).
     for (layer, keep) in [("conv1", 0.3), ("conv2", 0.1), ("ip1", 0.01), ("ip2", 0.2)] {
         let weights = &mut net.params_mut(layer).unwrap()[0];
@@ -234,11 +239,7 @@ fn quantized_weights_keep_their_codebook_and_give_the_same_outputs() {
     if !testkit::python_has(&["onnxruntime", "numpy"]) {
         return;
     }
-    let golden = fixtures.join("golden");
-    let (param, mut net) = build(
-        &golden.join("lenet/lenet_mnist_v2/lenet_deploy_b100.prototxt"),
-        &fixtures.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel"),
-    );
+    let (param, mut net) = lenet_b100(&fixtures);
     for (layer, bits) in [("conv1", 8), ("conv2", 8), ("ip1", 5), ("ip2", 5)] {
         let weights = &mut net.params_mut(layer).unwrap()[0];
         let shared = quantize::quantize(weights.data(), &quantize::KMeansOptions::new(bits)).unwrap();
