@@ -11,7 +11,6 @@ use anyhow::{bail, Context, Result};
 use caffemodel::text::{self, Schema};
 use caffemodel::{upgrade, BinaryKind};
 use clap::Parser;
-use prost::Message as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -292,9 +291,8 @@ fn run(args: &Args) -> Result<()> {
         BinaryKind::Net if args.upgrade => {
             // The typed path: every parameter must be moved, which needs the whole message.
             model.net()?;
-            let mut net = caffe_proto::NetParameter::decode(model.bytes())
-                .with_context(|| format!("{}: decoding the net", args.input.display()))?;
-            let dropped = model.bytes().len() as i64 - net.encoded_len() as i64;
+            let mut net = caffemodel::decode_net(&model)?;
+            let dropped = model.bytes().len() as i64 - caffemodel::encode(&net).len() as i64;
             if dropped != 0 {
                 eprintln!(
                     "{}: warning: {dropped} bytes of fields unknown to the schema are not carried into the upgraded file",
@@ -309,7 +307,7 @@ fn run(args: &Args) -> Result<()> {
                 }
                 emit(args, text::to_text(&net, &schema, "NetParameter").as_bytes())
             } else {
-                emit(args, &net.encode_to_vec())
+                emit(args, &caffemodel::encode(&net))
             }
         }
         kind => {
@@ -384,7 +382,7 @@ fn export_onnx(args: &Args, schema: &Schema) -> Result<()> {
     let mut net = engine::Net::new(&param, &options).with_context(|| format!("{}", net_path.display()))?;
     let model = caffez::open_model(&args.input)?;
     let report = net
-        .copy_from(&model.net()?.engine_weights())
+        .copy_from(&clikit::engine_weights(&model.net()?))
         .with_context(|| format!("{}: weights for {}", args.input.display(), net_path.display()))?;
     if report.copied.is_empty() {
         bail!(
@@ -487,7 +485,7 @@ fn convert_text(args: &Args, schema: &Schema, to_text: bool) -> Result<()> {
         let bytes = if to_text {
             text::to_text(&solver, schema, "SolverParameter").into_bytes()
         } else {
-            solver.encode_to_vec()
+            caffemodel::encode(&solver)
         };
         return emit(args, &bytes);
     }
@@ -497,17 +495,17 @@ fn convert_text(args: &Args, schema: &Schema, to_text: bool) -> Result<()> {
         let bytes = if to_text {
             text::format_text(&dynamic).into_bytes()
         } else {
-            dynamic.encode_to_vec()
+            caffemodel::encode(&dynamic)
         };
         return emit(args, &bytes);
     }
-    let mut net = caffe_proto::NetParameter::decode(dynamic.encode_to_vec().as_slice())?;
+    let mut net: caffe_proto::NetParameter = text::to_typed(&args.input, &dynamic)?;
     let steps = upgrade::upgrade_net(&mut net).with_context(|| format!("{}: upgrade", args.input.display()))?;
     report(&steps, &args.input);
     let bytes = if to_text {
         text::to_text(&net, schema, "NetParameter").into_bytes()
     } else {
-        net.encode_to_vec()
+        caffemodel::encode(&net)
     };
     emit(args, &bytes)
 }

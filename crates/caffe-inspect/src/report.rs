@@ -3,7 +3,7 @@
 use crate::stats::Partial;
 use anyhow::{Context, Result};
 use caffemodel::text::{self, Schema};
-use caffemodel::{BinaryKind, BlobView, ModelFile, Net};
+use caffemodel::{BinaryKind, BlobView, ModelFile, NetMessage};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, Table};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -224,7 +224,7 @@ fn blob_report(blob: &BlobView<'_, '_>, type_name: &str, max_gap: u64, gap_bytes
 }
 
 /// Computes the per-layer figures of a net.
-pub fn weights_report(model: &ModelFile, net: &Net<'_>, index_bits: u8) -> WeightsReport {
+pub fn weights_report(model: &ModelFile, net: &NetMessage<'_>, index_bits: u8) -> WeightsReport {
     let max_gap = (1u64 << index_bits) - 1;
     let gap_bytes = u64::from(index_bits).div_ceil(8);
     let layers: Vec<LayerReport> = net
@@ -413,7 +413,7 @@ fn upgraded_net(path: &Path, schema: &Schema) -> Result<(caffe_proto::NetParamet
     Ok((net, needed))
 }
 
-fn net_check(net: &Net<'_>, prototxt: &Path, schema: &Schema) -> Result<NetCheck> {
+fn net_check(net: &NetMessage<'_>, prototxt: &Path, schema: &Schema) -> Result<NetCheck> {
     let (def, _) = upgraded_net(prototxt, schema)?;
     let with_weights: Vec<String> = net
         .layers()

@@ -7,7 +7,6 @@ use datasets::{
     Batch, Batcher, ColorMode, Dataset, IdxDataset, ImageDataset, ImageOptions, LeveldbDataset, LmdbDataset,
     Transformer,
 };
-use prost::Message as _;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -115,7 +114,7 @@ pub fn load(args: &NetArgs) -> Result<Loaded> {
 
 /// The weights of every layer with blobs, as the engine takes them (any file generation).
 pub fn weights_of(model: &ModelFile) -> Result<Vec<engine::LayerWeights>> {
-    Ok(model.net()?.engine_weights())
+    Ok(clikit::engine_weights(&model.net()?))
 }
 
 /// What `eval` measured.
@@ -437,9 +436,7 @@ pub fn beside(path: &str, base: &Path) -> PathBuf {
 /// sources are resolved against.
 pub fn read_mean(name: &str, base: &Path) -> Result<caffe_proto::BlobProto> {
     let path = beside(name, base);
-    let file = ModelFile::open(&path)?;
-    file.blob()?;
-    caffe_proto::BlobProto::decode(file.bytes()).with_context(|| path.display().to_string())
+    Ok(caffemodel::decode_blob(&ModelFile::open(&path)?)?)
 }
 
 /// Runs `eval`.

@@ -2,7 +2,7 @@
 
 use crate::Args;
 use anyhow::{bail, Context, Result};
-use caffemodel::Net;
+use caffemodel::NetMessage;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, Table};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -104,7 +104,7 @@ struct Target {
     dims: Vec<i64>,
 }
 
-fn select(net: &Net<'_>, args: &Args, named: &BTreeMap<String, f64>) -> Result<Vec<Target>> {
+fn select(net: &NetMessage<'_>, args: &Args, named: &BTreeMap<String, f64>) -> Result<Vec<Target>> {
     let layers = net.layers();
     for name in named.keys().chain(&args.layers) {
         let found = layers.iter().find(|l| l.name() == name.as_str());

@@ -10,7 +10,6 @@ use caffemodel::text::{self, Schema};
 use caffemodel::ModelFile;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, Table};
 use indicatif::ProgressBar;
-use prost::Message as _;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -419,8 +418,8 @@ impl Observer for Progress {
             outfile::write_atomic(&path, |out| out.write_all(&bytes)).map_err(|e| e.to_string())?;
             Ok::<_, String>(path.display().to_string())
         };
-        let model = write(&snapshot.model_filename, snapshot.model.encode_to_vec())?;
-        let state = write(&snapshot.state_filename, snapshot.state.encode_to_vec())?;
+        let model = write(&snapshot.model_filename, caffemodel::encode(&snapshot.model))?;
+        let state = write(&snapshot.state_filename, caffemodel::encode(&snapshot.state))?;
         say(&self.bar, format!("snapshot: {model}, {state}"));
         self.written.extend([model, state]);
         Ok(())
@@ -486,8 +485,7 @@ pub fn train(args: &TrainArgs) -> Result<TrainReport> {
     }
     if let Some(state_path) = &args.resume {
         let file = ModelFile::open(state_path)?;
-        file.solver_state()?;
-        let state = caffe_proto::SolverState::decode(file.bytes()).with_context(|| state_path.display().to_string())?;
+        let state = caffemodel::decode_solver_state(&file)?;
         let learned = state
             .learned_net
             .as_deref()

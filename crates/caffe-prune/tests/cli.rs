@@ -84,34 +84,20 @@ fn golden_settings_keep_the_counts_and_cuts_of_the_reference_run() {
     assert_eq!(checked, 9);
 }
 
-/// Byte ranges of every blob payload of `path`'s weight blobs: (offset, len).
+/// Byte ranges of every layer's first blob payload in `path`: (offset, len).
 fn payload_ranges(path: &Path) -> Vec<(usize, usize)> {
     let file = ModelFile::open(path).unwrap();
     let net = file.net().unwrap();
-    let mut out = Vec::new();
-    for layer in net.layers() {
-        if let Some(blob) = layer.blobs().first() {
-            for node in &blob_message(&layer, 0).nodes {
-                if let caffemodel::tree::Node::Values { number: 5, payload, .. } = node {
-                    out.push((
-                        payload.file_offset().unwrap() as usize,
-                        payload.len(caffemodel::tree::Elem::F32) * 4,
-                    ));
-                }
-            }
-            let _ = blob;
-        }
-    }
-    out
-}
-
-fn blob_message<'n, 'f>(layer: &caffemodel::LayerView<'n, 'f>, index: usize) -> &'n caffemodel::tree::Message<'f> {
-    layer
-        .message()
-        .children()
-        .filter(|c| c.kind == caffemodel::tree::MessageKind::Blob)
-        .nth(index)
-        .unwrap()
+    net.layers()
+        .iter()
+        .filter_map(|layer| {
+            layer
+                .blobs()
+                .first()
+                .map(|blob| blob.data().packed_f32_range().unwrap())
+        })
+        .map(|range| (range.start as usize, (range.end - range.start) as usize))
+        .collect()
 }
 
 #[test]

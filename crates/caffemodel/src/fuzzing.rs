@@ -12,7 +12,7 @@
 //! - printed prototxt parses back to the same message;
 //! - a failed npz import leaves the net unchanged, a successful one exports and imports back to the same bytes.
 
-use crate::model::{BlobView, ModelFile, Net};
+use crate::model::{BlobView, ModelFile, NetMessage};
 use crate::text::{self, Schema};
 use crate::tree::{Elem, MessageKind};
 use crate::{npz, upgrade, Error};
@@ -101,7 +101,7 @@ pub fn binaryproto(data: &[u8]) {
     }
 }
 
-fn check_net_view(net: &Net<'_>, data: &[u8]) {
+fn check_net_view(net: &NetMessage<'_>, data: &[u8]) {
     assert_eq!(net.encoded_len(), data.len() as u64, "encoded_len of an untouched net");
     assert!(net.to_bytes() == data, "a parsed net must re-encode to its own bytes");
     let _ = (net.name(), net.generation());
@@ -158,7 +158,7 @@ fn same_bits_f32(a: &[f32], b: &[f32]) -> bool {
 }
 
 /// The views agree with prost's reading of the same bytes.
-fn compare_net(net: &Net<'_>, typed: &NetParameter) {
+fn compare_net(net: &NetMessage<'_>, typed: &NetParameter) {
     let (mut modern, mut v1) = (typed.layer.iter(), typed.layers.iter());
     for layer in net.layers() {
         let what = format!("layer {}", layer.index);

@@ -9,7 +9,7 @@
 //! even: an odd count gets one more filler, made by splitting an entry whose gap is at least 1.
 
 use crate::error::{Error, Result};
-use crate::model::Net;
+use crate::model::NetMessage;
 use std::collections::BTreeSet;
 use std::io::Write;
 
@@ -81,7 +81,7 @@ fn nibbles(values: &[u8]) -> Vec<u8> {
 
 /// Writes `net` (a quantized net: each stored layer's weights hold at most `2^b - 1` distinct nonzero values) in
 /// Han's layout to `out`; returns the stored layers with their entry counts.
-pub fn write_han(net: &Net<'_>, out: &mut dyn Write) -> Result<Vec<(String, usize)>> {
+pub fn write_han(net: &NetMessage<'_>, out: &mut dyn Write) -> Result<Vec<(String, usize)>> {
     let path = net.path();
     let mut layers = Vec::new();
     for layer in net.layers() {

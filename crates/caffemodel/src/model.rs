@@ -157,9 +157,9 @@ impl ModelFile {
     }
 
     /// Parses the file as a net (`.caffemodel`).
-    pub fn net(&self) -> Result<Net<'_>> {
+    pub fn net(&self) -> Result<NetMessage<'_>> {
         let root = self.parse(MessageKind::Net)?;
-        let net = Net { path: &self.path, root };
+        let net = NetMessage { path: &self.path, root };
         net.validate()?;
         Ok(net)
     }
@@ -224,12 +224,12 @@ impl std::fmt::Display for Generation {
 }
 
 /// A parsed `.caffemodel`: the lossless tree of a NetParameter, editable blob payloads, and encoding.
-pub struct Net<'f> {
+pub struct NetMessage<'f> {
     path: &'f Path,
     root: Message<'f>,
 }
 
-impl<'f> Net<'f> {
+impl<'f> NetMessage<'f> {
     /// The file this net was read from.
     pub fn path(&self) -> &Path {
         self.path
@@ -253,32 +253,6 @@ impl<'f> Net<'f> {
             }
         }
         generation
-    }
-
-    /// Every layer's weights, as the `engine` crate takes them, for any file generation (legacy
-    /// 4-D shapes are kept as such). Layers without blobs are listed too, as Caffe's
-    /// `CopyTrainedLayersFrom` walks every source layer (and reports those the net lacks). The one
-    /// place a model file becomes engine weights.
-    #[cfg(feature = "engine")]
-    pub fn engine_weights(&self) -> Vec<engine::LayerWeights> {
-        self.layers()
-            .iter()
-            .map(|layer| engine::LayerWeights {
-                name: layer.name().to_string(),
-                blobs: layer
-                    .blobs()
-                    .iter()
-                    .map(|blob| {
-                        let shape = blob.shape();
-                        engine::WeightBlob {
-                            shape: shape.dims,
-                            legacy: shape.legacy,
-                            data: blob.data().to_vec_f32(),
-                        }
-                    })
-                    .collect(),
-            })
-            .collect()
     }
 
     /// The layers, `layer` and `layers` alike, in file order.
@@ -418,7 +392,7 @@ fn raw_string<'f>(message: &Message<'f>, number: u32) -> Option<Cow<'f, str>> {
     message.last_raw(number).map(|f| String::from_utf8_lossy(f.value))
 }
 
-/// One layer of a [`Net`], whatever its generation.
+/// One layer of a [`NetMessage`], whatever its generation.
 #[derive(Clone, Copy)]
 pub struct LayerView<'n, 'f> {
     message: &'n Message<'f>,
@@ -620,10 +594,10 @@ impl<'n, 'f> BlobView<'n, 'f> {
     }
 
     /// The blob's data: `double_data` when it holds any value, else `data` (Caffe's `Blob::FromProto`).
-    pub fn data(&self) -> Values<'n, 'f> {
+    pub fn data(&self) -> BlobValues<'n, 'f> {
         let segments: Vec<_> = data_payloads(self.message).collect();
         let len = segments.iter().map(|(p, e)| p.len(*e)).sum();
-        Values { segments, len }
+        BlobValues { segments, len }
     }
 
     /// True when the blob carries a gradient (`diff` or `double_diff`).
@@ -657,12 +631,12 @@ impl<'n, 'f> BlobView<'n, 'f> {
 }
 
 /// The values of a blob, possibly split over several fields; read without copying the whole payload.
-pub struct Values<'n, 'f> {
+pub struct BlobValues<'n, 'f> {
     segments: Vec<(&'n Payload<'f>, Elem)>,
     len: usize,
 }
 
-impl Values<'_, '_> {
+impl BlobValues<'_, '_> {
     /// Number of values.
     pub fn len(&self) -> usize {
         self.len

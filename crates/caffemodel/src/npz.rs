@@ -10,7 +10,7 @@
 //! weight in a relative-index blob comes back as +0.0, since the format stores only nonzeros.
 
 use crate::error::{Error, Result};
-use crate::model::{is_prunable_type, output_rows, Net};
+use crate::model::{is_prunable_type, output_rows, NetMessage};
 use sparse::{CompressedMatrix, Csc, Csr, Gaps, GapsRef, NpzReader, NpzWriter};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -91,7 +91,7 @@ fn npz_error(path: &Path, e: sparse::NpzError) -> Error {
 }
 
 /// Writes the net's weights to `out` as an npz in `layout`; returns what was written.
-pub fn export_npz(net: &Net<'_>, out: &Path, layout: Layout) -> Result<Vec<BlobEntry>> {
+pub fn export_npz(net: &NetMessage<'_>, out: &Path, layout: Layout) -> Result<Vec<BlobEntry>> {
     let mut writer = NpzWriter::create(out).map_err(|e| npz_error(out, e))?;
     let mut entries = Vec::new();
     for layer in net.layers() {
@@ -250,7 +250,7 @@ pub fn scipy_file_name(layer: &str) -> String {
 }
 
 /// The files [`export_scipy`] writes into `dir`, one per layer with a prunable weight blob.
-pub fn scipy_files(net: &Net<'_>, dir: &Path) -> Vec<PathBuf> {
+pub fn scipy_files(net: &NetMessage<'_>, dir: &Path) -> Vec<PathBuf> {
     net.layers()
         .into_iter()
         .filter(|layer| is_prunable_type(&layer.type_name()) && !layer.blobs().is_empty())
@@ -260,7 +260,7 @@ pub fn scipy_files(net: &Net<'_>, dir: &Path) -> Vec<PathBuf> {
 
 /// Writes one `scipy.sparse.load_npz`-readable file per prunable weight blob into the folder `dir` (created if
 /// missing), the blob viewed as 2-D (outputs x rest).
-pub fn export_scipy(net: &Net<'_>, dir: &Path, format: ScipyFormat) -> Result<Vec<BlobEntry>> {
+pub fn export_scipy(net: &NetMessage<'_>, dir: &Path, format: ScipyFormat) -> Result<Vec<BlobEntry>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut entries = Vec::new();
     let mut names = BTreeSet::new();
@@ -309,7 +309,7 @@ pub fn export_scipy(net: &Net<'_>, dir: &Path, format: ScipyFormat) -> Result<Ve
 
 /// Reads weights from the npz `input` (either layout) into `net`, blob by blob. Every blob of `net` must be in the
 /// file with its shape, and every array of the file must belong to a blob of `net`; on any mismatch nothing is changed.
-pub fn import_npz(net: &mut Net<'_>, input: &Path) -> Result<Vec<BlobEntry>> {
+pub fn import_npz(net: &mut NetMessage<'_>, input: &Path) -> Result<Vec<BlobEntry>> {
     let mut reader = NpzReader::open(input).map_err(|e| npz_error(input, e))?;
     let mut unused: BTreeSet<String> = reader.keys().iter().cloned().collect();
     let mut planned = Vec::new();

@@ -107,7 +107,7 @@ pub fn read_text_file(path: &Path) -> Result<String> {
 pub fn read_net(path: &Path, schema: &Schema) -> Result<caffe_proto::NetParameter> {
     let text = read_text_file(path)?;
     let dynamic = parse(path, &text, schema, "NetParameter")?;
-    transcode(path, &dynamic)
+    to_typed(path, &dynamic)
 }
 
 /// Reads a net `.prototxt` and upgrades a V0/V1 or legacy-input layout to the modern one, as Caffe's
@@ -124,10 +124,11 @@ pub fn read_net_upgraded(path: &Path, schema: &Schema) -> Result<caffe_proto::Ne
 pub fn read_solver(path: &Path, schema: &Schema) -> Result<caffe_proto::SolverParameter> {
     let text = read_text_file(path)?;
     let dynamic = parse(path, &text, schema, "SolverParameter")?;
-    transcode(path, &dynamic)
+    to_typed(path, &dynamic)
 }
 
-fn transcode<T: prost::Message + Default>(path: &Path, dynamic: &DynamicMessage) -> Result<T> {
+/// A text-parsed message as its typed counterpart (e.g. `caffe_proto::NetParameter`); `path` names the file in errors.
+pub fn to_typed<T: prost::Message + Default>(path: &Path, dynamic: &DynamicMessage) -> Result<T> {
     T::decode(dynamic.encode_to_vec().as_slice()).map_err(|e| Error::invalid(path, e.to_string()))
 }
 

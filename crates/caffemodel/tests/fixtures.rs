@@ -88,14 +88,38 @@ fn layers_blobs_and_counts_match_the_manifest() {
     assert_eq!(checked, 8, "the MANIFEST lists 8 caffemodels with layer facts");
 }
 
-/// Offsets where a field of the top-level message ends: cutting there leaves a shorter but valid message.
+/// Offsets where a field of the top-level message ends: cutting there leaves a shorter but valid message. Walks the
+/// wire format itself (tags, varints, lengths) so the test does not lean on the crate's own field reader.
 fn top_level_boundaries(bytes: &[u8]) -> Vec<usize> {
-    caffemodel::wire::Fields::new(bytes, 0)
-        .map(|f| {
-            let f = f.unwrap();
-            f.offset as usize + f.bytes.len()
-        })
-        .collect()
+    fn varint(bytes: &[u8], at: &mut usize) -> u64 {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = bytes[*at];
+            *at += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                break;
+            }
+        }
+        value
+    }
+    let mut ends = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let tag = varint(bytes, &mut at);
+        match tag & 7 {
+            0 => {
+                varint(bytes, &mut at);
+            }
+            1 => at += 8,
+            2 => at += varint(bytes, &mut at) as usize,
+            5 => at += 4,
+            wire => panic!("wire type {wire} at the top level of a fixture"),
+        }
+        assert!(at <= bytes.len(), "a field runs past the end");
+        ends.push(at);
+    }
+    ends
 }
 
 #[test]

@@ -368,7 +368,7 @@ fn random_net(seed: u64) -> (Vec<u8>, Gen, Vec<LayerSpec>) {
     (shuffle_groups(&mut rng, groups), generation, layers)
 }
 
-fn check_views(net: &caffemodel::Net<'_>, layers: &[LayerSpec]) {
+fn check_views(net: &caffemodel::NetMessage<'_>, layers: &[LayerSpec]) {
     let views = net.layers();
     assert_eq!(views.len(), layers.len());
     for (view, spec) in views.iter().zip(layers) {

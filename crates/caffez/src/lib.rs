@@ -28,7 +28,8 @@
 mod codec;
 mod error;
 pub mod format;
-#[doc(hidden)]
+/// The fuzz target's body, for `fuzz/` and the corpus-replaying tests (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 
 pub use codec::{compress, decompress, BlobReport, Compressed, CHUNK_LEN};

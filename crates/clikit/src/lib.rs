@@ -1,6 +1,8 @@
 //! What the workspace's command-line tools share, so each says it once: the flags every command takes
 //! (`--threads`, `--quiet`), progress bars that stay out of logs and `--quiet` runs, usage errors for flags that do
-//! not apply, and the one-line error with its exit code (1 for a failure, 2 for a usage error, as clap's own).
+//! not apply, and the one-line error with its exit code (1 for a failure, 2 for a usage error, as clap's own). And
+//! [`engine_weights`], the one place a model file's weights become the engine's: the format crate (`caffemodel`)
+//! knows no engine, and the engine no file format.
 
 #![warn(missing_docs)]
 
@@ -134,6 +136,30 @@ pub fn finish(tool: &str, result: anyhow::Result<()>) -> ExitCode {
             }
         }
     }
+}
+
+/// Every layer's weights of a model file as the engine takes them, for any file generation (legacy 4-D shapes are
+/// kept as such). Layers without blobs are listed too, as Caffe's `CopyTrainedLayersFrom` walks every source layer
+/// (and reports those the net lacks).
+pub fn engine_weights(net: &caffemodel::NetMessage<'_>) -> Vec<engine::LayerWeights> {
+    net.layers()
+        .iter()
+        .map(|layer| engine::LayerWeights {
+            name: layer.name().to_string(),
+            blobs: layer
+                .blobs()
+                .iter()
+                .map(|blob| {
+                    let shape = blob.shape();
+                    engine::WeightBlob {
+                        shape: shape.dims,
+                        legacy: shape.legacy,
+                        data: blob.data().to_vec_f32(),
+                    }
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -95,7 +95,7 @@ fn lmdb_records(bencher: Bencher) {
         let mut sum = 0u64;
         for _ in 0..COUNT {
             let record = reader.next().unwrap();
-            if let datasets::Values::Bytes(pixels) = record.values() {
+            if let datasets::RecordValues::Bytes(pixels) = record.values() {
                 sum += pixels.iter().map(|&p| u64::from(p)).sum::<u64>();
             }
         }

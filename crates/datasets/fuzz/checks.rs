@@ -9,7 +9,9 @@
 //!   decodes from the same bytes; one that does not fails with a Datum error.
 
 use caffe_proto::{Datum, Phase, TransformationParameter};
-use datasets::{Batch, Batcher, Dataset, Error, IdxDataset, IdxImages, IdxLabels, LmdbDataset, LmdbWriter, Values};
+use datasets::{
+    Batch, Batcher, Dataset, Error, IdxDataset, IdxImages, IdxLabels, LmdbDataset, LmdbWriter, RecordValues,
+};
 use prost::Message;
 use std::path::Path;
 
@@ -70,7 +72,7 @@ pub fn idx(data: &[u8]) {
         assert_eq!((shape.channels(), shape.height(), shape.width()), (1, rows, cols));
         assert_eq!(
             record.values(),
-            Values::Bytes(dataset.images().image(position).unwrap())
+            RecordValues::Bytes(dataset.images().image(position).unwrap())
         );
     }
 }
@@ -98,7 +100,7 @@ pub fn datum(data: &[u8], scratch: &Path) {
                 let d = expected.as_ref().expect("a record that reads is a Datum prost decodes");
                 if d.encoded.unwrap_or(false) {
                     // A decodable image: its own shape, 8-bit pixels filling it.
-                    assert!(matches!(record.values(), Values::Bytes(_)));
+                    assert!(matches!(record.values(), RecordValues::Bytes(_)));
                     assert_eq!(record.values().len(), record.shape().count());
                     assert_eq!(record.label(), d.label.unwrap_or(0));
                     return;
@@ -109,12 +111,12 @@ pub fn datum(data: &[u8], scratch: &Path) {
                 assert_eq!(dims, stored);
                 assert_eq!(record.label(), d.label.unwrap_or(0));
                 let values = match d.data.as_deref() {
-                    Some(bytes) if !bytes.is_empty() => Values::Bytes(bytes),
-                    _ => Values::Floats(&d.float_data),
+                    Some(bytes) if !bytes.is_empty() => RecordValues::Bytes(bytes),
+                    _ => RecordValues::Floats(&d.float_data),
                 };
                 let same = match (record.values(), values) {
-                    (Values::Bytes(a), Values::Bytes(b)) => a == b,
-                    (Values::Floats(a), Values::Floats(b)) => {
+                    (RecordValues::Bytes(a), RecordValues::Bytes(b)) => a == b,
+                    (RecordValues::Floats(a), RecordValues::Floats(b)) => {
                         a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
                     }
                     _ => false,

@@ -58,19 +58,19 @@ impl fmt::Display for Shape {
 
 /// A record's values as stored, channel-major (C, then H, then W).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Values<'a> {
+pub enum RecordValues<'a> {
     /// Raw 8-bit pixels (IDX images, a Datum's `data`).
     Bytes(&'a [u8]),
     /// Floats (a Datum's `float_data`).
     Floats(&'a [f32]),
 }
 
-impl Values<'_> {
+impl RecordValues<'_> {
     /// Number of values.
     pub fn len(&self) -> usize {
         match self {
-            Values::Bytes(v) => v.len(),
-            Values::Floats(v) => v.len(),
+            RecordValues::Bytes(v) => v.len(),
+            RecordValues::Floats(v) => v.len(),
         }
     }
 
@@ -82,8 +82,8 @@ impl Values<'_> {
     /// The value at `index` as Caffe's transformer reads it (a byte converted exactly to `f32`).
     pub fn get(&self, index: usize) -> Option<f32> {
         match self {
-            Values::Bytes(v) => v.get(index).map(|&b| f32::from(b)),
-            Values::Floats(v) => v.get(index).copied(),
+            RecordValues::Bytes(v) => v.get(index).map(|&b| f32::from(b)),
+            RecordValues::Floats(v) => v.get(index).copied(),
         }
     }
 }
@@ -96,7 +96,7 @@ pub struct Record<'a> {
     key: Option<&'a [u8]>,
     shape: Shape,
     label: i32,
-    values: Values<'a>,
+    values: RecordValues<'a>,
 }
 
 impl<'a> Record<'a> {
@@ -107,7 +107,7 @@ impl<'a> Record<'a> {
         key: Option<&'a [u8]>,
         shape: Shape,
         label: i32,
-        values: Values<'a>,
+        values: RecordValues<'a>,
     ) -> Option<Self> {
         (values.len() == shape.count()).then_some(Self {
             source,
@@ -145,7 +145,7 @@ impl<'a> Record<'a> {
     }
 
     /// The values, `shape().count()` of them.
-    pub fn values(&self) -> Values<'a> {
+    pub fn values(&self) -> RecordValues<'a> {
         self.values
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use caffe_proto::Datum;
 use prost::Message;
 
-use crate::dataset::{location, Dataset, Record, RecordReader, Shape, Values};
+use crate::dataset::{location, Dataset, Record, RecordReader, RecordValues, Shape};
 use crate::decode::{decode_image, ColorMode};
 use crate::lmdb::{Environment, Locking, ReadCursor};
 use crate::Error;
@@ -197,7 +197,7 @@ pub(crate) fn read_datum<'a>(
             message,
         })?;
         let label = datum.label.unwrap_or(0);
-        return Record::new(path, position, Some(key), shape, label, Values::Bytes(pixels)).ok_or_else(|| {
+        return Record::new(path, position, Some(key), shape, label, RecordValues::Bytes(pixels)).ok_or_else(|| {
             Error::ImageDecode {
                 at: location(path, position, Some(key)),
                 message: "decoded pixels do not fill the image".into(),
@@ -226,14 +226,14 @@ fn datum_record<'a>(path: &'a Path, position: usize, key: &'a [u8], datum: &'a D
     })?;
     // Caffe reads `data` when it is non-empty, `float_data` otherwise.
     let values = match datum.data.as_deref() {
-        Some(bytes) if !bytes.is_empty() => Values::Bytes(bytes),
-        _ => Values::Floats(&datum.float_data),
+        Some(bytes) if !bytes.is_empty() => RecordValues::Bytes(bytes),
+        _ => RecordValues::Floats(&datum.float_data),
     };
     if values.len() != shape.count() {
         let what = match values {
-            Values::Bytes(_) => "bytes of data",
-            Values::Floats(_) if values.is_empty() => "values: neither data nor float_data is set",
-            Values::Floats(_) => "values in float_data",
+            RecordValues::Bytes(_) => "bytes of data",
+            RecordValues::Floats(_) if values.is_empty() => "values: neither data nor float_data is set",
+            RecordValues::Floats(_) => "values in float_data",
         };
         return Err(invalid(format!(
             "channels x height x width = {shape} = {} but the Datum holds {} {what}",
@@ -361,12 +361,12 @@ pub fn write_lmdb(dataset: &dyn Dataset, path: impl AsRef<Path>) -> Result<usize
         datum.label = Some(record.label());
         datum.float_data.clear();
         match record.values() {
-            Values::Bytes(bytes) => {
+            RecordValues::Bytes(bytes) => {
                 let data = datum.data.get_or_insert_with(Vec::new);
                 data.clear();
                 data.extend_from_slice(bytes);
             }
-            Values::Floats(floats) => {
+            RecordValues::Floats(floats) => {
                 datum.data = None;
                 datum.float_data.extend_from_slice(floats);
             }

@@ -5,7 +5,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::dataset::{Dataset, Record, RecordReader, Shape, Values};
+use crate::dataset::{Dataset, Record, RecordReader, RecordValues, Shape};
 use crate::Error;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -372,7 +372,7 @@ impl RecordReader for IdxReader {
                     None,
                     shape,
                     i32::from(label),
-                    Values::Bytes(p),
+                    RecordValues::Bytes(p),
                 )
             })
             .ok_or_else(|| Error::Empty {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use caffe_proto::ImageDataParameter;
 
-use crate::dataset::{location, Dataset, Record, RecordReader, Shape, Values};
+use crate::dataset::{location, Dataset, Record, RecordReader, RecordValues, Shape};
 use crate::decode::{decode_image, ColorMode};
 use crate::rng::Mt19937;
 use crate::Error;
@@ -247,7 +247,7 @@ impl RecordReader for ImageReader {
             Some(path.as_bytes()),
             shape,
             label,
-            Values::Bytes(&self.pixels),
+            RecordValues::Bytes(&self.pixels),
         )
         .ok_or_else(|| Error::ImageDecode {
             at: location(&self.list, position, Some(path.as_bytes())),

@@ -42,7 +42,7 @@ mod lmdb;
 mod rng;
 mod transform;
 
-pub use dataset::{Batch, Batcher, Dataset, Record, RecordReader, Shape, Values};
+pub use dataset::{Batch, Batcher, Dataset, Record, RecordReader, RecordValues, Shape};
 pub use datum::{write_lmdb, LmdbDataset, LmdbWriter, RawReader, RawRecord, CAFFE_COMMIT_EVERY};
 pub use decode::{decode_image, ColorMode};
 pub use error::{Error, Location};

@@ -4,7 +4,7 @@
 
 use caffe_proto::{BlobProto, Phase, TransformationParameter};
 
-use crate::dataset::{Record, Shape, Values};
+use crate::dataset::{Record, RecordValues, Shape};
 use crate::rng::Mt19937;
 use crate::Error;
 
@@ -201,8 +201,8 @@ impl Transformer {
             mirror: do_mirror,
         };
         match record.values() {
-            Values::Bytes(src) => geometry.apply(src, &self.mean, self.scale, out),
-            Values::Floats(src) => geometry.apply(src, &self.mean, self.scale, out),
+            RecordValues::Bytes(src) => geometry.apply(src, &self.mean, self.scale, out),
+            RecordValues::Floats(src) => geometry.apply(src, &self.mean, self.scale, out),
         }
         Ok(())
     }
@@ -329,7 +329,7 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    fn record<'a>(shape: (usize, usize, usize), values: Values<'a>) -> Record<'a> {
+    fn record<'a>(shape: (usize, usize, usize), values: RecordValues<'a>) -> Record<'a> {
         let shape = Shape::new(shape.0, shape.1, shape.2).unwrap();
         Record::new(Path::new("t"), 0, None, shape, 3, values).unwrap()
     }
@@ -346,7 +346,7 @@ mod tests {
         p.crop_size = Some(2);
         let mut t = Transformer::new(&p, Phase::Test, None).unwrap();
         assert_eq!(
-            t.transform(&record((1, 3, 4), Values::Bytes(&bytes))).unwrap(),
+            t.transform(&record((1, 3, 4), RecordValues::Bytes(&bytes))).unwrap(),
             [1.0, 2.0, 5.0, 6.0]
         );
         assert!(!t.uses_rng());
@@ -361,10 +361,10 @@ mod tests {
         p.crop_size = Some(3);
         p.mirror = Some(true);
         let mut t = Transformer::new(&p, Phase::Train, None).unwrap();
-        let out = t.transform(&record((1, 5, 5), Values::Bytes(&bytes))).unwrap();
+        let out = t.transform(&record((1, 5, 5), RecordValues::Bytes(&bytes))).unwrap();
         assert_eq!(out, [2.0, 3.0, 4.0, 7.0, 8.0, 9.0, 12.0, 13.0, 14.0]);
         // Next draws: 3586334585 % 2 = 1 (mirror), 545404204 % 3 = 1, 4161255391 % 3 = 1.
-        let out = t.transform(&record((1, 5, 5), Values::Bytes(&bytes))).unwrap();
+        let out = t.transform(&record((1, 5, 5), RecordValues::Bytes(&bytes))).unwrap();
         assert_eq!(out, [8.0, 7.0, 6.0, 13.0, 12.0, 11.0, 18.0, 17.0, 16.0]);
     }
 
@@ -375,7 +375,7 @@ mod tests {
         p.mean_value = vec![1.5, 2.25];
         p.scale = Some(0.1);
         let mut t = Transformer::new(&p, Phase::Test, None).unwrap();
-        let out = t.transform(&record((2, 1, 3), Values::Bytes(&bytes))).unwrap();
+        let out = t.transform(&record((2, 1, 3), RecordValues::Bytes(&bytes))).unwrap();
         let expect = [
             (10.0f32 - 1.5) * 0.1,
             (20.0f32 - 1.5) * 0.1,
@@ -388,7 +388,7 @@ mod tests {
         p.mean_value = vec![1.0, 2.0, 3.0];
         let mut t = Transformer::new(&p, Phase::Test, None).unwrap();
         let msg = t
-            .transform(&record((2, 1, 3), Values::Bytes(&bytes)))
+            .transform(&record((2, 1, 3), RecordValues::Bytes(&bytes)))
             .unwrap_err()
             .to_string();
         assert!(msg.contains("3 mean_values given for a record of 2 channels"), "{msg}");
@@ -411,8 +411,11 @@ mod tests {
         p.scale = Some(2.0);
         p.mean_file = Some("mean.binaryproto".into());
         let mut t = Transformer::new(&p, Phase::Test, Some(&blob)).unwrap();
-        assert_eq!(t.transform(&record((1, 3, 3), Values::Floats(&floats))).unwrap(), [7.0]);
-        let wrong = record((1, 2, 2), Values::Floats(&floats[..4]));
+        assert_eq!(
+            t.transform(&record((1, 3, 3), RecordValues::Floats(&floats))).unwrap(),
+            [7.0]
+        );
+        let wrong = record((1, 2, 2), RecordValues::Floats(&floats[..4]));
         let mut p1 = p.clone();
         p1.crop_size = None;
         let mut t = Transformer::new(&p1, Phase::Test, Some(&blob)).unwrap();
@@ -443,7 +446,7 @@ mod tests {
         p.force_gray = None;
         let mut t = Transformer::new(&p, Phase::Test, None).unwrap();
         let msg = t
-            .transform(&record((1, 1, 1), Values::Bytes(&[1])))
+            .transform(&record((1, 1, 1), RecordValues::Bytes(&[1])))
             .unwrap_err()
             .to_string();
         assert!(msg.contains("force_color asks for 3 channels"), "{msg}");
@@ -451,7 +454,7 @@ mod tests {
         p.crop_size = Some(4);
         let mut t = Transformer::new(&p, Phase::Test, None).unwrap();
         let msg = t
-            .transform(&record((1, 3, 5), Values::Bytes(&[0; 15])))
+            .transform(&record((1, 3, 5), RecordValues::Bytes(&[0; 15])))
             .unwrap_err()
             .to_string();
         assert!(
@@ -461,7 +464,7 @@ mod tests {
         let mut out = [0.0; 3];
         let t = &mut Transformer::new(&param(), Phase::Test, None).unwrap();
         assert!(matches!(
-            t.transform_into(&record((1, 1, 2), Values::Bytes(&[0, 0])), &mut out),
+            t.transform_into(&record((1, 1, 2), RecordValues::Bytes(&[0, 0])), &mut out),
             Err(Error::OutputLength { expected: 2, found: 3 })
         ));
     }

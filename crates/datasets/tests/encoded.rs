@@ -208,7 +208,7 @@ fn gray_png_datum_and_force_color() {
     let mut reader = native.reader().unwrap();
     let record = reader.next().unwrap();
     assert_eq!(record.shape().to_string(), "1x3x4");
-    assert_eq!(record.values(), datasets::Values::Bytes(&pixels));
+    assert_eq!(record.values(), datasets::RecordValues::Bytes(&pixels));
     drop(reader);
     let color = native.with_color(ColorMode::from_transform(&TransformationParameter {
         force_color: Some(true),
@@ -218,7 +218,7 @@ fn gray_png_datum_and_force_color() {
     let record = reader.next().unwrap();
     assert_eq!(record.shape().to_string(), "3x3x4");
     let all: Vec<u8> = pixels.iter().chain(&pixels).chain(&pixels).copied().collect();
-    assert_eq!(record.values(), datasets::Values::Bytes(&all));
+    assert_eq!(record.values(), datasets::RecordValues::Bytes(&all));
     // force_color passes the transformer's channel check for a decoded gray image.
     let mut t = Transformer::new(
         &TransformationParameter {

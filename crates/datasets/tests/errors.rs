@@ -5,8 +5,8 @@ use std::path::Path;
 
 use caffe_proto::{Datum, Phase, TransformationParameter};
 use datasets::{
-    write_lmdb, Batch, Batcher, Dataset, Error, IdxDataset, IdxImages, IdxLabels, LmdbDataset, LmdbWriter, Transformer,
-    Values,
+    write_lmdb, Batch, Batcher, Dataset, Error, IdxDataset, IdxImages, IdxLabels, LmdbDataset, LmdbWriter,
+    RecordValues, Transformer,
 };
 use prost::Message;
 
@@ -253,7 +253,7 @@ fn float_datums_and_missing_labels_read_as_caffe_reads_them() {
     let mut reader = lmdb.reader().unwrap();
     for _ in 0..2 {
         let record = reader.next().unwrap();
-        assert_eq!(record.values(), Values::Floats(&[0.5, -2.0]));
+        assert_eq!(record.values(), RecordValues::Floats(&[0.5, -2.0]));
         assert_eq!(record.label(), 0);
     }
     // Copying the dataset writes the floats back (no `data` field) with the label Caffe read: 0.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use caffe_proto::{Phase, TransformationParameter};
 use datasets::{
-    write_lmdb, Batch, Batcher, Dataset, IdxDataset, IdxImages, IdxLabels, LmdbDataset, Transformer, Values,
+    write_lmdb, Batch, Batcher, Dataset, IdxDataset, IdxImages, IdxLabels, LmdbDataset, RecordValues, Transformer,
 };
 use sha2::{Digest, Sha256};
 use testkit::fixtures;
@@ -119,7 +119,7 @@ fn the_mnist_test_lmdb_holds_the_idx_pixels_and_the_labels_caffe_read() {
         assert_eq!(record.label(), i32::from(label), "record {i}");
         assert_eq!(
             record.values(),
-            Values::Bytes(idx.images().image(i).unwrap()),
+            RecordValues::Bytes(idx.images().image(i).unwrap()),
             "record {i}"
         );
     }

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use caffe_proto::{ImageDataParameter, Phase, TransformationParameter};
 use datasets::{
-    decode_image, resize_linear, Batch, Batcher, ColorMode, Dataset, Error, ImageDataset, ImageOptions, Shape,
-    Transformer, Values,
+    decode_image, resize_linear, Batch, Batcher, ColorMode, Dataset, Error, ImageDataset, ImageOptions, RecordValues,
+    Shape, Transformer,
 };
 
 fn images() -> std::path::PathBuf {
@@ -124,7 +124,7 @@ fn batches_in_list_order_with_labels_colour_and_transform() {
     let record = reader.next().unwrap();
     assert_eq!(record.shape().to_string(), "3x4x6");
     assert_eq!(record.key(), Some(&b"a b.png"[..]));
-    let Values::Bytes(bytes) = record.values() else {
+    let RecordValues::Bytes(bytes) = record.values() else {
         panic!()
     };
     assert_eq!(&bytes[..24], &bytes[24..48]);

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use caffe_proto::{Datum, Phase, TransformationParameter};
-use datasets::{Batch, Batcher, ColorMode, Dataset, Error, LeveldbDataset, Transformer, Values};
+use datasets::{Batch, Batcher, ColorMode, Dataset, Error, LeveldbDataset, RecordValues, Transformer};
 use prost::Message as _;
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -36,7 +36,7 @@ fn a_cpp_leveldb_reads_in_key_order_across_table_and_log() {
         let expected: Vec<u8> = (0..4)
             .flat_map(|y| (0..5).map(move |x| ((k + 7 * y + x) % 256) as u8))
             .collect();
-        assert_eq!(record.values(), Values::Bytes(&expected));
+        assert_eq!(record.values(), RecordValues::Bytes(&expected));
     }
     // Through Caffe's transform into batches, as a Data layer with backend: LEVELDB.
     let param = TransformationParameter {
@@ -95,7 +95,7 @@ fn encoded_datums_and_bad_records_in_a_leveldb() {
     let record = reader.next().unwrap();
     assert_eq!(record.key(), Some(&b"a_png"[..]));
     assert_eq!(record.shape().to_string(), "3x1x2");
-    assert_eq!(record.values(), Values::Bytes(&[9, 200, 9, 200, 9, 200]));
+    assert_eq!(record.values(), RecordValues::Bytes(&[9, 200, 9, 200, 9, 200]));
     assert_eq!(record.label(), 4);
     let err = reader.next().map(|_| ()).unwrap_err();
     assert!(matches!(err, Error::DatumDecode { .. }));

@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use caffe_proto::Datum;
-use datasets::{Dataset, LmdbDataset, LmdbWriter, Values};
+use datasets::{Dataset, LmdbDataset, LmdbWriter, RecordValues};
 
 fn write_one_record(path: &Path) {
     let mut writer = LmdbWriter::create(path).unwrap();
@@ -24,7 +24,7 @@ fn write_one_record(path: &Path) {
 fn assert_reads_the_record(lmdb: &LmdbDataset) {
     let mut reader = lmdb.reader().unwrap();
     let record = reader.next().unwrap();
-    assert_eq!((record.label(), record.values()), (7, Values::Bytes(&[42])));
+    assert_eq!((record.label(), record.values()), (7, RecordValues::Bytes(&[42])));
 }
 
 #[cfg(target_os = "linux")]

@@ -75,6 +75,8 @@ mod decode;
 mod encode;
 mod error;
 mod format;
+/// The fuzz targets' bodies, for `fuzz/` and the corpus-replaying tests (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod histogram;
 mod lengths;

@@ -66,7 +66,7 @@ fn run_case(dir: &Path) -> Outcome {
         Err(e) => return Outcome::NotBuilt(e.to_string()),
     };
     let model = caffemodel::ModelFile::open(dir.join("weights.caffemodel")).unwrap();
-    if let Err(e) = net.copy_from(&model.net().unwrap().engine_weights()) {
+    if let Err(e) = net.copy_from(&clikit::engine_weights(&model.net().unwrap())) {
         return Outcome::NotBuilt(e.to_string());
     }
     let onnx = match export(&param, &net, &ExportOptions::default()) {

@@ -44,7 +44,7 @@ fn build(prototxt: &Path, weights: &Path) -> (caffe_proto::NetParameter, Net) {
     let param = caffemodel::text::read_net_upgraded(prototxt, &Schema::builtin()).unwrap();
     let mut net = Net::new(&param, &NetOptions::test()).unwrap();
     let model = caffemodel::ModelFile::open(weights).unwrap();
-    net.copy_from(&model.net().unwrap().engine_weights()).unwrap();
+    net.copy_from(&clikit::engine_weights(&model.net().unwrap())).unwrap();
     (param, net)
 }
 

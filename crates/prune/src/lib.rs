@@ -57,9 +57,9 @@ mod stats;
 
 pub use error::PruneError;
 
-#[doc(hidden)]
+#[cfg(feature = "synthetic")]
 pub mod synthetic {
-    //! Deterministic weights shared by the benchmarks and `xtask/baselines/prune_numpy.py`.
+    //! Deterministic weights shared by the benchmarks and `xtask/baselines/prune_numpy.py` (feature `synthetic`).
 
     /// SplitMix64, then Irwin-Hall (sum of four 32-bit uniforms, two draws per weight) for a roughly
     /// normal value with std 0.05; the sums take ~2^34 values, so ties are as rare as in trained weights.

@@ -126,9 +126,9 @@ pub use error::QuantizeError;
 pub use init::Init;
 pub use kmeans::{kmeans, quantize, Clustering, KMeansOptions, Quantized};
 
-#[doc(hidden)]
+#[cfg(feature = "synthetic")]
 pub mod synthetic {
-    //! Deterministic weights for the tests and benchmarks.
+    //! Deterministic weights for the tests and benchmarks (feature `synthetic`).
 
     /// SplitMix64, then Irwin-Hall (sum of four 32-bit uniforms) for a roughly normal value with
     /// std 0.05, like trained layers; the same generator as the `prune` crate's benchmarks.

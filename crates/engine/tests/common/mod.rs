@@ -78,7 +78,7 @@ pub fn mnist_images(path: &Path) -> (usize, Vec<f32>) {
 /// Every layer's blobs of a caffemodel (any generation), as plain data.
 pub fn weights(path: &Path) -> Vec<LayerWeights> {
     let model = caffemodel::ModelFile::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    model.net().unwrap().engine_weights()
+    clikit::engine_weights(&model.net().unwrap())
 }
 
 /// A prototxt as a typed, upgraded (modern-layout) NetParameter.

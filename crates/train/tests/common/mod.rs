@@ -13,7 +13,7 @@ pub use testkit::fixtures;
 /// Every layer's blobs of a caffemodel (any generation), as plain data.
 pub fn weights(path: &Path) -> Vec<LayerWeights> {
     let model = caffemodel::ModelFile::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    model.net().unwrap().engine_weights()
+    clikit::engine_weights(&model.net().unwrap())
 }
 
 /// A prototxt as an upgraded (modern-layout) NetParameter.
