@@ -25,11 +25,9 @@ pub struct NetArgs {
     pub proto: Option<PathBuf>,
 }
 
-/// `caffe-prune eval`.
+/// The test data and the TEST net's state: what `eval` and `sweep` share besides the net and weights.
 #[derive(clap::Args, Debug, Clone)]
-pub struct EvalArgs {
-    #[command(flatten)]
-    pub net: NetArgs,
+pub struct TestArgs {
     /// The test data: a Caffe LMDB or LevelDB folder, or an IDX images file (gzipped or not) with its labels beside it; for a
     /// net whose TEST data layer is ImageData, its list of `path label` lines.
     #[arg(long, value_name = "PATH")]
@@ -47,6 +45,15 @@ pub struct EvalArgs {
     /// tools).
     #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
     pub level: i32,
+}
+
+/// `caffe-prune eval`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub net: NetArgs,
+    #[command(flatten)]
+    pub test: TestArgs,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -62,8 +69,8 @@ impl EvalArgs {
             Some(self.net.net.as_path()),
             Some(self.net.weights.as_path()),
             self.net.proto.as_deref(),
-            self.data.as_deref(),
-            self.labels.as_deref(),
+            self.test.data.as_deref(),
+            self.test.labels.as_deref(),
         ]
         .into_iter()
         .flatten()
@@ -135,7 +142,7 @@ pub struct EvalReport {
 /// The test data: `--data` or the data layer's source; an LMDB's encoded images are decoded in `color` mode (the
 /// transform's force_color / force_gray). `image_data` is the layer's parameters when it is an ImageData layer.
 fn open_dataset(
-    args: &EvalArgs,
+    args: &TestArgs,
     source: Option<&str>,
     net_dir: &Path,
     color: ColorMode,
@@ -235,8 +242,8 @@ impl BatchStream {
 
 impl TestSet {
     /// Reads the net, the weights and opens the data as the TEST Data layer (or `--data`) says.
-    pub fn open(args: &EvalArgs) -> Result<TestSet> {
-        let loaded = load(&args.net)?;
+    pub fn open(net: &NetArgs, args: &TestArgs) -> Result<TestSet> {
+        let loaded = load(net)?;
         let mut options = engine::NetOptions::test();
         options.stages = args.stage.clone();
         options.level = args.level;
@@ -256,7 +263,7 @@ impl TestSet {
             }
         };
         let batch_size = args.batch.or(layer_batch).unwrap_or(100);
-        let net_dir = args.net.net.parent().unwrap_or(Path::new("."));
+        let net_dir = net.net.parent().unwrap_or(Path::new("."));
         let dataset = open_dataset(
             args,
             source.as_deref(),
@@ -330,6 +337,11 @@ pub struct Preloaded {
 }
 
 impl Preloaded {
+    /// The batches in order, each with the number of its images that count (the last may wrap around).
+    pub fn batches(&self) -> impl Iterator<Item = (&Batch, usize)> {
+        self.batches.iter().map(|(batch, take)| (batch, *take))
+    }
+
     /// Evaluates `net` (built by [`NetSpec::build_net`]) on every preloaded batch.
     pub fn evaluate(&self, net: &mut engine::Net) -> Result<Tally> {
         let mut tally = Tally::new(net, self.images)?;
@@ -444,7 +456,7 @@ pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
     if let Some(predictions) = &args.predictions {
         outfile::check_outputs(&[predictions], &args.inputs())?;
     }
-    let mut set = TestSet::open(args)?;
+    let mut set = TestSet::open(&args.net, &args.test)?;
     let mut net = set.spec.build_net()?;
     let mut tally = Tally::new(&net, set.stream.images)?;
     let bar = clikit::progress_bar(

@@ -59,10 +59,14 @@ enum Command {
         --backward --top-diff y=dy.npy    (gradients as pycaffe's net.backward())")]
     Forward(eval::ForwardArgs),
     /// Prune one layer at a time over a grid of keep fractions and measure each setting's accuracy: a table, CSV,
-    /// SVG or PNG plot, and with --budget a suggested --keep.
+    /// SVG or PNG plot, and with --budget a suggested --keep; --shard I/N and --merge split it across machines.
     #[command(after_help = "Example:\n  \
         caffe-prune sweep --net lenet_test.prototxt --weights lenet.caffemodel --data mnist_test_lmdb \\\n      \
-        --grid ip1=0.01:0.2:5 --csv sweep.csv --plot sweep.svg --budget 0.5")]
+        --grid ip1=0.01:0.2:5 --csv sweep.csv --plot sweep.svg --budget 0.5\n\n\
+        On many machines (docs/sharded-sweeps.md): shard I of N, 0-based, on each, then the merge:\n  \
+        caffe-prune sweep --net lenet_test.prototxt --weights lenet.caffemodel --data mnist_test_lmdb \\\n      \
+        --shard 0/4 --csv shard-0.csv       (and 1/4, 2/4, 3/4)\n  \
+        caffe-prune sweep --merge shard-*.csv --csv sweep.csv --plot sweep.svg")]
     Sweep(sweep::SweepArgs),
     /// Train a net from a solver prototxt, as `caffe train`: progress bar, tests, snapshots Caffe can resume.
     #[command(after_help = "Examples:\n  \
@@ -171,7 +175,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
         }
         Some(Command::Sweep(args)) => {
             let report = sweep::sweep(args)?;
-            if args.eval.json {
+            if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", report.to_text());

@@ -103,11 +103,11 @@ fn bad_sweep_arguments_fail_with_one_line() {
         err
     };
     let base = |extra: &[&str]| base_code(extra, 1);
-    // A flag sweep would ignore is a usage error.
+    // A flag of eval's that sweep does not take is a usage error.
     let tmp = tempfile::tempdir().unwrap();
     let pred = tmp.path().join("p.npy");
     let err = base_code(&["--grid", "ip1=0.5", "--predictions", pred.to_str().unwrap()], 2);
-    assert!(err.contains("--predictions does not apply to sweep"), "{err}");
+    assert!(err.contains("unexpected argument '--predictions'"), "{err}");
     assert!(!pred.exists());
     // An output that is an input, under another spelling, is refused before any evaluation.
     let weights = fx.join("models/lenet_mnist_v2/./lenet_iter_10000.caffemodel");
