@@ -50,8 +50,10 @@ pub struct TestArgs {
 /// `caffe-prune eval`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct EvalArgs {
+    /// The net and its weights.
     #[command(flatten)]
     pub net: NetArgs,
+    /// The test data and the TEST net's stages and level.
     #[command(flatten)]
     pub test: TestArgs,
     /// Print JSON.
@@ -81,6 +83,7 @@ impl EvalArgs {
 /// `caffe-prune forward`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ForwardArgs {
+    /// The net and its weights.
     #[command(flatten)]
     pub net: NetArgs,
     /// Input arrays, NAME=x.npy (float32), one per input blob.

@@ -28,6 +28,7 @@ pub struct SweepArgs {
     /// Read the prototxt with this caffe.proto (a fork's schema).
     #[arg(long, value_name = "PATH")]
     pub proto: Option<PathBuf>,
+    /// The test data and the TEST net's stages and level.
     #[command(flatten)]
     pub test: TestArgs,
     /// Print JSON.
