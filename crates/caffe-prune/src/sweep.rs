@@ -2,7 +2,7 @@
 //! setting, to choose per-layer fractions (stage 3 of Deep Compression); `--budget` turns the measurements into a
 //! suggestion and checks it.
 
-use crate::eval::{NetArgs, Preloaded, TestArgs, TestSet};
+use crate::eval::{NetArgs, NetSpec, Preloaded, TestArgs, TestSet};
 use crate::plot::{LineChart, Series};
 use anyhow::{bail, Context, Result};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, Table};
@@ -554,43 +554,54 @@ fn hex(hasher: Sha256) -> String {
 impl Digests {
     /// The digests of a loaded test set and the TEST net's state.
     fn of(data: &Preloaded, test: &TestArgs) -> Digests {
-        let mut net = Sha256::new();
-        hash_bytes(&mut net, &data.spec.loaded.param.encode_to_vec());
-        net.update((test.stage.len() as u64).to_le_bytes());
-        for stage in &test.stage {
-            hash_bytes(&mut net, stage.as_bytes());
-        }
-        net.update(test.level.to_le_bytes());
-        let mut weights = Sha256::new();
-        weights.update((data.spec.loaded.weights.len() as u64).to_le_bytes());
-        for layer in &data.spec.loaded.weights {
-            hash_bytes(&mut weights, layer.name.as_bytes());
-            weights.update((layer.blobs.len() as u64).to_le_bytes());
-            for blob in &layer.blobs {
-                weights.update((blob.shape.len() as u64).to_le_bytes());
-                for d in &blob.shape {
-                    weights.update(d.to_le_bytes());
-                }
-                weights.update([u8::from(blob.legacy)]);
-                hash_floats(&mut weights, &blob.data);
-            }
-        }
-        let mut batches = Sha256::new();
-        batches.update((data.images as u64).to_le_bytes());
-        for (batch, take) in data.batches() {
-            batches.update((take as u64).to_le_bytes());
-            for d in batch.shape {
-                batches.update((d as u64).to_le_bytes());
-            }
-            hash_floats(&mut batches, &batch.data);
-            hash_floats(&mut batches, &batch.labels);
-        }
+        let (net, weights) = net_digests(&data.spec, test);
         Digests {
-            net: hex(net),
-            weights: hex(weights),
-            data: hex(batches),
+            net,
+            weights,
+            data: data_digest(data),
         }
     }
+}
+
+/// The net's and the weights' digests (see [`Digests`]): known before the test set is read.
+fn net_digests(spec: &NetSpec, test: &TestArgs) -> (String, String) {
+    let mut net = Sha256::new();
+    hash_bytes(&mut net, &spec.loaded.param.encode_to_vec());
+    net.update((test.stage.len() as u64).to_le_bytes());
+    for stage in &test.stage {
+        hash_bytes(&mut net, stage.as_bytes());
+    }
+    net.update(test.level.to_le_bytes());
+    let mut weights = Sha256::new();
+    weights.update((spec.loaded.weights.len() as u64).to_le_bytes());
+    for layer in &spec.loaded.weights {
+        hash_bytes(&mut weights, layer.name.as_bytes());
+        weights.update((layer.blobs.len() as u64).to_le_bytes());
+        for blob in &layer.blobs {
+            weights.update((blob.shape.len() as u64).to_le_bytes());
+            for d in &blob.shape {
+                weights.update(d.to_le_bytes());
+            }
+            weights.update([u8::from(blob.legacy)]);
+            hash_floats(&mut weights, &blob.data);
+        }
+    }
+    (hex(net), hex(weights))
+}
+
+/// The test data's digest (see [`Digests`]).
+fn data_digest(data: &Preloaded) -> String {
+    let mut batches = Sha256::new();
+    batches.update((data.images as u64).to_le_bytes());
+    for (batch, take) in data.batches() {
+        batches.update((take as u64).to_le_bytes());
+        for d in batch.shape {
+            batches.update((d as u64).to_le_bytes());
+        }
+        hash_floats(&mut batches, &batch.data);
+        hash_floats(&mut batches, &batch.labels);
+    }
+    hex(batches)
 }
 
 /// SHA-256 of the whole sweep's settings in order (layer names and the keep fractions' bits).
@@ -900,9 +911,13 @@ fn merge(args: &SweepArgs) -> Result<Report> {
     let suggestion = match args.budget {
         Some(budget) => {
             let set = TestSet::open(&net_args(args)?, &args.test)?;
+            // The net and weights are checked before the test set is read (ImageNet's takes minutes).
+            check_same_net(args, &first.sweep, &net_digests(&set.spec, &args.test))?;
             let mut probe = set.spec.build_net()?;
             let evaluator = Evaluator { data: set.preload()? };
-            check_same_inputs(args, &first.sweep, &Digests::of(&evaluator.data, &args.test))?;
+            if data_digest(&evaluator.data) != first.sweep.inputs.data {
+                bail!("the test data given (--data, --batch) are not the shards' (data_sha256 differs)");
+            }
             Some(suggest(
                 &evaluator,
                 &mut probe,
@@ -931,24 +946,21 @@ fn merge(args: &SweepArgs) -> Result<Report> {
     Ok(report)
 }
 
-/// For `--merge --budget`: the net, weights, data and arithmetic given are the ones the shards swept, so the
-/// suggestion is the one an unsharded run makes.
-fn check_same_inputs(args: &SweepArgs, sweep: &SweepId, given: &Digests) -> Result<()> {
+/// For `--merge --budget`: the net, weights and arithmetic given are the ones the shards swept (and then the data,
+/// once read), so the suggestion is the one an unsharded run makes.
+fn check_same_net(args: &SweepArgs, sweep: &SweepId, (net, weights): &(String, String)) -> Result<()> {
     let shown = |p: &Option<PathBuf>| p.as_deref().map_or_else(String::new, |p| p.display().to_string());
-    if given.net != sweep.inputs.net {
+    if *net != sweep.inputs.net {
         bail!(
             "--net {}: not the net the shards swept (net_sha256 differs; --proto, --stage and --level count too)",
             shown(&args.net)
         );
     }
-    if given.weights != sweep.inputs.weights {
+    if *weights != sweep.inputs.weights {
         bail!(
             "--weights {}: not the weights the shards swept (weights_sha256 differs)",
             shown(&args.weights)
         );
-    }
-    if given.data != sweep.inputs.data {
-        bail!("the test data given (--data, --batch) are not the shards' (data_sha256 differs)");
     }
     if arithmetic_name() != sweep.arithmetic {
         bail!(
