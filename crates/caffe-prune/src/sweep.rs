@@ -7,7 +7,6 @@ use crate::plot::{LineChart, Series};
 use anyhow::{bail, Context, Result};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, Table};
 use indicatif::ProgressBar;
-use prost::Message as _;
 use rayon::prelude::*;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -566,7 +565,7 @@ impl Digests {
 /// The net's and the weights' digests (see [`Digests`]): known before the test set is read.
 fn net_digests(spec: &NetSpec, test: &TestArgs) -> (String, String) {
     let mut net = Sha256::new();
-    hash_bytes(&mut net, &spec.loaded.param.encode_to_vec());
+    hash_bytes(&mut net, &caffemodel::encode(&spec.loaded.param));
     net.update((test.stage.len() as u64).to_le_bytes());
     for stage in &test.stage {
         hash_bytes(&mut net, stage.as_bytes());
