@@ -211,6 +211,28 @@ impl Window {
     pub fn col_rows(&self) -> usize {
         self.channels * self.kernel_h * self.kernel_w
     }
+
+    /// For kernel column `kw`: the output columns `ow0..ow1` whose input column lies inside the image, and the input
+    /// column of `ow0` (every other output column reads padding).
+    fn inside_columns(&self, kw: usize) -> (usize, usize, usize) {
+        let out_w = self.output_w();
+        let offset = (kw * self.dilation_w) as isize - self.pad_w as isize;
+        let ow0 = if offset >= 0 {
+            0
+        } else {
+            ((-offset) as usize).div_ceil(self.stride_w).min(out_w)
+        };
+        let ow1 = if (self.width as isize) <= offset {
+            0
+        } else {
+            ((self.width as isize - offset) as usize)
+                .div_ceil(self.stride_w)
+                .min(out_w)
+        };
+        let ow1 = ow1.max(ow0);
+        let iw0 = ((ow0 * self.stride_w) as isize + offset).max(0) as usize;
+        (ow0, ow1, iw0)
+    }
 }
 
 /// Caffe's `im2col_cpu`: `col[(c, kh, kw), (oh, ow)] = image[c, oh*stride - pad + kh*dil, ...]`, 0 outside. Row
@@ -218,6 +240,9 @@ impl Window {
 /// be laid side by side.
 pub(crate) fn im2col(image: &[f32], w: &Window, col: &mut [f32], row_stride: usize) {
     let (out_h, out_w) = (w.output_h(), w.output_w());
+    if out_h * out_w == 0 {
+        return;
+    }
     let plane = w.height * w.width;
     let mut row = 0;
     for c in 0..w.channels {
@@ -226,38 +251,43 @@ pub(crate) fn im2col(image: &[f32], w: &Window, col: &mut [f32], row_stride: usi
             for kw in 0..w.kernel_w {
                 let dst = &mut col[row * row_stride..row * row_stride + out_h * out_w];
                 row += 1;
-                let col_offset = (kw * w.dilation_w) as isize - w.pad_w as isize;
-                for oh in 0..out_h {
+                // Each output row: padding, a run read from the image, padding; the run is one copy at stride 1.
+                let (ow0, ow1, iw0) = w.inside_columns(kw);
+                for (oh, out_row) in dst.chunks_exact_mut(out_w).enumerate() {
                     let ih = (oh * w.stride_h + kh * w.dilation_h) as isize - w.pad_h as isize;
-                    let out_row = &mut dst[oh * out_w..(oh + 1) * out_w];
-                    if ih < 0 || ih >= w.height as isize {
+                    if ih < 0 || ih >= w.height as isize || ow0 == ow1 {
                         out_row.fill(0.0);
                         continue;
                     }
                     let src = &channel[ih as usize * w.width..(ih as usize + 1) * w.width];
+                    out_row[..ow0].fill(0.0);
+                    out_row[ow1..].fill(0.0);
+                    let run = &mut out_row[ow0..ow1];
                     if w.stride_w == 1 {
-                        // Contiguous run: copy the part inside the image, zero the padded ends.
-                        for (ow, out) in out_row.iter_mut().enumerate() {
-                            let iw = ow as isize + col_offset;
-                            *out = if iw >= 0 && iw < w.width as isize {
-                                src[iw as usize]
-                            } else {
-                                0.0
-                            };
-                        }
+                        copy_short(run, &src[iw0..iw0 + run.len()]);
                     } else {
-                        for (ow, out) in out_row.iter_mut().enumerate() {
-                            let iw = (ow * w.stride_w) as isize + col_offset;
-                            *out = if iw >= 0 && iw < w.width as isize {
-                                src[iw as usize]
-                            } else {
-                                0.0
-                            };
+                        for (i, out) in run.iter_mut().enumerate() {
+                            *out = src[iw0 + i * w.stride_w];
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// `dst.copy_from_slice(src)` for the short runs of im2col (a LeNet conv2 row is 8 values): whole 8-value blocks
+/// as plain vector moves, where `copy_from_slice` would call `memmove` for each run.
+#[inline]
+fn copy_short(dst: &mut [f32], src: &[f32]) {
+    let mut blocks = dst.chunks_exact_mut(8);
+    let mut from = src.chunks_exact(8);
+    for (d, s) in (&mut blocks).zip(&mut from) {
+        let d: &mut [f32; 8] = d.try_into().expect("chunks of 8");
+        *d = s.try_into().expect("chunks of 8");
+    }
+    for (d, s) in blocks.into_remainder().iter_mut().zip(from.remainder()) {
+        *d = *s;
     }
 }
 
@@ -280,23 +310,7 @@ pub(crate) fn col2im_strided(col: &[f32], w: &Window, image: &mut [f32], row_str
             for kw in 0..w.kernel_w {
                 let src = &col[row * row_stride..row * row_stride + out_h * out_w];
                 row += 1;
-                let col_offset = (kw * w.dilation_w) as isize - w.pad_w as isize;
-                // Output columns whose input column lies inside the image: ow0 <= ow < ow1.
-                let first_inside = |offset: isize| -> usize {
-                    if offset >= 0 {
-                        0
-                    } else {
-                        ((-offset) as usize).div_ceil(w.stride_w)
-                    }
-                };
-                let ow0 = first_inside(col_offset).min(out_w);
-                let ow1 = if (w.width as isize) <= col_offset {
-                    0
-                } else {
-                    ((w.width as isize - col_offset) as usize)
-                        .div_ceil(w.stride_w)
-                        .min(out_w)
-                };
+                let (ow0, ow1, iw0) = w.inside_columns(kw);
                 if ow0 >= ow1 {
                     continue;
                 }
@@ -307,16 +321,14 @@ pub(crate) fn col2im_strided(col: &[f32], w: &Window, image: &mut [f32], row_str
                     }
                     let dst = &mut channel[ih as usize * w.width..(ih as usize + 1) * w.width];
                     let src_row = &src[oh * out_w + ow0..oh * out_w + ow1];
-                    let iw0 = (ow0 * w.stride_w) as isize + col_offset;
                     if w.stride_w == 1 {
-                        let start = iw0 as usize;
-                        dst[start..start + src_row.len()]
+                        dst[iw0..iw0 + src_row.len()]
                             .iter_mut()
                             .zip(src_row)
                             .for_each(|(d, s)| *d += s);
                     } else {
                         for (i, s) in src_row.iter().enumerate() {
-                            dst[iw0 as usize + i * w.stride_w] += s;
+                            dst[iw0 + i * w.stride_w] += s;
                         }
                     }
                 }
