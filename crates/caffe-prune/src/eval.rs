@@ -3,13 +3,11 @@
 use anyhow::{bail, Context, Result};
 use caffemodel::text::{self, Schema};
 use caffemodel::ModelFile;
-use datasets::{
-    Batch, Batcher, ColorMode, Dataset, IdxDataset, ImageDataset, ImageOptions, LeveldbDataset, LmdbDataset,
-    Transformer,
-};
+use datasets::{ImageDataset, ImageOptions};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use train::Feeder as _;
 
 /// Arguments shared by the commands that run a net.
 #[derive(clap::Args, Debug, Clone)]
@@ -142,44 +140,64 @@ pub struct EvalReport {
     pub images_per_s: f64,
 }
 
-/// The test data: `--data` or the data layer's source; an LMDB's encoded images are decoded in `color` mode (the
-/// transform's force_color / force_gray). `image_data` is the layer's parameters when it is an ImageData layer.
-fn open_dataset(
-    args: &TestArgs,
-    source: Option<&str>,
-    net_dir: &Path,
-    color: ColorMode,
-    image_data: Option<&caffe_proto::ImageDataParameter>,
-) -> Result<Box<dyn Dataset>> {
-    let path = match (&args.data, source) {
-        (Some(p), _) => p.clone(),
-        (None, Some(s)) => beside(s, net_dir),
-        (None, None) => bail!("no --data given and the net has no Data layer source"),
-    };
-    if let Some(param) = image_data {
-        // Image paths (root_folder + listed path) as the source: from the working directory when they are
-        // there, else from the net's folder.
-        let mut options = ImageOptions::from_param(param);
-        let first = ImageDataset::open(&path, options.clone())?;
-        let probe = format!("{}{}", options.root_folder, first.lines()[0].0);
-        if !Path::new(&probe).exists() {
-            options.relative_to = net_dir.to_path_buf();
-        }
-        return Ok(Box::new(ImageDataset::open(&path, options)?));
+/// Where `--data` points for a data layer of type `layer_type`: an `ImageData` or `HDF5Data` layer's list, else an
+/// LMDB or LevelDB folder (the folder says which: LevelDB's `CURRENT` without LMDB's `data.mdb`) or an IDX images
+/// file, whose labels file is `labels` or found from the images file's name.
+pub(crate) fn source_of(path: &Path, labels: Option<&Path>, layer_type: &str) -> Result<train::Source> {
+    match layer_type {
+        "ImageData" => return Ok(train::Source::ImageList(path.to_path_buf())),
+        "HDF5Data" => return Ok(train::Source::Hdf5List(path.to_path_buf())),
+        _ => {}
     }
     if path.is_dir() {
-        // The folder says which backend wrote it: LMDB's data.mdb, or LevelDB's CURRENT.
         if !path.join("data.mdb").exists() && path.join("CURRENT").is_file() {
-            return Ok(Box::new(LeveldbDataset::open(&path)?.with_color(color)));
+            return Ok(train::Source::Leveldb(path.to_path_buf()));
         }
-        return Ok(Box::new(LmdbDataset::open(&path)?.with_color(color)));
+        return Ok(train::Source::Lmdb(path.to_path_buf()));
     }
-    let labels = match &args.labels {
-        Some(l) => l.clone(),
-        None => datasets::labels_path_for(&path)
-            .with_context(|| format!("{}: give the labels file with --labels", path.display()))?,
+    let labels = match labels {
+        Some(l) => l.to_path_buf(),
+        None => datasets::labels_path_for(path).with_context(|| {
+            format!(
+                "{}: not an LMDB or LevelDB folder, and no labels file can be found from the name (expected \
+                 *images-idx3*; or give --labels)",
+                path.display()
+            )
+        })?,
     };
-    Ok(Box::new(IdxDataset::open(&path, &labels)?))
+    Ok(train::Source::Idx {
+        images: path.to_path_buf(),
+        labels,
+    })
+}
+
+/// The folder relative data paths are read from (Caffe reads them from its working directory): the working
+/// directory when every path in `needed` is there, else the first folder from `net_dir` up to the root that holds
+/// them all, else the working directory (whose missing path is then reported).
+pub(crate) fn data_root(needed: &[PathBuf], net_dir: &Path) -> PathBuf {
+    let mut candidates = vec![PathBuf::from(".")];
+    candidates.extend(net_dir.ancestors().map(Path::to_path_buf));
+    candidates
+        .into_iter()
+        .find(|dir| needed.iter().all(|s| dir.join(s).exists()))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The first path a list names, relative as written (with an ImageData layer's `root_folder` before it), so that
+/// [`data_root`] finds the folder the list's paths are relative to.
+fn first_listed(list: &Path, layer: &caffe_proto::LayerParameter) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(list).ok()?;
+    if layer.r#type() == "ImageData" {
+        let options = ImageOptions::from_param(&layer.image_data_param.clone().unwrap_or_default());
+        let first = ImageDataset::open(list, options.clone())
+            .ok()?
+            .lines()
+            .first()?
+            .0
+            .clone();
+        return Some(PathBuf::from(format!("{}{first}", options.root_folder)));
+    }
+    text.split_whitespace().next().map(PathBuf::from)
 }
 
 /// The TEST net's data wiring and test images, ready to run: what `eval` streams and `sweep` reuses.
@@ -190,14 +208,12 @@ pub struct TestSet {
     pub stream: BatchStream,
 }
 
-/// What builds the TEST net and feeds it.
+/// What builds the TEST net.
 pub struct NetSpec {
     /// The net definition and weights.
     pub loaded: Loaded,
     /// Options to build the TEST net with (input shapes set for the batches).
     pub options: engine::NetOptions,
-    /// Which input blobs the batches go to.
-    pub wiring: Wiring,
 }
 
 impl NetSpec {
@@ -209,34 +225,54 @@ impl NetSpec {
     }
 }
 
-/// The input blobs a batch is fed into.
-pub struct Wiring {
-    /// The image input blob.
-    pub data_blob: String,
-    /// The label input blob, when the net has one.
-    pub label_blob: Option<String>,
+/// The inputs of one forward pass and the labels its first `items` outputs are scored against.
+#[derive(Clone, Debug)]
+pub struct Pass {
+    /// Each input blob's name, shape and values.
+    pub inputs: Vec<(String, Vec<usize>, Vec<f32>)>,
+    /// One label per item of the batch.
+    pub labels: Vec<f32>,
 }
 
-/// Batches covering a dataset once, in Caffe's order.
+/// Batches covering the data once, in Caffe's order, read by the training crate's [`train::DataFeeder`] from the
+/// TEST net's data layers.
 pub struct BatchStream {
-    /// Images in the dataset (the last batch may wrap around past them).
+    /// Items in one pass over the first data layer's source (the last batch may wrap around past them).
     pub images: usize,
-    batcher: Batcher,
-    first: Option<Batch>,
+    feeder: train::DataFeeder,
+    layer: String,
 }
 
 impl BatchStream {
-    /// Gives every batch covering the dataset once, in order, to `each` with the number of its images to count
-    /// (the last batch may wrap around to the first images: those are not counted twice).
-    pub fn for_each(&mut self, mut each: impl FnMut(&Batch, usize) -> Result<()>) -> Result<()> {
+    /// Reads the next batch of every data layer.
+    fn next_pass(&mut self) -> Result<Pass> {
+        self.feeder.advance()?;
+        let labels = self.feeder.labels().with_context(|| {
+            format!(
+                "data layer '{}': no labels to score against (a Data or ImageData layer's records, or an HDF5Data or \
+                 DummyData layer's second top with one value per item)",
+                self.layer
+            )
+        })?;
+        Ok(Pass {
+            inputs: self
+                .feeder
+                .inputs()
+                .into_iter()
+                .map(|(name, shape, values)| (name.to_string(), shape.to_vec(), values.to_vec()))
+                .collect(),
+            labels: labels.to_vec(),
+        })
+    }
+
+    /// Gives every batch covering the data once, in order, to `each` with the number of its items to count (the
+    /// last batch may wrap around to the first items: those are not counted twice).
+    pub fn for_each(&mut self, mut each: impl FnMut(&Pass, usize) -> Result<()>) -> Result<()> {
         let mut done = 0;
-        let mut batch = self.first.take().context("the test batches were already read")?;
         while done < self.images {
-            if done > 0 {
-                self.batcher.next_batch(&mut batch)?;
-            }
-            let take = batch.shape[0].min(self.images - done);
-            each(&batch, take)?;
+            let pass = self.next_pass()?;
+            let take = pass.labels.len().min(self.images - done);
+            each(&pass, take)?;
             done += take;
         }
         Ok(())
@@ -244,73 +280,127 @@ impl BatchStream {
 }
 
 impl TestSet {
-    /// Reads the net, the weights and opens the data as the TEST Data layer (or `--data`) says.
+    /// Reads the net and the weights and opens the data of the TEST net's data layers (`Data`, `ImageData`,
+    /// `HDF5Data`, `DummyData`), `--data` replacing the first one's source; a net whose input is an `Input` layer
+    /// reads `--data` as a `Data` layer without transform.
     pub fn open(net: &NetArgs, args: &TestArgs) -> Result<TestSet> {
         let loaded = load(net)?;
         let mut options = engine::NetOptions::test();
         options.stages = args.stage.clone();
         options.level = args.level;
-        // The Data layer the TEST net keeps under Caffe's rules (phase, level, stages): its batch size, transform
-        // and source.
-        let kept = engine::graph::filter_layers(&loaded.param, &options.state(&loaded.param))?;
-        let data_layer = kept.iter().find(|l| matches!(l.r#type(), "Data" | "ImageData"));
-        let image_data = data_layer
-            .filter(|l| l.r#type() == "ImageData")
-            .map(|l| l.image_data_param.clone().unwrap_or_default());
-        let transform = data_layer.and_then(|l| l.transform_param.clone()).unwrap_or_default();
-        let (source, layer_batch) = match &image_data {
-            Some(p) => (p.source.clone(), Some(p.batch_size() as usize)),
+        let state = options.state(&loaded.param);
+        // The data layers the TEST net keeps under Caffe's rules (phase, level, stages).
+        let kept = engine::graph::filter_layers(&loaded.param, &state)?;
+        const FED: [&str; 4] = ["Data", "ImageData", "HDF5Data", "DummyData"];
+        let first = kept.iter().find(|l| FED.contains(&l.r#type()));
+        let net_dir = net.net.parent().unwrap_or(Path::new("."));
+        // What the feeder reads: the net's layers, with --batch set and an Input layer turned into a Data layer.
+        let mut feed_param = loaded.param.clone();
+        let first: caffe_proto::LayerParameter = match first {
+            Some(layer) => layer.clone(),
             None => {
-                let p = data_layer.and_then(|l| l.data_param.as_ref());
-                (p.map(|p| p.source().to_string()), p.map(|p| p.batch_size() as usize))
+                let Some(input) = kept.iter().find(|l| l.r#type() == "Input") else {
+                    bail!(
+                        "{}: the TEST net has no data layer (Data, ImageData, HDF5Data, DummyData) and no Input layer \
+                         to feed",
+                        net.net.display()
+                    );
+                };
+                if args.data.is_none() {
+                    bail!(
+                        "{}: the net's input is the Input layer '{}': give the test data with --data",
+                        net.net.display(),
+                        input.name()
+                    );
+                }
+                let layer = feed_param
+                    .layer
+                    .iter_mut()
+                    .find(|l| l.name == input.name && l.r#type() == "Input")
+                    .context("the Input layer vanished")?;
+                layer.r#type = Some("Data".into());
+                layer.input_param = None;
+                layer.data_param = Some(caffe_proto::DataParameter {
+                    batch_size: Some(100),
+                    ..Default::default()
+                });
+                layer.clone()
             }
         };
-        let batch_size = args.batch.or(layer_batch).unwrap_or(100);
-        let net_dir = net.net.parent().unwrap_or(Path::new("."));
-        let dataset = open_dataset(
-            args,
-            source.as_deref(),
-            net_dir,
-            ColorMode::from_transform(&transform),
-            image_data.as_ref(),
-        )?;
-        let mean = match &transform.mean_file {
-            Some(m) => Some(read_mean(m, net_dir)?),
-            None => None,
-        };
-        let transformer = Transformer::new(&transform, caffe_proto::Phase::Test, mean.as_ref())?;
-        let mut batcher = Batcher::new(dataset.reader()?, batch_size, transformer)?;
-        let images = dataset.len();
-        if images == 0 {
-            bail!("{}: the dataset is empty", dataset.source().display());
+        let layer_type = first.r#type().to_string();
+        if let Some(batch) = args.batch {
+            let batch = u32::try_from(batch).context("--batch is too large")?;
+            let layer = feed_param
+                .layer
+                .iter_mut()
+                .find(|l| l.name == first.name && l.r#type() == layer_type)
+                .context("the data layer vanished")?;
+            match layer_type.as_str() {
+                "Data" => layer.data_param.get_or_insert_with(Default::default).batch_size = Some(batch),
+                "ImageData" => layer.image_data_param.get_or_insert_with(Default::default).batch_size = Some(batch),
+                "HDF5Data" => layer.hdf5_data_param.get_or_insert_with(Default::default).batch_size = Some(batch),
+                _ => bail!(
+                    "--batch does not apply to the DummyData layer '{}': its shape sets the batch",
+                    first.name()
+                ),
+            }
         }
-        let mut first = Batch::default();
-        batcher.next_batch(&mut first)?;
-        // Inputs: the image top and (when the net has one) the label top of the data layer, or the Input layer's top.
-        let inputs: Vec<String> = match data_layer {
-            Some(l) => l.top.clone(),
-            None => kept
-                .iter()
-                .find(|l| l.r#type() == "Input")
-                .map(|l| l.top.clone())
-                .unwrap_or_default(),
-        };
-        let data_blob = inputs.first().cloned().context("the net has no input blob")?;
-        let label_blob = inputs.get(1).cloned();
-        options = options.with_input_shape(&data_blob, &first.shape);
-        if let Some(label) = &label_blob {
-            options = options.with_input_shape(label, &[first.shape[0]]);
+        let mut data = train::DataOptions::default();
+        let mut needed = Vec::new();
+        if let Some(path) = &args.data {
+            if layer_type == "DummyData" {
+                bail!(
+                    "--data does not apply: the TEST net's data layer '{}' is DummyData (its tops are filled, not read)",
+                    first.name()
+                );
+            }
+            data.test_sources.insert(
+                first.name().to_string(),
+                source_of(path, args.labels.as_deref(), &layer_type)?,
+            );
+            if matches!(layer_type.as_str(), "ImageData" | "HDF5Data") {
+                needed.extend(first_listed(path, &first));
+            }
+        }
+        for layer in kept.iter().filter(|l| FED.contains(&l.r#type())) {
+            let source = match layer.r#type() {
+                "Data" => layer.data_param.as_ref().and_then(|p| p.source.clone()),
+                "ImageData" => layer.image_data_param.as_ref().and_then(|p| p.source.clone()),
+                "HDF5Data" => layer.hdf5_data_param.as_ref().and_then(|p| p.source.clone()),
+                _ => None,
+            };
+            if !data.test_sources.contains_key(layer.name()) {
+                needed.extend(source.map(PathBuf::from));
+            }
+            needed.extend(
+                layer
+                    .transform_param
+                    .as_ref()
+                    .and_then(|t| t.mean_file.clone())
+                    .map(PathBuf::from),
+            );
+        }
+        data.base_dir = data_root(&needed, net_dir);
+        for layer in &kept {
+            if let Some(mean) = layer.transform_param.as_ref().and_then(|t| t.mean_file.as_ref()) {
+                let blob = read_mean(mean, &data.base_dir)?;
+                data.mean_files.insert(mean.clone(), blob);
+            }
+        }
+        let feeder = train::DataFeeder::new(&feed_param, &state, &data)?;
+        let images = feeder.epoch_len()?.unwrap_or(0);
+        if images == 0 {
+            bail!("data layer '{}': the data is empty", first.name());
+        }
+        for (blob, shape) in feeder.input_shapes() {
+            options = options.with_input_shape(&blob, &shape);
         }
         Ok(TestSet {
-            spec: NetSpec {
-                loaded,
-                options,
-                wiring: Wiring { data_blob, label_blob },
-            },
+            spec: NetSpec { loaded, options },
             stream: BatchStream {
                 images,
-                batcher,
-                first: Some(first),
+                feeder,
+                layer: first.name().to_string(),
             },
         })
     }
@@ -318,8 +408,8 @@ impl TestSet {
     /// Every batch covering the dataset once, in memory (for evaluating many weight settings).
     pub fn preload(mut self) -> Result<Preloaded> {
         let mut batches = Vec::new();
-        self.stream.for_each(|batch, take| {
-            batches.push((batch.clone(), take));
+        self.stream.for_each(|pass, take| {
+            batches.push((pass.clone(), take));
             Ok(())
         })?;
         Ok(Preloaded {
@@ -332,11 +422,11 @@ impl TestSet {
 
 /// A [`TestSet`] with its batches read once.
 pub struct Preloaded {
-    /// The net and its wiring.
+    /// The net to build.
     pub spec: NetSpec,
     /// Images in the dataset.
     pub images: usize,
-    batches: Vec<(Batch, usize)>,
+    batches: Vec<(Pass, usize)>,
 }
 
 impl Preloaded {
@@ -348,8 +438,8 @@ impl Preloaded {
     /// Evaluates `net` (built by [`NetSpec::build_net`]) on every preloaded batch.
     pub fn evaluate(&self, net: &mut engine::Net) -> Result<Tally> {
         let mut tally = Tally::new(net, self.images)?;
-        for (batch, take) in &self.batches {
-            tally.run(net, &self.spec.wiring, batch, *take)?;
+        for (pass, take) in &self.batches {
+            tally.run(net, pass, *take)?;
         }
         Ok(tally)
     }
@@ -394,20 +484,26 @@ impl Tally {
         })
     }
 
-    /// Runs one batch, counting its first `take` images.
-    fn run(&mut self, net: &mut engine::Net, wiring: &Wiring, batch: &Batch, take: usize) -> Result<()> {
-        net.set_input(&wiring.data_blob, &batch.shape, &batch.data)?;
-        if let Some(label) = &wiring.label_blob {
-            net.set_input(label, &[batch.shape[0]], &batch.labels)?;
+    /// Runs one batch, counting its first `take` items.
+    fn run(&mut self, net: &mut engine::Net, pass: &Pass, take: usize) -> Result<()> {
+        for (name, shape, values) in &pass.inputs {
+            net.set_input(name, shape, values)?;
         }
         net.forward()?;
         let out = net.blob(&self.scores).context("score blob missing after forward")?;
-        let n = batch.shape[0];
+        let n = pass.labels.len();
         let classes = out.data().len() / n;
+        if classes == 0 || out.data().len() % n != 0 {
+            bail!(
+                "the score blob '{}' has shape {:?}, not one row per item of the batch of {n}",
+                self.scores,
+                out.shape()
+            );
+        }
         self.classes = classes;
         for i in 0..take {
             let row = &out.data()[i * classes..(i + 1) * classes];
-            let label = batch.labels[i] as usize;
+            let label = pass.labels[i] as usize;
             let best = row
                 .iter()
                 .enumerate()
@@ -460,6 +556,12 @@ pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
         outfile::check_outputs(&[predictions], &args.inputs())?;
     }
     let mut set = TestSet::open(&args.net, &args.test)?;
+    let mut outputs = written_by_net(&set.spec.loaded.param, &set.spec.options)?;
+    outputs.extend(args.predictions.clone());
+    outfile::check_outputs(
+        &outputs.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
+        &args.inputs(),
+    )?;
     let mut net = set.spec.build_net()?;
     let mut tally = Tally::new(&net, set.stream.images)?;
     let bar = clikit::progress_bar(
@@ -467,8 +569,8 @@ pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
         "eval [{bar:30}] {pos}/{len} images ({per_sec}, ETA {eta})",
     );
     let start = Instant::now();
-    set.stream.for_each(|batch, take| {
-        tally.run(&mut net, &set.spec.wiring, batch, take)?;
+    set.stream.for_each(|pass, take| {
+        tally.run(&mut net, pass, take)?;
         bar.inc(take as u64);
         Ok(())
     })?;

@@ -197,30 +197,6 @@ fn data_layers(nets: &SolverNets) -> Result<Vec<DataLayer>> {
     Ok(out)
 }
 
-fn source_of(path: &Path, layer_type: &str) -> Result<train::Source> {
-    match layer_type {
-        "ImageData" => return Ok(train::Source::ImageList(path.to_path_buf())),
-        "HDF5Data" => return Ok(train::Source::Hdf5List(path.to_path_buf())),
-        _ => {}
-    }
-    if path.is_dir() {
-        if !path.join("data.mdb").exists() && path.join("CURRENT").is_file() {
-            return Ok(train::Source::Leveldb(path.to_path_buf()));
-        }
-        return Ok(train::Source::Lmdb(path.to_path_buf()));
-    }
-    let labels = datasets::labels_path_for(path).with_context(|| {
-        format!(
-            "{}: not an LMDB folder, and no labels file can be found from the name (expected *images-idx3*)",
-            path.display()
-        )
-    })?;
-    Ok(train::Source::Idx {
-        images: path.to_path_buf(),
-        labels,
-    })
-}
-
 impl Setup {
     pub(crate) fn read(solver: &Path, data: &DataArgs) -> Result<Setup> {
         let schema = match &data.proto {
@@ -277,10 +253,10 @@ impl Setup {
                 (&data.test_data, &mut options.test_sources)
             };
             if let Some(path) = given {
-                sources.insert(name.clone(), source_of(path, layer_type)?);
+                sources.insert(name.clone(), eval::source_of(path, None, layer_type)?);
             }
         }
-        let needed: Vec<&str> = layers
+        let needed: Vec<PathBuf> = layers
             .iter()
             .filter(|(_, _, train, _)| {
                 if *train {
@@ -289,18 +265,11 @@ impl Setup {
                     data.test_data.is_none()
                 }
             })
-            .filter_map(|(_, source, _, _)| source.as_deref())
+            .filter_map(|(_, source, _, _)| source.as_deref().map(PathBuf::from))
             .collect();
         options.base_dir = match &data.data_root {
             Some(root) => root.clone(),
-            None => {
-                let mut candidates = vec![PathBuf::from(".")];
-                candidates.extend(net_dir.ancestors().map(Path::to_path_buf));
-                candidates
-                    .into_iter()
-                    .find(|dir| needed.iter().all(|s| dir.join(s).exists()))
-                    .unwrap_or_else(|| PathBuf::from("."))
-            }
+            None => eval::data_root(&needed, &net_dir),
         };
         for mean in nets.mean_files() {
             let blob = eval::read_mean(&mean, &options.base_dir)?;

@@ -402,3 +402,173 @@ fn a_leveldb_copy_of_the_test_lmdb_predicts_every_label_as_caffe() {
         .data;
     assert!(ours == theirs, "predictions differ from Caffe's");
 }
+
+/// The golden LeNet TEST net with its Data layer replaced by `layer` (the rest unchanged).
+fn lenet_with_data_layer(golden: &Path, layer: &str) -> String {
+    let net = std::fs::read_to_string(golden.join("lenet/lenet_mnist_v2/lenet_test.prototxt")).unwrap();
+    let start = net.find("layer {").unwrap();
+    let end = start + net[start..].find("\n}\n").unwrap() + 3;
+    assert!(net[start..end].contains("type: \"Data\""));
+    format!("{}{layer}{}", &net[..start], &net[end..])
+}
+
+/// Writes the MNIST test set as HDF5 files with h5py (`data` float32 N x 1 x 28 x 28 scaled as the TEST net's
+/// transform scales it, `label` float32 N), split in two files listed in `dir/list.txt`. False without h5py.
+fn mnist_as_hdf5(fx: &Path, dir: &Path) -> bool {
+    if !testkit::python_has(&["h5py", "numpy"]) {
+        return false;
+    }
+    let script = r#"
+import gzip, sys, h5py, numpy as np
+mnist = sys.argv[1]
+with gzip.open(mnist + "/t10k-images-idx3-ubyte.gz") as f:
+    images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 1, 28, 28)
+with gzip.open(mnist + "/t10k-labels-idx1-ubyte.gz") as f:
+    labels = np.frombuffer(f.read(), np.uint8, offset=8)
+data = images.astype(np.float32) * np.float32(0.00390625)
+for name, rows in [("a.h5", slice(0, 6000)), ("b.h5", slice(6000, 10000))]:
+    with h5py.File(name, "w") as f:
+        f["data"] = data[rows]
+        f["label"] = labels[rows].astype(np.float32)
+open("list.txt", "w").write("a.h5\nb.h5\n")
+"#;
+    let out = Command::new("python3")
+        .current_dir(dir)
+        .args(["-c", script])
+        .arg(fx.join("mnist"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    true
+}
+
+const HDF5_LAYER: &str = "layer {\n  name: \"mnist\"\n  type: \"HDF5Data\"\n  top: \"data\"\n  top: \"label\"\n  \
+                          include { phase: TEST }\n  hdf5_data_param { source: \"list.txt\" batch_size: 100 }\n}\n";
+
+#[test]
+fn the_mnist_test_set_as_hdf5_files_predicts_every_label_as_caffe() {
+    let Some(fx) = testkit::fixtures() else { return };
+    let golden = fx.join("golden");
+    let tmp = tempfile::tempdir().unwrap();
+    if !mnist_as_hdf5(&fx, tmp.path()) {
+        return;
+    }
+    let net = tmp.path().join("net.prototxt");
+    std::fs::write(&net, lenet_with_data_layer(&golden, HDF5_LAYER)).unwrap();
+    let weights = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
+    let theirs = sparse::read_npy::<u8>(golden.join("lenet/lenet_mnist_v2/pred.npy"))
+        .unwrap()
+        .data;
+    // The net's own source (the list beside the net, its files beside it), then the list given with --data.
+    for data in [None, Some(tmp.path().join("list.txt"))] {
+        let pred = tmp.path().join("pred.npy");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("eval").arg("--net").arg(&net).arg("--weights").arg(&weights);
+        if let Some(d) = &data {
+            cmd.arg("--data").arg(d);
+        }
+        let out = cmd.arg("--predictions").arg(&pred).arg("--json").output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["images"], 10000);
+        let ours = sparse::read_npy::<u8>(&pred).unwrap().data;
+        assert!(
+            ours == theirs,
+            "{data:?}: {} of 10000 labels differ",
+            ours.iter().zip(&theirs).filter(|(a, b)| a != b).count()
+        );
+    }
+}
+
+#[test]
+fn bad_hdf5_sources_are_one_line_errors_naming_the_file() {
+    let Some(fx) = testkit::fixtures() else { return };
+    let golden = fx.join("golden");
+    let tmp = tempfile::tempdir().unwrap();
+    if !testkit::python_has(&["h5py", "numpy"]) {
+        return;
+    }
+    let script = r#"
+import h5py, numpy as np
+with h5py.File("short.h5", "w") as f:
+    f["data"] = np.zeros((4, 1, 28, 28), np.float32)
+    f["label"] = np.zeros(3, np.float32)
+with h5py.File("nolabel.h5", "w") as f:
+    f["data"] = np.zeros((4, 1, 28, 28), np.float32)
+"#;
+    let out = Command::new("python3")
+        .current_dir(tmp.path())
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let net = tmp.path().join("net.prototxt");
+    std::fs::write(&net, lenet_with_data_layer(&golden, HDF5_LAYER)).unwrap();
+    let weights = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
+    for (list, named, problem) in [
+        ("", "list.txt", "names no file"),
+        ("missing.h5\n", "missing.h5", ""),
+        ("short.h5\n", "short.h5", "has 3 rows but 'data' has 4"),
+        ("nolabel.h5\n", "nolabel.h5", "dataset 'label'"),
+    ] {
+        std::fs::write(tmp.path().join("list.txt"), list).unwrap();
+        let out = Command::new(BIN)
+            .arg("eval")
+            .arg("--net")
+            .arg(&net)
+            .arg("--weights")
+            .arg(&weights)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{list:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(named) && err.contains(problem), "{list:?}: {err}");
+    }
+}
+
+#[test]
+fn a_dummy_data_net_evaluates_its_filled_batch() {
+    // DummyData needs no --data: a constant image of 0.5 labelled 3, one batch of 7.
+    let Some(fx) = testkit::fixtures() else { return };
+    let golden = fx.join("golden");
+    let tmp = tempfile::tempdir().unwrap();
+    let dummy = "layer {\n  name: \"mnist\"\n  type: \"DummyData\"\n  top: \"data\"\n  top: \"label\"\n  \
+                 include { phase: TEST }\n  dummy_data_param {\n    shape { dim: 7 dim: 1 dim: 28 dim: 28 }\n    \
+                 shape { dim: 7 }\n    data_filler { type: \"constant\" value: 0.5 }\n    \
+                 data_filler { type: \"constant\" value: 3 }\n  }\n}\n";
+    let net = tmp.path().join("net.prototxt");
+    std::fs::write(&net, lenet_with_data_layer(&golden, dummy)).unwrap();
+    let weights = fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
+    let pred = tmp.path().join("pred.npy");
+    let run = |extra: &[&str]| {
+        Command::new(BIN)
+            .arg("eval")
+            .arg("--net")
+            .arg(&net)
+            .arg("--weights")
+            .arg(&weights)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--json", "--predictions", pred.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["images"], 7);
+    assert!(report["loss"].as_f64().unwrap().is_finite());
+    // Seven identical images: seven identical predictions, scored against label 3.
+    let ours = sparse::read_npy::<u8>(&pred).unwrap().data;
+    assert_eq!(ours.len(), 7);
+    assert!(ours.iter().all(|&p| p == ours[0]));
+    let top1 = if ours[0] == 3 { 1.0 } else { 0.0 };
+    assert_eq!(report["top1"], top1);
+    // --data does not apply to a layer that reads nothing.
+    let out = run(&["--data", "x"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--data does not apply") && err.lines().count() == 1,
+        "{err}"
+    );
+}

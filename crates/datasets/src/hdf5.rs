@@ -79,6 +79,33 @@ impl Hdf5Data {
         &self.list
     }
 
+    /// Rows in all listed files together (one pass over the data): each file is opened and its first top's
+    /// dataset counted, so a missing file or dataset is reported here, naming the file.
+    pub fn total_rows(&self) -> Result<usize, Error> {
+        let mut total = 0usize;
+        for path in &self.files {
+            let fail = |message: String| Error::Hdf5 {
+                path: path.clone(),
+                message,
+            };
+            let file = Hdf5File::open(path).map_err(|e| fail(one_line(&e)))?;
+            let top = &self.tops[0];
+            let dataset = file
+                .dataset(top)
+                .map_err(|e| fail(format!("dataset '{top}': {}", one_line(&e))))?;
+            let rows = dataset
+                .shape()
+                .first()
+                .copied()
+                .ok_or_else(|| fail(format!("dataset '{top}' is a scalar; it needs a first axis of rows")))?;
+            let rows = usize::try_from(rows).map_err(|_| fail(format!("dataset '{top}' has {rows} rows")))?;
+            total = total
+                .checked_add(rows)
+                .ok_or_else(|| fail("the files hold more rows than memory sizes can count".into()))?;
+        }
+        Ok(total)
+    }
+
     /// Each top's shape in a batch of `batch` rows (the first file's per-row shape after the batch axis).
     pub fn top_shapes(&self, batch: usize) -> Vec<Vec<usize>> {
         self.blobs
@@ -145,7 +172,6 @@ impl Hdf5Data {
             path: path.clone(),
             message,
         };
-        let one_line = |e: &dyn std::fmt::Display| e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
         let file = Hdf5File::open(&path).map_err(|e| fail(one_line(&e)))?;
         let mut blobs = Vec::new();
         let mut rows = None;
@@ -236,8 +262,8 @@ impl Hdf5Data {
                 },
                 other => return Err(fail(format!("dataset '{top}' is not numeric ({other:?})"))),
             };
-            let count: usize = shape.iter().product();
-            if values.len() != count {
+            let count = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+            if count != Some(values.len()) {
                 return Err(fail(format!(
                     "dataset '{top}' of shape {shape:?} gave {} values",
                     values.len()
@@ -257,6 +283,11 @@ impl Hdf5Data {
         }
         Ok(())
     }
+}
+
+/// An error message on one line.
+fn one_line(e: &dyn std::fmt::Display) -> String {
+    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Caffe's `shuffle` (rng.hpp) on MT19937: see [`crate::ImageDataset`].

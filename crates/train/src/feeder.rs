@@ -104,6 +104,18 @@ struct LayerFeed {
     shape: [usize; 4],
     batcher: Batcher,
     batch: Batch,
+    /// `[batch_size]`, the label top's shape.
+    label_shape: [usize; 1],
+    /// Records in the source.
+    records: usize,
+}
+
+/// Which layer comes first in the net among those fed, indexing the feeder's lists.
+#[derive(Clone, Copy, Debug)]
+enum First {
+    Data(usize),
+    Hdf5(usize),
+    Dummy(usize),
 }
 
 /// Caffe's data layers for one net, fed before each forward pass:
@@ -126,6 +138,10 @@ pub struct DataFeeder {
     layers: Vec<LayerFeed>,
     dummies: Vec<DummyFeed>,
     hdf5: Vec<Hdf5Feed>,
+    first: Option<First>,
+    phase: caffe_proto::Phase,
+    /// Whether [`DataFeeder::advance`] has read a batch.
+    advanced: bool,
 }
 
 /// An `HDF5Data` layer: its source, tops and batch buffers.
@@ -265,6 +281,7 @@ impl DataFeeder {
         let mut feeds = Vec::new();
         let mut dummies = Vec::new();
         let mut hdf5 = Vec::new();
+        let mut first_fed = None;
         for (index, layer) in layers.iter().enumerate() {
             let name = layer.name().to_string();
             let layer_type = layer.r#type();
@@ -276,6 +293,7 @@ impl DataFeeder {
             match layer_type {
                 "Data" | "ImageData" => {}
                 "DummyData" => {
+                    first_fed.get_or_insert(First::Dummy(dummies.len()));
                     dummies.push(DummyFeed::new(layer).map_err(refuse)?);
                     continue;
                 }
@@ -316,6 +334,7 @@ impl DataFeeder {
                                 source: Box::new(source),
                             }
                         })?;
+                    first_fed.get_or_insert(First::Hdf5(hdf5.len()));
                     hdf5.push(Hdf5Feed {
                         layer: name.clone(),
                         tops: layer.top.clone(),
@@ -440,6 +459,7 @@ impl DataFeeder {
             let shape = [batch_size, item.channels(), item.height(), item.width()];
             let batcher =
                 Batcher::new(dataset.reader().map_err(data_err)?, batch_size, transformer).map_err(data_err)?;
+            first_fed.get_or_insert(First::Data(feeds.len()));
             feeds.push(LayerFeed {
                 layer: name,
                 data_top,
@@ -447,12 +467,17 @@ impl DataFeeder {
                 shape,
                 batcher,
                 batch: Batch::default(),
+                label_shape: [batch_size],
+                records: dataset.len(),
             });
         }
         Ok(DataFeeder {
             layers: feeds,
             dummies,
             hdf5,
+            first: first_fed,
+            phase,
+            advanced: false,
         })
     }
 
@@ -495,6 +520,123 @@ impl DataFeeder {
     }
 }
 
+impl DataFeeder {
+    /// Reads the next batch of every data layer (what [`Feeder::feed`] then sets), for callers that keep or
+    /// inspect the values themselves: [`DataFeeder::inputs`] and [`DataFeeder::labels`] give them.
+    pub fn advance(&mut self) -> Result<(), Error> {
+        for feed in &mut self.layers {
+            feed.batcher.next_batch(&mut feed.batch).map_err(|source| Error::Data {
+                layer: feed.layer.clone(),
+                source: Box::new(source),
+            })?;
+            feed.label_shape = [feed.batch.shape[0]];
+        }
+        for feed in &mut self.hdf5 {
+            feed.data
+                .next_batch(feed.batch_size, &mut feed.batch)
+                .map_err(|source| Error::Data {
+                    layer: feed.layer.clone(),
+                    source: Box::new(source),
+                })?;
+        }
+        for dummy in &mut self.dummies {
+            dummy.refill().map_err(|message| Error::DataLayer {
+                layer: dummy.layer.clone(),
+                layer_type: "DummyData".into(),
+                message,
+            })?;
+        }
+        self.advanced = true;
+        Ok(())
+    }
+
+    /// The values the last [`DataFeeder::advance`] read: each input blob's name, shape and values, in the order of
+    /// [`Feeder::input_shapes`]. Empty before the first `advance`.
+    pub fn inputs(&self) -> Vec<(&str, &[usize], &[f32])> {
+        let mut out: Vec<(&str, &[usize], &[f32])> = Vec::new();
+        if !self.advanced {
+            return out;
+        }
+        for feed in &self.layers {
+            out.push((&feed.data_top, &feed.batch.shape, &feed.batch.data));
+            if let Some(label) = &feed.label_top {
+                out.push((label, &feed.label_shape, &feed.batch.labels));
+            }
+        }
+        for dummy in &self.dummies {
+            for top in &dummy.tops {
+                out.push((&top.name, &top.shape, &top.values));
+            }
+        }
+        for feed in &self.hdf5 {
+            for ((top, shape), values) in feed.tops.iter().zip(&feed.shapes).zip(&feed.batch) {
+                out.push((top, shape, values));
+            }
+        }
+        out
+    }
+
+    /// The first data layer of the net that this feeder feeds (net order), with its type.
+    pub fn first_layer(&self) -> Option<(&str, &'static str)> {
+        Some(match self.first? {
+            First::Data(i) => (self.layers[i].layer.as_str(), "Data"),
+            First::Hdf5(i) => (self.hdf5[i].layer.as_str(), "HDF5Data"),
+            First::Dummy(i) => (self.dummies[i].layer.as_str(), "DummyData"),
+        })
+    }
+
+    /// Items in one batch of the first data layer (its tops' first axis).
+    pub fn batch_size(&self) -> Option<usize> {
+        Some(match self.first? {
+            First::Data(i) => self.layers[i].shape[0],
+            First::Hdf5(i) => self.hdf5[i].batch_size,
+            First::Dummy(i) => self.dummies[i].tops[0].shape.first().copied().unwrap_or(1),
+        })
+    }
+
+    /// The labels of the first data layer's last batch, one per item: a `Data` or `ImageData` layer's record
+    /// labels (whether or not it has a label top); for `HDF5Data` and `DummyData`, the second top's values when it
+    /// holds one value per item. `None` otherwise, or before the first [`DataFeeder::advance`].
+    pub fn labels(&self) -> Option<&[f32]> {
+        let one_per_item = |values: &[f32], items: usize| (values.len() == items && items > 0).then_some(());
+        match self.first? {
+            _ if !self.advanced => None,
+            First::Data(i) => Some(&self.layers[i].batch.labels),
+            First::Hdf5(i) => {
+                let feed = &self.hdf5[i];
+                let values = feed.batch.get(1)?;
+                one_per_item(values, feed.batch_size)?;
+                Some(values)
+            }
+            First::Dummy(i) => {
+                let dummy = &self.dummies[i];
+                let items = dummy.tops[0].shape.first().copied().unwrap_or(1);
+                let values = &dummy.tops.get(1)?.values;
+                one_per_item(values, items)?;
+                Some(values)
+            }
+        }
+    }
+
+    /// Items in one pass over the first data layer's source: a `Data` or `ImageData` layer's records, an
+    /// `HDF5Data` layer's rows over all its files (each file's first top is opened to count them), a `DummyData`
+    /// layer's batch.
+    pub fn epoch_len(&self) -> Result<Option<usize>, Error> {
+        let Some(first) = self.first else { return Ok(None) };
+        Ok(Some(match first {
+            First::Data(i) => self.layers[i].records,
+            First::Hdf5(i) => {
+                let feed = &self.hdf5[i];
+                feed.data.total_rows().map_err(|source| Error::Data {
+                    layer: feed.layer.clone(),
+                    source: Box::new(source),
+                })?
+            }
+            First::Dummy(_) => self.batch_size().unwrap_or(1),
+        }))
+    }
+}
+
 impl Feeder for DataFeeder {
     fn input_shapes(&self) -> Vec<(String, Vec<usize>)> {
         let mut shapes = Vec::new();
@@ -514,45 +656,15 @@ impl Feeder for DataFeeder {
     }
 
     fn feed(&mut self, net: &mut Net) -> Result<(), Error> {
-        for feed in &mut self.layers {
-            feed.batcher.next_batch(&mut feed.batch).map_err(|source| Error::Data {
-                layer: feed.layer.clone(),
-                source: Box::new(source),
-            })?;
-            let phase = if net.phase() == caffe_proto::Phase::Train {
-                "train"
-            } else {
-                "test"
-            };
-            net.set_input(&feed.data_top, &feed.batch.shape, &feed.batch.data)
+        self.advance()?;
+        let phase = if self.phase == caffe_proto::Phase::Train {
+            "train"
+        } else {
+            "test"
+        };
+        for (blob, shape, values) in self.inputs() {
+            net.set_input(blob, shape, values)
                 .map_err(|e| Error::engine(phase, e))?;
-            if let Some(label) = &feed.label_top {
-                net.set_input(label, &[feed.batch.shape[0]], &feed.batch.labels)
-                    .map_err(|e| Error::engine(phase, e))?;
-            }
-        }
-        for feed in &mut self.hdf5 {
-            feed.data
-                .next_batch(feed.batch_size, &mut feed.batch)
-                .map_err(|source| Error::Data {
-                    layer: feed.layer.clone(),
-                    source: Box::new(source),
-                })?;
-            for ((top, shape), values) in feed.tops.iter().zip(&feed.shapes).zip(&feed.batch) {
-                net.set_input(top, shape, values)
-                    .map_err(|e| Error::engine("hdf5 data", e))?;
-            }
-        }
-        for dummy in &mut self.dummies {
-            dummy.refill().map_err(|message| Error::DataLayer {
-                layer: dummy.layer.clone(),
-                layer_type: "DummyData".into(),
-                message,
-            })?;
-            for top in &dummy.tops {
-                net.set_input(&top.name, &top.shape, &top.values)
-                    .map_err(|e| Error::engine("dummy data", e))?;
-            }
         }
         Ok(())
     }
