@@ -550,6 +550,18 @@ pub fn read_mean(name: &str, base: &Path) -> Result<caffe_proto::BlobProto> {
     Ok(caffemodel::decode_blob(&ModelFile::open(&path)?)?)
 }
 
+/// The files the net's layers kept in `options`' state write (`HDF5Output`'s `file_name`), to check against the
+/// inputs before any pass.
+pub(crate) fn written_by_net(param: &caffe_proto::NetParameter, options: &engine::NetOptions) -> Result<Vec<PathBuf>> {
+    let kept = engine::graph::filter_layers(param, &options.state(param))?;
+    Ok(kept
+        .iter()
+        .filter(|l| l.r#type() == "HDF5Output")
+        .filter_map(|l| l.hdf5_output_param.as_ref()?.file_name.clone())
+        .map(PathBuf::from)
+        .collect())
+}
+
 /// Runs `eval`.
 pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
     if let Some(predictions) = &args.predictions {
@@ -612,10 +624,11 @@ pub fn forward(args: &ForwardArgs) -> Result<Vec<String>> {
     }
     // Every file this will write, checked against every input before the pass.
     let names: Vec<String> = net.blob_names().map(str::to_string).collect();
-    let files: Vec<PathBuf> = names
+    let mut files: Vec<PathBuf> = names
         .iter()
         .map(|name| args.output.join(format!("{}.npy", name.replace('/', "__"))))
         .collect();
+    files.extend(written_by_net(&loaded.param, &options)?);
     let mut inputs = vec![args.net.net.as_path(), args.net.weights.as_path()];
     inputs.extend(args.net.proto.as_deref());
     inputs.extend(

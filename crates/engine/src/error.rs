@@ -208,6 +208,9 @@ pub enum LayerError {
     /// The layer cannot do what is asked (e.g. a backward pass it does not have, or into its label bottom).
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// A file the layer writes (HDF5Output) could not be written; the message names it.
+    #[error("{0}")]
+    Output(String),
 }
 
 /// Formats a shape as `[a, b, c]`.

@@ -25,6 +25,7 @@ mod lrn;
 mod misc;
 mod neuron;
 mod norm;
+mod output;
 mod pooling;
 mod recurrent;
 mod softmax;
@@ -183,6 +184,7 @@ pub const LAYER_TYPES: &[&str] = &[
     "RNN",
     "Filter",
     "Swish",
+    "HDF5Output",
 ];
 
 /// Builds the layer for `param` (whose `type` is `layer_type`) in `phase`, after checking its bottom and top
@@ -305,6 +307,7 @@ pub(crate) fn create(
             Box::new(neuron::Neuron::new(neuron::Swish::new(param))),
             arity((1, 1), (1, 1)),
         ),
+        "HDF5Output" => (Box::new(output::Hdf5Output::new(param)?), arity((2, 2), (0, 0))),
         _ => return Ok(None),
     };
     check_count("bottom", n_bottoms, arity.bottoms)?;
