@@ -246,6 +246,14 @@ impl Batcher {
         &self.transformer
     }
 
+    /// Reads and drops the next `records` records (wrapping after the last, as batches do): Caffe's `rand_skip`.
+    pub fn skip_records(&mut self, records: usize) -> Result<(), Error> {
+        for _ in 0..records {
+            self.reader.next()?;
+        }
+        Ok(())
+    }
+
     /// Fills `batch` with the next `batch_size` records (Caffe's `DataLayer::load_batch`), reusing its buffers.
     pub fn next_batch(&mut self, batch: &mut Batch) -> Result<(), Error> {
         batch.first_position = self.reader.position();

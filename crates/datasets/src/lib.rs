@@ -11,6 +11,7 @@
 //! * [`Hdf5Data`]: an `HDF5Data` layer's list of `.h5` files, a dataset per top, batches of rows.
 //! * [`Dataset`] / [`RecordReader`]: the common view, records in file order, wrapping after the last as
 //!   Caffe's Data layer does; [`Batcher`] makes NCHW batches of them.
+//! * [`Mt19937`]: the generator behind Caffe's `caffe::rng_t`, for draws seeded as Caffe seeds them.
 //! * [`Transformer`]: Caffe's `DataTransformer` (scale, mean file or values, crop, mirror) for TRAIN and TEST.
 //!
 //! ```no_run
@@ -50,4 +51,5 @@ pub use hdf5::Hdf5Data;
 pub use idx::{labels_path_for, IdxDataset, IdxImages, IdxLabels};
 pub use image_data::{resize_linear, ImageDataset, ImageOptions};
 pub use leveldb::LeveldbDataset;
+pub use rng::Mt19937;
 pub use transform::Transformer;

@@ -6,7 +6,7 @@ const M: usize = 397;
 
 /// The standard MT19937 (Matsumoto & Nishimura 1998; `std::mt19937`, `boost::mt19937`).
 #[derive(Clone)]
-pub(crate) struct Mt19937 {
+pub struct Mt19937 {
     state: [u32; N],
     next: usize,
 }
@@ -21,7 +21,7 @@ impl std::fmt::Debug for Mt19937 {
 
 impl Mt19937 {
     /// Seeded as `boost::mt19937(seed)` / `std::mt19937(seed)` (`init_genrand`).
-    pub(crate) fn new(seed: u32) -> Self {
+    pub fn new(seed: u32) -> Self {
         let mut state = [0u32; N];
         state[0] = seed;
         for i in 1..N {
@@ -34,7 +34,7 @@ impl Mt19937 {
     }
 
     /// The next 32-bit output.
-    pub(crate) fn next_u32(&mut self) -> u32 {
+    pub fn next_u32(&mut self) -> u32 {
         if self.next >= N {
             self.twist();
         }

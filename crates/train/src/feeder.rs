@@ -132,8 +132,9 @@ enum First {
 /// first record, wrapping to the first after the last. `Input` layers are left to the caller; other data-reading
 /// layer types are refused.
 ///
-/// As in Caffe, `data_param.rand_skip` and multi-solver sharding are not applied (`rand_skip` draws from Caffe's
-/// global RNG).
+/// A `Data` layer's `data_param.rand_skip` in the TRAIN phase drops [`rand_skip_count`] records before the first
+/// batch, as Caffe's Data layer did at setup before its DataReader (2015; Caffe 1.0 ignores the field). TEST nets
+/// start at the first record, so a test pass covers the data in order. Multi-solver sharding is not modelled.
 pub struct DataFeeder {
     layers: Vec<LayerFeed>,
     dummies: Vec<DummyFeed>,
@@ -260,6 +261,19 @@ pub(crate) fn net_state(param: &NetParameter, options: &NetOptions) -> NetState 
     state.level = Some(options.level);
     state.stage.extend(options.stages.iter().cloned());
     state
+}
+
+/// How many records a TRAIN `Data` layer with `rand_skip` > 0 drops before its first batch: Caffe's
+/// `caffe_rng_rand() % rand_skip`, the draw being the first output of an MT19937 seeded with `seed` (the solver's
+/// `random_seed`; boost's default 5489 when unset) plus the layer's index in the filtered net, so runs repeat
+/// exactly. Reduced modulo the `records` of the source (`records` > 0), since skipping wraps around after the last.
+pub fn rand_skip_count(rand_skip: u32, seed: Option<u32>, layer_index: usize, records: usize) -> usize {
+    if rand_skip == 0 || records == 0 {
+        return 0;
+    }
+    let seed = seed.unwrap_or(5489).wrapping_add(layer_index as u32);
+    let draw = datasets::Mt19937::new(seed).next_u32() % rand_skip;
+    draw as usize % records
 }
 
 fn resolve(base: &Path, path: &str) -> PathBuf {
@@ -457,8 +471,14 @@ impl DataFeeder {
             let first = peek.next().map_err(data_err)?;
             let item = transformer.output_shape(&first).map_err(data_err)?;
             let shape = [batch_size, item.channels(), item.height(), item.width()];
-            let batcher =
+            let mut batcher =
                 Batcher::new(dataset.reader().map_err(data_err)?, batch_size, transformer).map_err(data_err)?;
+            let rand_skip = if is_image_data { 0 } else { data_param.rand_skip() };
+            if phase == caffe_proto::Phase::Train && rand_skip > 0 {
+                batcher
+                    .skip_records(rand_skip_count(rand_skip, data.seed, index, dataset.len()))
+                    .map_err(data_err)?;
+            }
             first_fed.get_or_insert(First::Data(feeds.len()));
             feeds.push(LayerFeed {
                 layer: name,

@@ -63,7 +63,7 @@ mod update;
 
 pub use distill::Distillation;
 pub use error::Error;
-pub use feeder::{DataFeeder, DataOptions, Feeder, FnFeeder, Source};
+pub use feeder::{rand_skip_count, DataFeeder, DataOptions, Feeder, FnFeeder, Source};
 pub use lr::LrPolicy;
 pub use solver::{
     Control, IterationReport, Observer, Output, ParamCodebook, ParamMask, Snapshot, Solver, SolverNets, TestNetSpec,
