@@ -431,7 +431,7 @@ pub struct Preloaded {
 
 impl Preloaded {
     /// The batches in order, each with the number of its images that count (the last may wrap around).
-    pub fn batches(&self) -> impl Iterator<Item = (&Batch, usize)> {
+    pub fn batches(&self) -> impl Iterator<Item = (&Pass, usize)> {
         self.batches.iter().map(|(batch, take)| (batch, *take))
     }
 

@@ -592,13 +592,17 @@ fn net_digests(spec: &NetSpec, test: &TestArgs) -> (String, String) {
 fn data_digest(data: &Preloaded) -> String {
     let mut batches = Sha256::new();
     batches.update((data.images as u64).to_le_bytes());
-    for (batch, take) in data.batches() {
+    for (pass, take) in data.batches() {
         batches.update((take as u64).to_le_bytes());
-        for d in batch.shape {
-            batches.update((d as u64).to_le_bytes());
+        for (name, shape, values) in &pass.inputs {
+            batches.update((name.len() as u64).to_le_bytes());
+            batches.update(name.as_bytes());
+            for &d in shape {
+                batches.update((d as u64).to_le_bytes());
+            }
+            hash_floats(&mut batches, values);
         }
-        hash_floats(&mut batches, &batch.data);
-        hash_floats(&mut batches, &batch.labels);
+        hash_floats(&mut batches, &pass.labels);
     }
     hex(batches)
 }
