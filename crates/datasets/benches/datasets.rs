@@ -103,6 +103,39 @@ fn lmdb_records(bencher: Bencher) {
     });
 }
 
+/// Every record of Caffe's own MNIST test LMDB (`golden/data/mnist_test_lmdb`, 10,000 Datums written by
+/// `convert_mnist_data`) read in key order once, raw key and value only: the LMDB walk without Datum decoding.
+#[divan::bench]
+fn mnist_test_lmdb_raw(bencher: Bencher) {
+    let Some(fixtures) = testkit::fixtures() else { return };
+    let lmdb = LmdbDataset::open_unlocked(fixtures.join("golden/data/mnist_test_lmdb")).unwrap();
+    bencher.bench_local(|| {
+        let mut reader = lmdb.raw_reader().unwrap();
+        let mut bytes = 0usize;
+        while let Some(record) = reader.next().unwrap() {
+            bytes += record.key.len() + divan::black_box(record.value).len();
+        }
+        bytes
+    });
+}
+
+/// The same LMDB read as the data layer reads it: every record decoded into a Datum, pixels summed.
+#[divan::bench]
+fn mnist_test_lmdb_records(bencher: Bencher) {
+    let Some(fixtures) = testkit::fixtures() else { return };
+    let lmdb = LmdbDataset::open_unlocked(fixtures.join("golden/data/mnist_test_lmdb")).unwrap();
+    bencher.bench_local(|| {
+        let mut reader = lmdb.reader().unwrap();
+        let mut sum = 0u64;
+        for _ in 0..lmdb.len() {
+            if let datasets::Values::Bytes(pixels) = reader.next().unwrap().values() {
+                sum += pixels.iter().map(|&p| u64::from(p)).sum::<u64>();
+            }
+        }
+        sum
+    });
+}
+
 /// LeNet's TEST data layer: 100 batches of 100, scale 1/256.
 #[divan::bench]
 fn lmdb_test_batches(bencher: Bencher) {
