@@ -9,7 +9,7 @@ use prost::Message;
 
 use crate::dataset::{location, Dataset, Record, RecordReader, RecordValues, Shape};
 use crate::decode::{decode_image, ColorMode};
-use crate::lmdb::{Environment, Locking, ReadCursor};
+use crate::lmdb::{Environment, LockState, Locking, ReadCursor};
 use crate::Error;
 
 /// A Caffe LMDB (the folder a `Data` layer's `source` names) read as a dataset of `Datum` records.
@@ -67,7 +67,13 @@ impl LmdbDataset {
 
     /// Whether readers are registered in `lock.mdb` (false when opened with `MDB_NOLOCK`).
     pub fn is_locked(&self) -> bool {
-        self.env.locked()
+        self.lock_state() == LockState::Registered
+    }
+
+    /// How readers are guarded, and why without locks when they are not. A folder opened twice in this process
+    /// shares one handle, so this is the first open's state.
+    pub fn lock_state(&self) -> LockState {
+        self.env.lock_state()
     }
 
     /// The raw key/value pairs in key order, once through, for checks and copies.

@@ -51,5 +51,6 @@ pub use hdf5::Hdf5Data;
 pub use idx::{labels_path_for, IdxDataset, IdxImages, IdxLabels};
 pub use image_data::{resize_linear, ImageDataset, ImageOptions};
 pub use leveldb::LeveldbDataset;
+pub use lmdb::LockState;
 pub use rng::Mt19937;
 pub use transform::Transformer;
