@@ -128,7 +128,7 @@ fn mnist_test_lmdb_records(bencher: Bencher) {
         let mut reader = lmdb.reader().unwrap();
         let mut sum = 0u64;
         for _ in 0..lmdb.len() {
-            if let datasets::Values::Bytes(pixels) = reader.next().unwrap().values() {
+            if let datasets::RecordValues::Bytes(pixels) = reader.next().unwrap().values() {
                 sum += pixels.iter().map(|&p| u64::from(p)).sum::<u64>();
             }
         }
