@@ -108,7 +108,11 @@ fn a_read_only_folder_is_read_without_locks() {
         check_read_only_folder_is_read_without_locks(&path);
     } else {
         use std::os::unix::process::CommandExt;
-        let exe = std::env::current_exe().unwrap();
+        // A copy of this test binary inside the open temporary folder: the target folder may sit where nobody cannot
+        // reach (a CI checkout under /root).
+        let exe = tmp.path().join("locking-test");
+        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
         let output = std::process::Command::new(&exe)
             .args(["--exact", "a_read_only_folder_is_read_without_locks", "--nocapture"])
             .env(CHILD_FOLDER, &path)
