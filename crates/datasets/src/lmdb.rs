@@ -462,19 +462,19 @@ impl ReadCursor {
     /// last record, after which the next call starts again at the first.
     #[inline]
     pub(crate) fn next(&mut self) -> Result<Option<Entry<'_>>, Error> {
-        let is_first = self.step(false)?;
-        Ok(self
-            .walk
-            .borrow_dependent()
-            .current
-            .map(|(key, value)| (key, value, is_first)))
+        self.advance(false)
     }
 
     /// Like [`ReadCursor::next`], but past the last record moves on to the first; `None` only for an empty
     /// database.
     #[inline]
     pub(crate) fn next_wrapping(&mut self) -> Result<Option<Entry<'_>>, Error> {
-        let is_first = self.step(true)?;
+        self.advance(true)
+    }
+
+    #[inline]
+    fn advance(&mut self, wrap: bool) -> Result<Option<Entry<'_>>, Error> {
+        let is_first = self.step(wrap)?;
         Ok(self
             .walk
             .borrow_dependent()
