@@ -15,6 +15,8 @@ use divan::counter::ItemsCount;
 use divan::Bencher;
 use engine::{Net, NetOptions};
 
+mod common;
+
 fn main() {
     divan::main();
 }
@@ -118,13 +120,7 @@ fn lenet_forward_batch_100(bencher: Bencher) {
 /// the engine runs it (sparse products below the crossover density) and with every product dense, in the same run.
 fn pruned_net() -> Net {
     let mut net = Net::new(&lenet(BATCH), &NetOptions::test()).unwrap();
-    for (layer, keep) in [("conv1", 0.3), ("conv2", 0.1), ("ip1", 0.01), ("ip2", 0.2)] {
-        let weights = net.params_mut(layer).unwrap()[0].data_mut();
-        let mut magnitudes: Vec<f32> = weights.iter().map(|w| w.abs()).collect();
-        magnitudes.sort_by(|a, b| b.total_cmp(a));
-        let cut = magnitudes[((weights.len() - 1) as f64 * keep) as usize];
-        weights.iter_mut().filter(|w| w.abs() <= cut).for_each(|w| *w = 0.0);
-    }
+    common::prune_at_tutorial_rates(&mut net);
     net
 }
 

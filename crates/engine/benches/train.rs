@@ -14,6 +14,8 @@ use divan::counter::ItemsCount;
 use divan::Bencher;
 use engine::{Net, NetOptions};
 
+mod common;
+
 fn main() {
     divan::main();
 }
@@ -140,6 +142,20 @@ fn lenet_train_forward_backward_batch_64(bencher: Bencher) {
         net.clear_param_diffs();
         divan::black_box(net.forward_backward().unwrap())
     });
+}
+
+/// The same step with LeNet pruned at the tutorial's rates, as retraining with a held mask runs it: the pruned
+/// layers' forward products and bottom gradients take the sparse kernels, or every product stays dense.
+#[divan::bench(args = ["sparse", "dense"])]
+fn lenet_pruned_train_forward_backward_batch_64(bencher: Bencher, kernels: &str) {
+    let mut net = net();
+    common::prune_at_tutorial_rates(&mut net);
+    bencher.counter(ItemsCount::new(1usize)).bench_local(|| {
+        engine::set_sparse_crossover(if kernels == "sparse" { None } else { Some(0.0) });
+        net.clear_param_diffs();
+        divan::black_box(net.forward_backward().unwrap())
+    });
+    engine::set_sparse_crossover(None);
 }
 
 #[divan::bench]

@@ -109,6 +109,43 @@ impl Csr {
         }
     }
 
+    /// `out (cols x ld) = self^T (cols x rows) * b (rows x ld)`, `b` and `out` row-major with row stride `ld`
+    /// (overwritten): the backward product of a pruned layer, each nonzero weight adding its multiple of one row of
+    /// `b` to one output row. Each output sums its terms in the order of the weight rows.
+    pub(crate) fn transpose_times_dense(&self, b: &[f32], ld: usize, out: &mut [f32]) {
+        debug_assert!(b.len() >= self.rows * ld && out.len() >= self.cols * ld);
+        out[..self.cols * ld].fill(0.0);
+        for (r, b_row) in b.chunks(ld).take(self.rows).enumerate() {
+            let (start, end) = (self.row_start[r] as usize, self.row_start[r + 1] as usize);
+            for (&c, &w) in self.col[start..end].iter().zip(&self.value[start..end]) {
+                let out_row = &mut out[c as usize * ld..(c as usize + 1) * ld];
+                for (o, &x) in out_row.iter_mut().zip(b_row) {
+                    *o += w * x;
+                }
+            }
+        }
+    }
+
+    /// `out (m x cols) = a (m x rows) * self` (an InnerProduct's bottom gradient, `a` its top gradient): the
+    /// transposed form of [`Csr::transpose_times_dense`] through `scratch`, as [`Csr::dense_times_transpose`].
+    pub(crate) fn dense_times(&self, a: &[f32], m: usize, out: &mut [f32], scratch: &mut Vec<f32>) {
+        debug_assert!(a.len() >= m * self.rows && out.len() >= m * self.cols);
+        scratch.clear();
+        scratch.resize((self.rows + self.cols) * m, 0.0);
+        let (at, product) = scratch.split_at_mut(self.rows * m);
+        for (i, row) in a.chunks(self.rows).take(m).enumerate() {
+            for (r, &x) in row.iter().enumerate() {
+                at[r * m + i] = x;
+            }
+        }
+        self.transpose_times_dense(at, m, product);
+        for (i, out_row) in out.chunks_mut(self.cols).take(m).enumerate() {
+            for (c, o) in out_row.iter_mut().enumerate() {
+                *o = product[c * m + i];
+            }
+        }
+    }
+
     /// `out (m x rows) = a (m x cols) * self^T` (an InnerProduct with weights `rows x cols`): `a` is transposed
     /// into `scratch` so that each nonzero weight scales one contiguous row of `m` inputs, and the `rows x m`
     /// product is transposed into `out`. Each output sums its terms in the order of its row's nonzeros.
@@ -354,6 +391,34 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    #[test]
+    fn backward_products_equal_the_dense_ones() {
+        // W (rows x cols) at about 1 in 7 nonzero; b (rows x ld); a (m x rows).
+        let (rows, cols, ld, m) = (9, 13, 5, 4);
+        let w = pruned(rows * cols, 7, 3);
+        let csr = Csr::build_if_sparse(&w, rows, cols, 0.5).expect("sparse enough");
+        let b: Vec<f32> = (0..rows * ld).map(|i| (i as f32 * 0.37).sin()).collect();
+        let mut wt = vec![0.0; cols * rows];
+        for r in 0..rows {
+            for c in 0..cols {
+                wt[c * rows + r] = w[r * cols + c];
+            }
+        }
+        let mut out = vec![f32::NAN; cols * ld];
+        csr.transpose_times_dense(&b, ld, &mut out);
+        let expected = dense_product(&wt, &b, cols, rows, ld);
+        for (o, e) in out.iter().zip(&expected) {
+            assert!((o - e).abs() <= 1e-6, "{o} against {e}");
+        }
+        let a: Vec<f32> = (0..m * rows).map(|i| (i as f32 * 0.11).cos()).collect();
+        let mut out = vec![f32::NAN; m * cols];
+        csr.dense_times(&a, m, &mut out, &mut Vec::new());
+        let expected = dense_product(&a, &w, m, rows, cols);
+        for (o, e) in out.iter().zip(&expected) {
+            assert!((o - e).abs() <= 1e-6, "{o} against {e}");
+        }
     }
 
     #[test]

@@ -376,12 +376,22 @@ impl Layer for Convolution {
             .enumerate()
         {
             let bottom_diff = ctx.propagate_down[i].then(|| bottom_diff.data_mut());
+            let weights = self.params[0].data();
+            // A pruned layer's bottom gradient multiplies only its nonzero weights, as its forward does.
+            let sparse = if self.transposed || bottom_diff.is_none() {
+                &[]
+            } else {
+                let m = self.num_output / self.group;
+                let kernel_dim = d.channels / self.group * self.geometry.kernel[0] * self.geometry.kernel[1];
+                self.sparse.groups(weights, self.group, (m, kernel_dim), CONV_CROSSOVER)
+            };
             let job = ConvBackward {
                 g: &self.geometry,
                 group: self.group,
                 num_output: self.num_output,
                 d: &d,
-                weights: self.params[0].data(),
+                weights,
+                sparse,
                 input: bottom.data(),
                 top_diff: top_diff.data(),
             };
@@ -410,6 +420,8 @@ struct ConvBackward<'a> {
     num_output: usize,
     d: &'a ConvDims,
     weights: &'a [f32],
+    /// Per group, the weights' sparse form when the group is pruned below the crossover (empty: all dense).
+    sparse: &'a [Option<Csr>],
     input: &'a [f32],
     top_diff: &'a [f32],
 }
@@ -551,17 +563,22 @@ impl ConvBackward<'_> {
                     if need_bottom {
                         // Column diffs of all these images at once, W^T * top_diff, then col2im image by image.
                         for gi in 0..self.group {
-                            gemm(
-                                true,
-                                false,
-                                kernel_dim,
-                                ld,
-                                m,
-                                &self.weights[gi * m * kernel_dim..],
-                                &td[gi * m * ld..],
-                                &mut col[gi * kernel_dim * ld..],
-                                false,
-                            );
+                            match self.sparse.get(gi).and_then(Option::as_ref) {
+                                Some(csr) => {
+                                    csr.transpose_times_dense(&td[gi * m * ld..], ld, &mut col[gi * kernel_dim * ld..])
+                                }
+                                None => gemm(
+                                    true,
+                                    false,
+                                    kernel_dim,
+                                    ld,
+                                    m,
+                                    &self.weights[gi * m * kernel_dim..],
+                                    &td[gi * m * ld..],
+                                    &mut col[gi * kernel_dim * ld..],
+                                    false,
+                                ),
+                            }
                         }
                         for b in 0..images {
                             let offset = (start - first + b) * in_len;

@@ -182,17 +182,27 @@ impl Layer for InnerProduct {
             }
         }
         if ctx.propagate_down[0] && k > 0 {
-            // bottom_diff (M x K) = top_diff (M x N) * W (N x K), W stored K x N with transpose.
-            par_sgemm(
-                false,
-                self.transpose,
-                m,
-                k,
-                n,
-                top_diff,
-                self.params[0].data(),
-                ctx.bottom_diffs[0].data_mut(),
-            );
+            // bottom_diff (M x K) = top_diff (M x N) * W (N x K), W stored K x N with transpose; a pruned W
+            // multiplies only its nonzeros, as in forward.
+            let weights = self.params[0].data();
+            let sparse = if self.transpose {
+                None
+            } else {
+                self.sparse
+                    .groups(weights, 1, (n, k), INNER_PRODUCT_CROSSOVER)
+                    .first()
+                    .and_then(Option::as_ref)
+            };
+            let bottom_diff = ctx.bottom_diffs[0].data_mut();
+            match sparse {
+                Some(csr) => bottom_diff
+                    .par_chunks_mut(SPARSE_ROWS * k)
+                    .zip(top_diff.par_chunks(SPARSE_ROWS * n))
+                    .for_each_init(Vec::new, |scratch, (out, a)| {
+                        csr.dense_times(a, out.len() / k, out, scratch)
+                    }),
+                None => par_sgemm(false, self.transpose, m, k, n, top_diff, weights, bottom_diff),
+            }
         }
         Ok(())
     }
