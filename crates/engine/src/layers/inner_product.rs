@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use crate::blas::{par_sgemm, par_sgemm_acc};
 use crate::error::{LayerError, LayerResult};
 use crate::filler::fill;
-use crate::sparse::{SparseCache, INNER_PRODUCT_CROSSOVER};
+use crate::sparse::{Csr, SparseCache, INNER_PRODUCT_CROSSOVER};
 use crate::Tensor;
 
 /// Samples per task of the sparse product.
@@ -54,6 +54,23 @@ impl InnerProduct {
             sparse: SparseCache::default(),
         })
     }
+}
+
+/// The compressed rows of `weights` (`n x k`) when they are pruned below the crossover; a transposed layer's weights
+/// (`k x n`) stay dense.
+fn sparse_weights<'c>(
+    cache: &'c mut SparseCache,
+    weights: &[f32],
+    transpose: bool,
+    (n, k): (usize, usize),
+) -> Option<&'c Csr> {
+    if transpose {
+        return None;
+    }
+    cache
+        .groups(weights, 1, (n, k), INNER_PRODUCT_CROSSOVER)
+        .first()
+        .and_then(Option::as_ref)
 }
 
 impl Layer for InnerProduct {
@@ -129,14 +146,7 @@ impl Layer for InnerProduct {
         }
         let m = output.len() / n;
         // A pruned layer multiplies only its nonzero weights (see crate::sparse), rows of samples in parallel.
-        let sparse = if self.transpose {
-            None
-        } else {
-            self.sparse
-                .groups(weights, 1, (n, k), INNER_PRODUCT_CROSSOVER)
-                .first()
-                .and_then(Option::as_ref)
-        };
+        let sparse = sparse_weights(&mut self.sparse, weights, self.transpose, (n, k));
         match sparse {
             Some(csr) => {
                 output
@@ -185,14 +195,7 @@ impl Layer for InnerProduct {
             // bottom_diff (M x K) = top_diff (M x N) * W (N x K), W stored K x N with transpose; a pruned W
             // multiplies only its nonzeros, as in forward.
             let weights = self.params[0].data();
-            let sparse = if self.transpose {
-                None
-            } else {
-                self.sparse
-                    .groups(weights, 1, (n, k), INNER_PRODUCT_CROSSOVER)
-                    .first()
-                    .and_then(Option::as_ref)
-            };
+            let sparse = sparse_weights(&mut self.sparse, weights, self.transpose, (n, k));
             let bottom_diff = ctx.bottom_diffs[0].data_mut();
             match sparse {
                 Some(csr) => bottom_diff
