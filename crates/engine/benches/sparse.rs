@@ -1,5 +1,5 @@
-//! Where sparse products start to pay: one pruned layer of LeNet's shapes (conv2: 20 -> 50 channels, 5x5, on 12x12
-//! maps; ip1: 800 -> 500) at batch 100, forward with the sparse product and with the dense GEMM, over a range of
+//! Where sparse products start to pay: one pruned layer of LeNet's shapes (conv1: 1 -> 20 channels, 5x5, on 28x28
+//! images; conv2: 20 -> 50 channels, 5x5, on 12x12 maps; ip1: 800 -> 500) at batch 100, forward with the sparse product and with the dense GEMM, over a range of
 //! weight densities (the fraction of nonzero weights, spread evenly). The crossover is the density where the two
 //! medians meet; `engine::CONV_CROSSOVER` and `engine::INNER_PRODUCT_CROSSOVER` are set below them.
 
@@ -16,19 +16,18 @@ fn main() {
 const DENSITIES: [f64; 7] = [0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6];
 
 fn layer_net(kind: &str) -> NetParameter {
+    let conv = |outputs: u32| LayerParameter {
+        r#type: Some("Convolution".into()),
+        convolution_param: Some(ConvolutionParameter {
+            num_output: Some(outputs),
+            kernel_size: vec![5],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
     let (shape, mut layer) = match kind {
-        "conv2" => (
-            vec![100, 20, 12, 12],
-            LayerParameter {
-                r#type: Some("Convolution".into()),
-                convolution_param: Some(ConvolutionParameter {
-                    num_output: Some(50),
-                    kernel_size: vec![5],
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        ),
+        "conv1" => (vec![100, 1, 28, 28], conv(20)),
+        "conv2" => (vec![100, 20, 12, 12], conv(50)),
         _ => (
             vec![100, 800],
             LayerParameter {
@@ -81,6 +80,16 @@ fn run(bencher: Bencher, kind: &str, density: f64, crossover: f64) {
         divan::black_box(net.blob("y").unwrap().data()[0])
     });
     engine::set_sparse_crossover(None);
+}
+
+#[divan::bench(args = DENSITIES)]
+fn conv1_sparse(bencher: Bencher, density: f64) {
+    run(bencher, "conv1", density, 2.0);
+}
+
+#[divan::bench(args = DENSITIES)]
+fn conv1_dense(bencher: Bencher, density: f64) {
+    run(bencher, "conv1", density, 0.0);
 }
 
 #[divan::bench(args = DENSITIES)]

@@ -55,6 +55,7 @@ mod layers;
 pub mod math;
 mod net;
 mod rng;
+mod simd;
 mod sparse;
 mod tensor;
 mod weights;

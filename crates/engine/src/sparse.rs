@@ -11,15 +11,17 @@
 //! Each output element sums its terms in the order of the nonzeros, one multiply and one add each (no fused
 //! multiply-add), so the result is the same on every CPU and with any thread count.
 
+use crate::simd::widest_vectors;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Weight density (nonzeros / all) below which a Convolution multiplies sparsely. Measured on this project's 2-core
-/// machine with `cargo bench -p engine --bench sparse` (batch 100, against the AVX-512 GEMM): the direct sparse
-/// convolution of LeNet's conv2 wins up to about 45% nonzeros (2.67 ms at 40% against 3.40 ms dense; 0.25 ms at 2%).
-pub const CONV_CROSSOVER: f64 = 0.35;
+/// machine with `cargo bench -p engine --bench sparse` (batch 100, one thread, against the AVX-512 GEMM): the
+/// direct sparse convolution of LeNet's conv2 wins up to about 60% nonzeros (2.47 ms at 33% against 3.72 ms dense;
+/// 0.28 ms at 2%), conv1's at every density measured (0.62 ms at 60% against 0.74 ms).
+pub const CONV_CROSSOVER: f64 = 0.5;
 
-/// Weight density below which an InnerProduct multiplies sparsely. Same bench: LeNet's ip1 wins up to about 15%
-/// (0.34 ms at 10%, 0.58 ms at 20%, against 0.43 ms dense; 0.16 ms at 2%).
+/// Weight density below which an InnerProduct multiplies sparsely. Same bench: LeNet's ip1 wins up to about 12%
+/// with two threads (0.34 ms at 10%, 0.58 ms at 20%, against 0.43 ms dense; 0.16 ms at 2%).
 pub const INNER_PRODUCT_CROSSOVER: f64 = 0.12;
 
 /// A process-wide override of both crossovers (f64 bits; NaN: none).
@@ -97,16 +99,7 @@ impl Csr {
     /// (overwritten, not accumulated).
     pub(crate) fn times_dense(&self, b: &[f32], ld: usize, out: &mut [f32]) {
         debug_assert!(b.len() >= self.cols * ld && out.len() >= self.rows * ld);
-        for (r, out_row) in out.chunks_mut(ld).take(self.rows).enumerate() {
-            out_row.fill(0.0);
-            let (start, end) = (self.row_start[r] as usize, self.row_start[r + 1] as usize);
-            for (&c, &w) in self.col[start..end].iter().zip(&self.value[start..end]) {
-                let b_row = &b[c as usize * ld..(c as usize + 1) * ld];
-                for (o, &x) in out_row.iter_mut().zip(b_row) {
-                    *o += w * x;
-                }
-            }
-        }
+        times_dense(self, b, ld, out);
     }
 
     /// `out (cols x ld) = self^T (cols x rows) * b (rows x ld)`, `b` and `out` row-major with row stride `ld`
@@ -114,16 +107,7 @@ impl Csr {
     /// `b` to one output row. Each output sums its terms in the order of the weight rows.
     pub(crate) fn transpose_times_dense(&self, b: &[f32], ld: usize, out: &mut [f32]) {
         debug_assert!(b.len() >= self.rows * ld && out.len() >= self.cols * ld);
-        out[..self.cols * ld].fill(0.0);
-        for (r, b_row) in b.chunks(ld).take(self.rows).enumerate() {
-            let (start, end) = (self.row_start[r] as usize, self.row_start[r + 1] as usize);
-            for (&c, &w) in self.col[start..end].iter().zip(&self.value[start..end]) {
-                let out_row = &mut out[c as usize * ld..(c as usize + 1) * ld];
-                for (o, &x) in out_row.iter_mut().zip(b_row) {
-                    *o += w * x;
-                }
-            }
-        }
+        transpose_times_dense(self, b, ld, out);
     }
 
     /// `out (m x cols) = a (m x rows) * self` (an InnerProduct's bottom gradient, `a` its top gradient): the
@@ -228,6 +212,14 @@ pub(crate) struct ConvPlan {
     offsets: Vec<usize>,
 }
 
+impl ConvPlan {
+    /// Values each stride-1 tap multiplies: `(OH - 1) * Wp + OW`, the output on rows as wide as the padded input.
+    fn run(&self) -> usize {
+        let [oh, ow] = self.shape.output;
+        (oh - 1) * self.padded[1] + ow
+    }
+}
+
 impl Csr {
     /// The reading plan of these filters (`outputs x (channels * kh * kw)`, Caffe's layout) over images of shape `s`.
     pub(crate) fn conv_plan(&self, s: &ConvShape) -> ConvPlan {
@@ -262,72 +254,251 @@ impl Csr {
     ///
     /// With stride 1 each tap is a single multiply-add of `(OH - 1) * Wp + OW` values: the output is computed on
     /// rows as wide as the padded input (the extra columns are never read back), so that the input under a tap is
-    /// one contiguous run. Other strides go row by row.
-    pub(crate) fn convolve(&self, plan: &ConvPlan, image: &[f32], out: &mut [f32], scratch: &mut Vec<f32>) {
+    /// one contiguous run. Other strides go row by row. `bias` (one per output) is added to each finished sum, as
+    /// Caffe adds it after the product.
+    pub(crate) fn convolve(
+        &self,
+        plan: &ConvPlan,
+        image: &[f32],
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+        scratch: &mut Vec<f32>,
+    ) {
         let s = &plan.shape;
-        let [oh, ow] = s.output;
         if !plan.wide {
-            self.convolve_strided(s, image, out);
+            convolve_strided(self, s, image, bias, out);
             return;
         }
         let [hp, wp] = plan.padded;
-        let run = (oh - 1) * wp + ow;
-        let padded_len = if s.pad == [0, 0] { 0 } else { s.channels * hp * wp };
+        let run = plan.run();
+        // The image in a zeroed buffer with its padding around it and a few zeros after it, so that every tap may
+        // read whole blocks of LANES values (the extra sums land in columns that are never read back).
+        let source_len = s.channels * hp * wp + (run.next_multiple_of(LANES) - run);
         scratch.clear();
-        scratch.resize(padded_len + oh * wp, 0.0);
-        let (padded, wide) = scratch.split_at_mut(padded_len);
-        let source: &[f32] = if padded_len == 0 {
-            image
-        } else {
-            let [h, w] = s.input;
-            for c in 0..s.channels {
-                for y in 0..h {
-                    let at = (c * hp + y + s.pad[0]) * wp + s.pad[1];
-                    padded[at..at + w].copy_from_slice(&image[(c * h + y) * w..(c * h + y + 1) * w]);
-                }
+        scratch.resize(source_len + run.next_multiple_of(LANES), 0.0);
+        let (source, wide) = scratch.split_at_mut(source_len);
+        let [h, w] = s.input;
+        for c in 0..s.channels {
+            for y in 0..h {
+                let at = (c * hp + y + s.pad[0]) * wp + s.pad[1];
+                source[at..at + w].copy_from_slice(&image[(c * h + y) * w..(c * h + y + 1) * w]);
             }
-            padded
-        };
-        for (o, plane) in out.chunks_mut(oh * ow).take(self.rows).enumerate() {
-            let (start, end) = (self.row_start[o] as usize, self.row_start[o + 1] as usize);
-            let acc = &mut wide[..run];
-            acc.fill(0.0);
-            let (offsets, values) = (&plan.offsets[start..end], &self.value[start..end]);
-            // Four taps per pass over the accumulator (each element still adds them one by one, in order).
-            let mut quads = offsets.chunks_exact(4).zip(values.chunks_exact(4));
-            for (at, wt) in &mut quads {
-                let (x0, x1) = (&source[at[0]..at[0] + run], &source[at[1]..at[1] + run]);
-                let (x2, x3) = (&source[at[2]..at[2] + run], &source[at[3]..at[3] + run]);
-                for i in 0..run {
-                    let mut a = acc[i];
-                    a += wt[0] * x0[i];
-                    a += wt[1] * x1[i];
-                    a += wt[2] * x2[i];
-                    a += wt[3] * x3[i];
-                    acc[i] = a;
-                }
+        }
+        convolve_wide(self, plan, source, bias, wide, out);
+    }
+}
+
+/// Values per block of [`convolve_wide`]: one AVX-512 vector (two AVX2 ones, four SSE2 ones), so that no sum is
+/// left to a narrower remainder loop.
+const LANES: usize = 16;
+
+/// The innermost step of [`convolve_wide`] in one instruction set: taps' multiples of blocks of source values added
+/// to a block of sums, each element's terms one by one in order, a multiply and an add each (never fused), so every
+/// set gives the same bits. (Written with intrinsics: the compiler, given plain loops over fixed-size blocks,
+/// vectorises across blocks with gathers instead.)
+trait TapKernel {
+    /// `acc[i] = (((acc[i] + w[0] * x[0][i]) + w[1] * x[1][i]) + w[2] * x[2][i]) + w[3] * x[3][i]`.
+    ///
+    /// # Safety
+    /// The CPU has the kernel's instructions.
+    unsafe fn four(acc: &mut [f32; LANES], w: &[f32], x: [&[f32; LANES]; 4]);
+
+    /// `acc[i] += w * x[i]`.
+    ///
+    /// # Safety
+    /// As [`TapKernel::four`].
+    unsafe fn one(acc: &mut [f32; LANES], w: f32, x: &[f32; LANES]);
+}
+
+/// Plain Rust (the baseline's 4-wide vectors).
+struct PortableTaps;
+
+impl TapKernel for PortableTaps {
+    #[inline(always)]
+    unsafe fn four(acc: &mut [f32; LANES], w: &[f32], x: [&[f32; LANES]; 4]) {
+        for i in 0..LANES {
+            let mut sum = acc[i];
+            sum += w[0] * x[0][i];
+            sum += w[1] * x[1][i];
+            sum += w[2] * x[2][i];
+            sum += w[3] * x[3][i];
+            acc[i] = sum;
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn one(acc: &mut [f32; LANES], w: f32, x: &[f32; LANES]) {
+        for i in 0..LANES {
+            acc[i] += w * x[i];
+        }
+    }
+}
+
+/// One 512-bit vector per block.
+#[cfg(target_arch = "x86_64")]
+struct Avx512Taps;
+
+#[cfg(target_arch = "x86_64")]
+impl TapKernel for Avx512Taps {
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn four(acc: &mut [f32; LANES], w: &[f32], x: [&[f32; LANES]; 4]) {
+        use std::arch::x86_64::*;
+        // SAFETY: each pointer addresses LANES floats; AVX-512F is the caller's promise.
+        unsafe {
+            let mut sum = _mm512_loadu_ps(acc.as_ptr());
+            for (&w, x) in w.iter().zip(x) {
+                sum = _mm512_add_ps(sum, _mm512_mul_ps(_mm512_set1_ps(w), _mm512_loadu_ps(x.as_ptr())));
             }
-            let rest = offsets.len() / 4 * 4;
-            for (&at, &wt) in offsets[rest..].iter().zip(&values[rest..]) {
-                for (a, &x) in acc.iter_mut().zip(&source[at..at + run]) {
-                    *a += wt * x;
+            _mm512_storeu_ps(acc.as_mut_ptr(), sum);
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn one(acc: &mut [f32; LANES], w: f32, x: &[f32; LANES]) {
+        use std::arch::x86_64::*;
+        // SAFETY: as in `four`.
+        unsafe {
+            let sum = _mm512_loadu_ps(acc.as_ptr());
+            let sum = _mm512_add_ps(sum, _mm512_mul_ps(_mm512_set1_ps(w), _mm512_loadu_ps(x.as_ptr())));
+            _mm512_storeu_ps(acc.as_mut_ptr(), sum);
+        }
+    }
+}
+
+/// Two 256-bit vectors per block.
+#[cfg(target_arch = "x86_64")]
+struct Avx2Taps;
+
+#[cfg(target_arch = "x86_64")]
+impl TapKernel for Avx2Taps {
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn four(acc: &mut [f32; LANES], w: &[f32], x: [&[f32; LANES]; 4]) {
+        use std::arch::x86_64::*;
+        // SAFETY: each pointer addresses LANES = 2 x 8 floats; AVX2 is the caller's promise.
+        unsafe {
+            for half in [0, 8] {
+                let mut sum = _mm256_loadu_ps(acc.as_ptr().add(half));
+                for (&w, x) in w.iter().zip(x) {
+                    sum = _mm256_add_ps(
+                        sum,
+                        _mm256_mul_ps(_mm256_set1_ps(w), _mm256_loadu_ps(x.as_ptr().add(half))),
+                    );
                 }
-            }
-            for (oy, row) in plane.chunks_mut(ow).enumerate() {
-                row.copy_from_slice(&acc[oy * wp..oy * wp + ow]);
+                _mm256_storeu_ps(acc.as_mut_ptr().add(half), sum);
             }
         }
     }
 
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn one(acc: &mut [f32; LANES], w: f32, x: &[f32; LANES]) {
+        use std::arch::x86_64::*;
+        // SAFETY: as in `four`.
+        unsafe {
+            for half in [0, 8] {
+                let sum = _mm256_loadu_ps(acc.as_ptr().add(half));
+                let sum = _mm256_add_ps(
+                    sum,
+                    _mm256_mul_ps(_mm256_set1_ps(w), _mm256_loadu_ps(x.as_ptr().add(half))),
+                );
+                _mm256_storeu_ps(acc.as_mut_ptr().add(half), sum);
+            }
+        }
+    }
+}
+
+/// The stride-1 accumulation of [`Csr::convolve`]: per output plane, each tap's multiple of its run of `source`
+/// added into `wide` (`OH` rows as wide as the padded input, rounded up to whole blocks of [`LANES`]), then the
+/// plane's columns copied out with the bias added. Runs the widest [`TapKernel`] the CPU has.
+fn convolve_wide(csr: &Csr, plan: &ConvPlan, source: &[f32], bias: Option<&[f32]>, wide: &mut [f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn avx512(c: &Csr, p: &ConvPlan, s: &[f32], b: Option<&[f32]>, w: &mut [f32], o: &mut [f32]) {
+            // SAFETY: this function's own promise.
+            unsafe { convolve_wide_with::<Avx512Taps>(c, p, s, b, w, o) }
+        }
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(c: &Csr, p: &ConvPlan, s: &[f32], b: Option<&[f32]>, w: &mut [f32], o: &mut [f32]) {
+            // SAFETY: this function's own promise.
+            unsafe { convolve_wide_with::<Avx2Taps>(c, p, s, b, w, o) }
+        }
+        match crate::simd::widest() {
+            // SAFETY: the CPU has AVX-512F (detected at run time).
+            crate::simd::Vectors::Avx512 => return unsafe { avx512(csr, plan, source, bias, wide, out) },
+            // SAFETY: the CPU has AVX2 (detected at run time).
+            crate::simd::Vectors::Avx2 => return unsafe { avx2(csr, plan, source, bias, wide, out) },
+            crate::simd::Vectors::Baseline => {}
+        }
+    }
+    // SAFETY: the portable kernel needs nothing.
+    unsafe { convolve_wide_with::<PortableTaps>(csr, plan, source, bias, wide, out) }
+}
+
+/// [`convolve_wide`] with the kernel `K`.
+///
+/// # Safety
+/// The CPU has `K`'s instructions.
+#[inline(always)]
+unsafe fn convolve_wide_with<K: TapKernel>(
+    csr: &Csr,
+    plan: &ConvPlan,
+    source: &[f32],
+    bias: Option<&[f32]>,
+    wide: &mut [f32],
+    out: &mut [f32],
+) {
+    let [oh, ow] = plan.shape.output;
+    let wp = plan.padded[1];
+    let len = plan.run().next_multiple_of(LANES);
+    // The blocks of LANES values a tap at offset `at` multiplies.
+    let blocks = |at: usize| source[at..at + len].as_chunks::<LANES>().0;
+    for (o, plane) in out.chunks_mut(oh * ow).take(csr.rows).enumerate() {
+        let (start, end) = (csr.row_start[o] as usize, csr.row_start[o + 1] as usize);
+        let acc = wide[..len].as_chunks_mut::<LANES>().0;
+        acc.iter_mut().for_each(|a| *a = [0.0; LANES]);
+        let (offsets, values) = (&plan.offsets[start..end], &csr.value[start..end]);
+        // Four taps per pass over the accumulator (each element still adds them one by one, in order).
+        let mut quads = offsets.chunks_exact(4).zip(values.chunks_exact(4));
+        for (at, wt) in &mut quads {
+            let (x0, x1, x2, x3) = (blocks(at[0]), blocks(at[1]), blocks(at[2]), blocks(at[3]));
+            for ((((a, x0), x1), x2), x3) in acc.iter_mut().zip(x0).zip(x1).zip(x2).zip(x3) {
+                // SAFETY: the caller's CPU has K's instructions.
+                unsafe { K::four(a, wt, [x0, x1, x2, x3]) };
+            }
+        }
+        let rest = offsets.len() / 4 * 4;
+        for (&at, &wt) in offsets[rest..].iter().zip(&values[rest..]) {
+            for (a, x) in acc.iter_mut().zip(blocks(at)) {
+                // SAFETY: as above.
+                unsafe { K::one(a, wt, x) };
+            }
+        }
+        let acc = &wide[..len];
+        let b = bias.map(|b| b[o]);
+        for (oy, row) in plane.chunks_mut(ow).enumerate() {
+            let sums = &acc[oy * wp..oy * wp + ow];
+            match b {
+                Some(b) => row.iter_mut().zip(sums).for_each(|(r, &x)| *r = x + b),
+                None => row.copy_from_slice(sums),
+            }
+        }
+    }
+}
+
+widest_vectors! {
     /// [`Csr::convolve`] for strides other than 1: each tap adds to the output rows it reaches.
-    fn convolve_strided(&self, s: &ConvShape, image: &[f32], out: &mut [f32]) {
+    fn convolve_strided(csr: &Csr, s: &ConvShape, image: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
         let [h, w] = s.input;
         let [oh, ow] = s.output;
         let taps = s.kernel[0] * s.kernel[1];
-        for (o, plane) in out.chunks_mut(oh * ow).take(self.rows).enumerate() {
+        for (o, plane) in out.chunks_mut(oh * ow).take(csr.rows).enumerate() {
             plane.fill(0.0);
-            let (start, end) = (self.row_start[o] as usize, self.row_start[o + 1] as usize);
-            for (&col, &wt) in self.col[start..end].iter().zip(&self.value[start..end]) {
+            let (start, end) = (csr.row_start[o] as usize, csr.row_start[o + 1] as usize);
+            for (&col, &wt) in csr.col[start..end].iter().zip(&csr.value[start..end]) {
                 let col = col as usize;
                 let (c, tap) = (col / taps, col % taps);
                 let (ki, kj) = (tap / s.kernel[1], tap % s.kernel[1]);
@@ -349,8 +520,43 @@ impl Csr {
                     }
                 }
             }
+            if let Some(bias) = bias {
+                plane.iter_mut().for_each(|v| *v += bias[o]);
+            }
         }
     }
+}
+
+widest_vectors! {
+    /// [`Csr::times_dense`].
+    fn times_dense(csr: &Csr, b: &[f32], ld: usize, out: &mut [f32]) {
+        for (r, out_row) in out.chunks_mut(ld).take(csr.rows).enumerate() {
+            out_row.fill(0.0);
+            let (start, end) = (csr.row_start[r] as usize, csr.row_start[r + 1] as usize);
+            for (&c, &w) in csr.col[start..end].iter().zip(&csr.value[start..end]) {
+                let b_row = &b[c as usize * ld..(c as usize + 1) * ld];
+                for (o, &x) in out_row.iter_mut().zip(b_row) {
+                    *o += w * x;
+                }
+            }
+        }
+    }
+}
+
+widest_vectors! {
+    /// [`Csr::transpose_times_dense`].
+    fn transpose_times_dense(csr: &Csr, b: &[f32], ld: usize, out: &mut [f32]) {
+        out[..csr.cols * ld].fill(0.0);
+        for (r, b_row) in b.chunks(ld).take(csr.rows).enumerate() {
+            let (start, end) = (csr.row_start[r] as usize, csr.row_start[r + 1] as usize);
+            for (&c, &w) in csr.col[start..end].iter().zip(&csr.value[start..end]) {
+                let out_row = &mut out[c as usize * ld..(c as usize + 1) * ld];
+                for (o, &x) in out_row.iter_mut().zip(b_row) {
+                    *o += w * x;
+                }
+            }
+        }
+        }
 }
 
 /// The outputs `lo..hi` (of `outputs`) whose input coordinate `out * stride + shift` lies in `[0, size)`.
@@ -480,7 +686,24 @@ mod tests {
             ([3, 3], [1, 1], [2, 1], [2, 1]),
             ([2, 4], [1, 1], [0, 3], [1, 2]),
         ] {
-            let (channels, input, outputs) = (3, [9, 7], 4);
+            for input in [[9, 7], [23, 19]] {
+                check_convolution(kernel, stride, pad, dilation, input);
+            }
+        }
+        assert_eq!(valid_range(-3, 2, 10, 10), (2, 7));
+        assert_eq!(valid_range(20, 1, 10, 5), (0, 0));
+    }
+
+    /// The direct sparse convolution, with a bias, against the definition, bit for bit.
+    fn check_convolution(
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        pad: [usize; 2],
+        dilation: [usize; 2],
+        input: [usize; 2],
+    ) {
+        {
+            let (channels, outputs) = (3, 4);
             let out_size = |d: usize| (input[d] + 2 * pad[d] - (dilation[d] * (kernel[d] - 1) + 1)) / stride[d] + 1;
             let s = ConvShape {
                 channels,
@@ -495,13 +718,18 @@ mod tests {
             let weights = pruned(outputs * cols, 3, 5);
             let image = pruned(channels * input[0] * input[1], 1, 6);
             let csr = Csr::build_if_sparse(&weights, outputs, cols, 0.5).unwrap();
-            let mut out = vec![f32::NAN; outputs * s.output[0] * s.output[1]];
+            let plane = s.output[0] * s.output[1];
+            let mut out = vec![f32::NAN; outputs * plane];
             let plan = csr.conv_plan(&s);
-            csr.convolve(&plan, &image, &mut out, &mut Vec::new());
-            assert_eq!(out, reference_conv(&weights, outputs, &s, &image), "{s:?}");
+            let bias = [0.25, -1.5, 0.0, 3.0];
+            csr.convolve(&plan, &image, Some(&bias), &mut out, &mut Vec::new());
+            let mut expected = reference_conv(&weights, outputs, &s, &image);
+            for (row, b) in expected.chunks_mut(plane).zip(bias) {
+                row.iter_mut().for_each(|v| *v += b);
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&out), bits(&expected), "{s:?}");
         }
-        assert_eq!(valid_range(-3, 2, 10, 10), (2, 7));
-        assert_eq!(valid_range(20, 1, 10, 5), (0, 0));
     }
 
     #[test]

@@ -762,9 +762,15 @@ fn conv_forward(
             .for_each_init(Vec::new, |scratch, (out, image)| {
                 for (gi, (csr, plan)) in plans.iter().enumerate() {
                     let image = &image[gi * channels * plane..(gi + 1) * channels * plane];
-                    csr.convolve(plan, image, &mut out[gi * m * spatial..(gi + 1) * m * spatial], scratch);
+                    let bias = bias.map(|b| &b[gi * m..(gi + 1) * m]);
+                    csr.convolve(
+                        plan,
+                        image,
+                        bias,
+                        &mut out[gi * m * spatial..(gi + 1) * m * spatial],
+                        scratch,
+                    );
                 }
-                add_bias(out);
             });
         return;
     }

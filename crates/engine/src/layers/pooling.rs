@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use super::{expect_bottoms, Backward, Layer};
 use crate::error::{LayerError, LayerResult};
 use crate::rng::SplitMix64;
+use crate::simd::widest_vectors;
 use crate::Tensor;
 
 /// `Pooling` over the last two axes of a 4-D bottom. A second top (MAX only) receives the flat index (h * W + w)
@@ -208,6 +209,12 @@ impl Layer for Pooling {
                 .zip(input.par_chunks(in_plane))
                 .with_min_len(planes_per_task)
                 .for_each(|((out, mask), plane)| max_plane(&d, &ranges, plane, out, Some(mask))),
+            (PoolMethod::Max, None) if tiles_2x2(&d, &ranges) => output
+                .par_chunks_mut(out_plane * planes_per_task)
+                .zip(input.par_chunks(in_plane * planes_per_task))
+                .for_each_init(Vec::new, |pairs, (out, planes)| {
+                    max_2x2_tiles(d.out_w, planes, out, pairs)
+                }),
             (PoolMethod::Max, None) => output
                 .par_chunks_mut(out_plane)
                 .zip(input.par_chunks(in_plane))
@@ -400,67 +407,117 @@ impl Pooling {
     }
 }
 
-/// MAX forward of one plane over the windows `(rows, cols)` (each clipped to the input): the maximum, and with a
-/// mask the index of its first strict occurrence.
-fn max_plane(d: &PoolDims, (rows, cols): &WindowRanges, plane: &[f32], out: &mut [f32], mut mask: Option<&mut [f32]>) {
-    let pairs = w1_is_pairs(cols);
-    for (ph, &(h0, h1)) in rows.iter().enumerate() {
-        let out_row = &mut out[ph * d.out_w..(ph + 1) * d.out_w];
-        match mask.as_deref_mut() {
-            None if pairs && h1 == h0 + 2 => {
-                // 2x2 windows tiling the rows (the usual 2x2, stride 2): the same maxima in the same order, as
-                // straight loops over the two input rows.
-                let w0 = cols[0].0;
-                let r0 = &plane[h0 * d.width + w0..h0 * d.width + w0 + 2 * out_row.len()];
-                let r1 = &plane[(h0 + 1) * d.width + w0..(h0 + 1) * d.width + w0 + 2 * out_row.len()];
-                for ((o, a), b) in out_row.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
-                    *o = (-f32::MAX).max(a[0]).max(a[1]).max(b[0]).max(b[1]);
-                }
-            }
-            None if pairs => {
-                // 2-wide windows side by side: the same maxima in the same order, without the inner loop's
-                // bookkeeping.
-                for (o, &(w0, _)) in out_row.iter_mut().zip(cols) {
-                    let mut best = -f32::MAX;
-                    for h in h0..h1 {
-                        let at = h * d.width + w0;
-                        best = best.max(plane[at]);
-                        best = best.max(plane[at + 1]);
+widest_vectors! {
+    /// MAX forward of one plane over the windows `(rows, cols)` (each clipped to the input): the maximum, and with a
+    /// mask the index of its first strict occurrence.
+    fn max_plane(d: &PoolDims, ranges: &WindowRanges, plane: &[f32], out: &mut [f32], mask: Option<&mut [f32]>) {
+        let (rows, cols) = ranges;
+        let mut mask = mask;
+        let pairs = w1_is_pairs(cols);
+        for (ph, &(h0, h1)) in rows.iter().enumerate() {
+            let out_row = &mut out[ph * d.out_w..(ph + 1) * d.out_w];
+            match mask.as_deref_mut() {
+                None if pairs && h1 == h0 + 2 => {
+                    // 2x2 windows tiling the rows (the usual 2x2, stride 2): the same maxima in the same order, as
+                    // straight loops over the two input rows.
+                    let w0 = cols[0].0;
+                    let r0 = &plane[h0 * d.width + w0..h0 * d.width + w0 + 2 * out_row.len()];
+                    let r1 = &plane[(h0 + 1) * d.width + w0..(h0 + 1) * d.width + w0 + 2 * out_row.len()];
+                    for ((o, a), b) in out_row.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
+                        *o = [a[0], a[1], b[0], b[1]].into_iter().fold(-f32::MAX, strict_max);
                     }
-                    *o = best;
                 }
-            }
-            None => {
-                for (o, &(w0, w1)) in out_row.iter_mut().zip(cols) {
-                    // Caffe starts from -FLT_MAX and keeps strict maxima; f32::max skips NaN as `>` does.
-                    let mut best = -f32::MAX;
-                    for h in h0..h1 {
-                        for &v in &plane[h * d.width + w0..h * d.width + w1] {
-                            best = best.max(v);
+                None if pairs => {
+                    // 2-wide windows side by side: the same maxima in the same order, without the inner loop's
+                    // bookkeeping.
+                    for (o, &(w0, _)) in out_row.iter_mut().zip(cols) {
+                        let mut best = -f32::MAX;
+                        for h in h0..h1 {
+                            let at = h * d.width + w0;
+                            best = strict_max(strict_max(best, plane[at]), plane[at + 1]);
                         }
+                        *o = best;
                     }
-                    *o = best;
                 }
-            }
-            Some(mask) => {
-                let mask_row = &mut mask[ph * d.out_w..(ph + 1) * d.out_w];
-                for ((o, m), &(w0, w1)) in out_row.iter_mut().zip(mask_row).zip(cols) {
-                    // Index -1 when the window is empty, and the first strict maximum otherwise, as Caffe.
-                    let mut best = -f32::MAX;
-                    let mut best_index: isize = -1;
-                    for h in h0..h1 {
-                        for (w, &v) in plane[h * d.width + w0..h * d.width + w1].iter().enumerate() {
-                            if v > best {
-                                best = v;
-                                best_index = (h * d.width + w0 + w) as isize;
+                None => {
+                    for (o, &(w0, w1)) in out_row.iter_mut().zip(cols) {
+                        // Caffe starts from -FLT_MAX and keeps strict maxima.
+                        let mut best = -f32::MAX;
+                        for h in h0..h1 {
+                            for &v in &plane[h * d.width + w0..h * d.width + w1] {
+                                best = strict_max(best, v);
                             }
                         }
+                        *o = best;
                     }
-                    *o = best;
-                    *m = best_index as f32;
+                }
+                Some(mask) => {
+                    let mask_row = &mut mask[ph * d.out_w..(ph + 1) * d.out_w];
+                    for ((o, m), &(w0, w1)) in out_row.iter_mut().zip(mask_row).zip(cols) {
+                        // Index -1 when the window is empty, and the first strict maximum otherwise, as Caffe.
+                        let mut best = -f32::MAX;
+                        let mut best_index: isize = -1;
+                        for h in h0..h1 {
+                            for (w, &v) in plane[h * d.width + w0..h * d.width + w1].iter().enumerate() {
+                                if v > best {
+                                    best = v;
+                                    best_index = (h * d.width + w0 + w) as isize;
+                                }
+                            }
+                        }
+                        *o = best;
+                        *m = best_index as f32;
+                    }
                 }
             }
         }
+    }
+}
+
+/// True when the windows are 2x2 squares tiling each plane exactly (kernel 2, stride 2, no padding, even sizes):
+/// then consecutive planes form one long run of row pairs, which [`max_2x2_tiles`] pools in two flat passes.
+fn tiles_2x2(d: &PoolDims, (rows, cols): &WindowRanges) -> bool {
+    let tiled = |ranges: &[(usize, usize)], size: usize| {
+        ranges
+            .iter()
+            .enumerate()
+            .all(|(i, &(lo, hi))| lo == 2 * i && hi == 2 * i + 2)
+            && size == 2 * ranges.len()
+    };
+    tiled(rows, d.height) && tiled(cols, d.width)
+}
+
+widest_vectors! {
+    /// MAX pooling of whole planes (`planes`, any number of them back to back) by 2x2 windows that tile them, `ow`
+    /// outputs per row: first the maximum of each horizontal pair over the whole run, then of each vertical pair of
+    /// those. Each window keeps its first strict maximum in Caffe's order (row by row; -FLT_MAX when all are NaN):
+    /// the first strict maximum of a sequence is that of its first half unless its second half's is greater.
+    fn max_2x2_tiles(ow: usize, planes: &[f32], out: &mut [f32], pairs: &mut Vec<f32>) {
+        let half = planes.len() / 2;
+        if pairs.len() < half {
+            pairs.resize(half, 0.0);
+        }
+        let pairs = &mut pairs[..half];
+        for (p, x) in pairs.iter_mut().zip(planes.chunks_exact(2)) {
+            *p = strict_max(strict_max(-f32::MAX, x[0]), x[1]);
+        }
+        for (o, rows) in out.chunks_exact_mut(ow).zip(pairs.chunks_exact(2 * ow)) {
+            let (upper, lower) = rows.split_at(ow);
+            for ((o, &u), &l) in o.iter_mut().zip(upper).zip(lower) {
+                *o = strict_max(u, l);
+            }
+        }
+    }
+}
+
+/// Caffe's step of a MAX window, `if (v > best) best = v`: NaN never wins, and of equal values (+0 and -0) the
+/// first stays.
+#[inline(always)]
+fn strict_max(best: f32, v: f32) -> f32 {
+    if v > best {
+        v
+    } else {
+        best
     }
 }
 
@@ -642,6 +699,43 @@ mod tests {
             .unwrap();
         assert_eq!(diffs[0].data()[7], 2.0);
         assert_eq!(diffs[0].data().iter().sum::<f32>(), 3.0);
+    }
+
+    #[test]
+    fn tiled_2x2_max_keeps_caffes_first_strict_maximum() {
+        // NaN never wins, -FLT_MAX when a window is all NaN, and of +0 and -0 the first one stays, as Caffe's
+        // `if (v > top)` loop gives; two planes of 4x6 back to back.
+        let values = [f32::NAN, -0.0, 0.0, 1.0, -1.0, 1.0, -0.0, f32::NAN, 2.5, -f32::MAX];
+        let mut planes: Vec<f32> = (0..48).map(|i| values[(i * 7 + i / 5) % values.len()]).collect();
+        let (height, width) = (4, 6);
+        for i in [24, 25, 30, 31] {
+            planes[i] = f32::NAN; // the second plane's first window
+        }
+        let mut expected = Vec::new();
+        for plane in planes.chunks(height * width) {
+            for ph in 0..height / 2 {
+                for pw in 0..width / 2 {
+                    let mut best = -f32::MAX;
+                    for h in 2 * ph..2 * ph + 2 {
+                        for w in 2 * pw..2 * pw + 2 {
+                            if plane[h * width + w] > best {
+                                best = plane[h * width + w];
+                            }
+                        }
+                    }
+                    expected.push(best);
+                }
+            }
+        }
+        let mut out = vec![f32::NAN; expected.len()];
+        max_2x2_tiles(width / 2, &planes, &mut out, &mut Vec::new());
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&out), bits(&expected));
+        assert!(
+            expected.iter().any(|v| v.to_bits() == (-0.0f32).to_bits()),
+            "the data has a -0 maximum"
+        );
+        assert!(expected.contains(&-f32::MAX), "the data has an all-NaN window");
     }
 
     #[test]
