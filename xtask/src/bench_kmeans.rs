@@ -7,6 +7,7 @@
 //! tolerance of `crates/quantize/tests/scipy_parity.rs`) of scipy's run in float64, and the distance to its float32
 //! run (the tutorial's, whose f32 sums drift with the cluster sizes) is printed.
 
+use crate::bench::median;
 use anyhow::{bail, Context, Result};
 use quantize::{kmeans, quantize, KMeansOptions};
 use std::io::Write;
@@ -21,11 +22,6 @@ const CASES: [(&str, usize, f32, u32, usize, usize); 3] = [
     ("dense10M_B8", 10_000_000, 0.0, 8, 21, 3),
     ("big100M_10pct_B8", 100_000_000, 0.0822, 8, 7, 3),
 ];
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
-}
 
 /// The scipy baseline's JSON: measured now, or (for quick iterations, said so in the output) read from the file named
 /// by `BENCH_KMEANS_SCIPY_JSON` (a `scipy_kmeans.json` an earlier run wrote, for the same cases).

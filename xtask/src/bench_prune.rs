@@ -2,6 +2,7 @@
 //! tutorial's algorithm in numpy (xtask/baselines/prune_numpy.py, same weights bit for bit) in the same run, and
 //! against one memcpy pass over the blob.
 
+use crate::bench::median;
 use anyhow::{bail, Context, Result};
 use std::process::Command;
 use std::time::Instant;
@@ -14,11 +15,6 @@ const BLOBS: [(&str, usize, f64, u8, u64); 5] = [
     ("ip2", 5_000, 0.2, 5, 4),
     ("big", 100_000_000, 0.1, 5, 42),
 ];
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
-}
 
 /// The numpy baseline's JSON: measured now, or (for quick iterations, said so in the output) read from the file named
 /// by `BENCH_PRUNE_NUMPY_JSON`.

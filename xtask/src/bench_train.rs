@@ -9,10 +9,7 @@ use caffemodel::text::{self, Schema};
 use std::path::Path;
 use std::time::Instant;
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
-}
+use crate::bench::median;
 
 /// Real Caffe's training iterations/s on this machine class.
 fn caffe_train_speed(fixtures: &Path) -> Result<f64> {

@@ -5,11 +5,14 @@
 //! - `testdata [--check]`: (re)generate the models in testdata/ from fixed seeds, or check they are current.
 //! - `bench-prune`: prune + sparse export against the tutorial's numpy algorithm and a memcpy pass.
 //! - `bench-inspect`: caffe-inspect on a generated VGG16-sized model against a plain read of the same file.
+//! - `bench-eval`: `caffe-prune eval` of the dense and the pruned LeNet as whole processes, 1 and 2 threads,
+//!   against real Caffe's recorded `caffe test`.
 //! - `bench-train`: LeNet training iterations/s, measured as the fixtures measured real Caffe, against its figure.
 //! - `completions [--out DIR]`, `man [--out DIR]`: bash, zsh, fish, elvish and PowerShell completions, and a man page
 //!   per tool and subcommand, from the tools' clap definitions (default: target/completions, target/man).
 
 mod bench;
+mod bench_eval;
 mod bench_kmeans;
 mod bench_onnx;
 mod bench_prune;
@@ -53,6 +56,13 @@ enum Command {
     },
     /// Benchmark weight sharing (k-means, codes) against the tutorial's scipy kmeans + vq on the same weights.
     BenchKmeans,
+    /// Benchmark `caffe-prune eval` (whole process, 10,000 MNIST images) of the dense LeNet and of the LeNet pruned at
+    /// the tutorial's rates, with 1 and 2 threads, against real Caffe's recorded `caffe test`.
+    BenchEval {
+        /// Timed runs of each side per thread count.
+        #[arg(long, default_value_t = 9)]
+        runs: usize,
+    },
     /// Benchmark LeNet training (batch 64, SGD) as the fixtures measured real Caffe, against Caffe's figure.
     BenchTrain,
     /// Benchmark caffe-inspect on a VGG16-sized model against a plain sequential read of the same file.
@@ -88,6 +98,7 @@ fn main() -> ExitCode {
         Command::Roundtrip { paths } => roundtrip::run(paths),
         Command::Testdata { check } => testdata::run(check),
         Command::BenchPrune => bench_prune::run().map(|()| true),
+        Command::BenchEval { runs } => bench_eval::run(runs).map(|()| true),
         Command::BenchTrain => bench_train::run().map(|()| true),
         Command::BenchKmeans => bench_kmeans::run().map(|()| true),
         Command::BenchOnnx { runs } => bench_onnx::run(runs).map(|()| true),
