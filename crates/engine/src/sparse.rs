@@ -292,22 +292,18 @@ impl Csr {
 /// left to a narrower remainder loop.
 const LANES: usize = 16;
 
-/// The innermost step of [`convolve_wide`] in one instruction set: taps' multiples of blocks of source values added
-/// to a block of sums, each element's terms one by one in order, a multiply and an add each (never fused), so every
-/// set gives the same bits. (Written with intrinsics: the compiler, given plain loops over fixed-size blocks,
-/// vectorises across blocks with gathers instead.)
+/// The innermost step of [`convolve_wide`] in one instruction set: `B` blocks of [`LANES`] sums, each
+/// `((0 + w[0] * x[at[0] + i]) + w[1] * x[at[1] + i]) + ...` over all of an output's taps in order, a multiply and
+/// an add each (never fused), so every set gives the same bits. The `B` sums of a block stay in registers through
+/// all the taps, and the `B` blocks are independent chains, so the adds do not wait on each other. (Written with
+/// intrinsics: the compiler, given plain loops over fixed-size blocks, vectorises across blocks with gathers.)
 trait TapKernel {
-    /// `acc[i] = (((acc[i] + w[0] * x[0][i]) + w[1] * x[1][i]) + w[2] * x[2][i]) + w[3] * x[3][i]`.
+    /// Writes the `B * LANES` sums for positions `first..first + B * LANES` of the run to `out`.
     ///
     /// # Safety
-    /// The CPU has the kernel's instructions.
-    unsafe fn four(acc: &mut [f32; LANES], w: &[f32], x: [&[f32; LANES]; 4]);
-
-    /// `acc[i] += w * x[i]`.
-    ///
-    /// # Safety
-    /// As [`TapKernel::four`].
-    unsafe fn one(acc: &mut [f32; LANES], w: f32, x: &[f32; LANES]);
+    /// The CPU has the kernel's instructions; `source` holds `at[k] + first + B * LANES` values for every `k`, `out`
+    /// holds `B * LANES`, and `w` and `at` have the same length.
+    unsafe fn sums<const B: usize>(w: &[f32], at: &[usize], source: *const f32, first: usize, out: *mut f32);
 }
 
 /// Plain Rust (the baseline's 4-wide vectors).
@@ -315,22 +311,19 @@ struct PortableTaps;
 
 impl TapKernel for PortableTaps {
     #[inline(always)]
-    unsafe fn four(acc: &mut [f32; LANES], w: &[f32], x: [&[f32; LANES]; 4]) {
-        for i in 0..LANES {
-            let mut sum = acc[i];
-            sum += w[0] * x[0][i];
-            sum += w[1] * x[1][i];
-            sum += w[2] * x[2][i];
-            sum += w[3] * x[3][i];
-            acc[i] = sum;
+    unsafe fn sums<const B: usize>(w: &[f32], at: &[usize], source: *const f32, first: usize, out: *mut f32) {
+        let mut sums = [[0.0f32; LANES]; B];
+        for (&w, &at) in w.iter().zip(at) {
+            for (j, block) in sums.iter_mut().enumerate() {
+                // SAFETY: the caller's promise on `source`.
+                let x = unsafe { &*(source.add(at + first + j * LANES) as *const [f32; LANES]) };
+                for i in 0..LANES {
+                    block[i] += w * x[i];
+                }
+            }
         }
-    }
-
-    #[inline(always)]
-    unsafe fn one(acc: &mut [f32; LANES], w: f32, x: &[f32; LANES]) {
-        for i in 0..LANES {
-            acc[i] += w * x[i];
-        }
+        // SAFETY: the caller's promise on `out`.
+        unsafe { std::ptr::copy_nonoverlapping(sums.as_ptr() as *const f32, out, B * LANES) };
     }
 }
 
@@ -342,27 +335,21 @@ struct Avx512Taps;
 impl TapKernel for Avx512Taps {
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn four(acc: &mut [f32; LANES], w: &[f32], x: [&[f32; LANES]; 4]) {
+    unsafe fn sums<const B: usize>(w: &[f32], at: &[usize], source: *const f32, first: usize, out: *mut f32) {
         use std::arch::x86_64::*;
-        // SAFETY: each pointer addresses LANES floats; AVX-512F is the caller's promise.
+        // SAFETY: the addresses are the caller's promise; AVX-512F too.
         unsafe {
-            let mut sum = _mm512_loadu_ps(acc.as_ptr());
-            for (&w, x) in w.iter().zip(x) {
-                sum = _mm512_add_ps(sum, _mm512_mul_ps(_mm512_set1_ps(w), _mm512_loadu_ps(x.as_ptr())));
+            let mut sums = [_mm512_setzero_ps(); B];
+            for (&w, &at) in w.iter().zip(at) {
+                let w = _mm512_set1_ps(w);
+                let x = source.add(at + first);
+                for (j, sum) in sums.iter_mut().enumerate() {
+                    *sum = _mm512_add_ps(*sum, _mm512_mul_ps(w, _mm512_loadu_ps(x.add(j * LANES))));
+                }
             }
-            _mm512_storeu_ps(acc.as_mut_ptr(), sum);
-        }
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn one(acc: &mut [f32; LANES], w: f32, x: &[f32; LANES]) {
-        use std::arch::x86_64::*;
-        // SAFETY: as in `four`.
-        unsafe {
-            let sum = _mm512_loadu_ps(acc.as_ptr());
-            let sum = _mm512_add_ps(sum, _mm512_mul_ps(_mm512_set1_ps(w), _mm512_loadu_ps(x.as_ptr())));
-            _mm512_storeu_ps(acc.as_mut_ptr(), sum);
+            for (j, sum) in sums.iter().enumerate() {
+                _mm512_storeu_ps(out.add(j * LANES), *sum);
+            }
         }
     }
 }
@@ -375,36 +362,25 @@ struct Avx2Taps;
 impl TapKernel for Avx2Taps {
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn four(acc: &mut [f32; LANES], w: &[f32], x: [&[f32; LANES]; 4]) {
+    unsafe fn sums<const B: usize>(w: &[f32], at: &[usize], source: *const f32, first: usize, out: *mut f32) {
         use std::arch::x86_64::*;
-        // SAFETY: each pointer addresses LANES = 2 x 8 floats; AVX2 is the caller's promise.
+        // SAFETY: the addresses are the caller's promise; AVX2 too.
         unsafe {
-            for half in [0, 8] {
-                let mut sum = _mm256_loadu_ps(acc.as_ptr().add(half));
-                for (&w, x) in w.iter().zip(x) {
-                    sum = _mm256_add_ps(
-                        sum,
-                        _mm256_mul_ps(_mm256_set1_ps(w), _mm256_loadu_ps(x.as_ptr().add(half))),
-                    );
+            let mut sums = [[_mm256_setzero_ps(); 2]; B];
+            for (&w, &at) in w.iter().zip(at) {
+                let w = _mm256_set1_ps(w);
+                let x = source.add(at + first);
+                for (j, sum) in sums.iter_mut().enumerate() {
+                    for (h, half) in sum.iter_mut().enumerate() {
+                        let v = _mm256_loadu_ps(x.add(j * LANES + h * 8));
+                        *half = _mm256_add_ps(*half, _mm256_mul_ps(w, v));
+                    }
                 }
-                _mm256_storeu_ps(acc.as_mut_ptr().add(half), sum);
             }
-        }
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn one(acc: &mut [f32; LANES], w: f32, x: &[f32; LANES]) {
-        use std::arch::x86_64::*;
-        // SAFETY: as in `four`.
-        unsafe {
-            for half in [0, 8] {
-                let sum = _mm256_loadu_ps(acc.as_ptr().add(half));
-                let sum = _mm256_add_ps(
-                    sum,
-                    _mm256_mul_ps(_mm256_set1_ps(w), _mm256_loadu_ps(x.as_ptr().add(half))),
-                );
-                _mm256_storeu_ps(acc.as_mut_ptr().add(half), sum);
+            for (j, sum) in sums.iter().enumerate() {
+                for (h, half) in sum.iter().enumerate() {
+                    _mm256_storeu_ps(out.add(j * LANES + h * 8), *half);
+                }
             }
         }
     }
@@ -454,27 +430,31 @@ unsafe fn convolve_wide_with<K: TapKernel>(
     let [oh, ow] = plan.shape.output;
     let wp = plan.padded[1];
     let len = plan.run().next_multiple_of(LANES);
-    // The blocks of LANES values a tap at offset `at` multiplies.
-    let blocks = |at: usize| source[at..at + len].as_chunks::<LANES>().0;
+    // Every tap reads `len` values from its offset: checked once here for the kernels' unchecked loads.
+    assert!(plan.offsets.iter().all(|&at| at + len <= source.len()) && wide.len() >= len);
     for (o, plane) in out.chunks_mut(oh * ow).take(csr.rows).enumerate() {
         let (start, end) = (csr.row_start[o] as usize, csr.row_start[o + 1] as usize);
-        let acc = wide[..len].as_chunks_mut::<LANES>().0;
-        acc.iter_mut().for_each(|a| *a = [0.0; LANES]);
-        let (offsets, values) = (&plan.offsets[start..end], &csr.value[start..end]);
-        // Four taps per pass over the accumulator (each element still adds them one by one, in order).
-        let mut quads = offsets.chunks_exact(4).zip(values.chunks_exact(4));
-        for (at, wt) in &mut quads {
-            let (x0, x1, x2, x3) = (blocks(at[0]), blocks(at[1]), blocks(at[2]), blocks(at[3]));
-            for ((((a, x0), x1), x2), x3) in acc.iter_mut().zip(x0).zip(x1).zip(x2).zip(x3) {
-                // SAFETY: the caller's CPU has K's instructions.
-                unsafe { K::four(a, wt, [x0, x1, x2, x3]) };
+        let (at, w) = (&plan.offsets[start..end], &csr.value[start..end]);
+        let (source, acc) = (source.as_ptr(), wide.as_mut_ptr());
+        // Eight blocks at a time, then what is left four, two, one at a time.
+        let mut first = 0;
+        // SAFETY: the caller's CPU has K's instructions; `first + B * LANES <= len` in each call, and the
+        // assertion above covers the reads.
+        unsafe {
+            while first + 8 * LANES <= len {
+                K::sums::<8>(w, at, source, first, acc.add(first));
+                first += 8 * LANES;
             }
-        }
-        let rest = offsets.len() / 4 * 4;
-        for (&at, &wt) in offsets[rest..].iter().zip(&values[rest..]) {
-            for (a, x) in acc.iter_mut().zip(blocks(at)) {
-                // SAFETY: as above.
-                unsafe { K::one(a, wt, x) };
+            if first + 4 * LANES <= len {
+                K::sums::<4>(w, at, source, first, acc.add(first));
+                first += 4 * LANES;
+            }
+            if first + 2 * LANES <= len {
+                K::sums::<2>(w, at, source, first, acc.add(first));
+                first += 2 * LANES;
+            }
+            if first < len {
+                K::sums::<1>(w, at, source, first, acc.add(first));
             }
         }
         let acc = &wide[..len];
