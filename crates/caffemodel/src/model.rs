@@ -138,14 +138,9 @@ impl ModelFile {
             message: kind.proto_name(),
             error,
         })?;
-        let descriptor = caffe_proto::descriptor_pool()
-            .get_message_by_name(&format!("caffe.{}", kind.proto_name()))
-            .expect("our schema defines every MessageKind");
         let mut numbers = Fields::new(self.bytes(), 0).map(|f| f.map(|f| f.number).unwrap_or(0));
         let first = numbers.next().unwrap_or(0);
-        let any_known = std::iter::once(first)
-            .chain(numbers)
-            .any(|n| descriptor.get_field(n).is_some());
+        let any_known = std::iter::once(first).chain(numbers).any(|n| kind.defines_field(n));
         if !any_known {
             return Err(Error::NotCaffe {
                 path: self.path.clone(),

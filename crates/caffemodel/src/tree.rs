@@ -49,6 +49,25 @@ impl MessageKind {
         }
     }
 
+    /// Whether our schema defines field `number` in this message: how a file is told apart from something that is
+    /// not this message at all. The root messages' numbers are listed here (they are fixed in caffe.proto for good,
+    /// and a test checks them against the schema), so reading a model needs no reflection over the schema.
+    pub(crate) fn defines_field(self, number: u32) -> bool {
+        match self {
+            // name, layers, input, input_dim, force_backward, state, debug_info, input_shape, layer
+            Self::Net => matches!(number, 1..=8 | 100),
+            // num, channels, height, width, data, diff, shape, double_data, double_diff
+            Self::Blob => matches!(number, 1..=9),
+            // iter, learned_net, history, current_step
+            Self::SolverState => matches!(number, 1..=4),
+            // blobs
+            Self::BlobVector => number == 1,
+            Self::Layer | Self::V1Layer | Self::V0Layer => caffe_proto::descriptor_pool()
+                .get_message_by_name(&format!("caffe.{}", self.proto_name()))
+                .is_some_and(|message| message.get_field(number).is_some()),
+        }
+    }
+
     /// The child message kind stored in field `number`, if this kind descends into it.
     fn child(self, number: u32) -> Option<(MessageKind, &'static str)> {
         Some(match (self, number) {
@@ -676,4 +695,35 @@ fn write_elems<W: Write + ?Sized, const N: usize>(
         }
     }
     out.write_all(&buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MessageKind;
+
+    #[test]
+    fn the_listed_field_numbers_are_the_schemas() {
+        let pool = caffe_proto::descriptor_pool();
+        for kind in [
+            MessageKind::Net,
+            MessageKind::Layer,
+            MessageKind::V1Layer,
+            MessageKind::V0Layer,
+            MessageKind::Blob,
+            MessageKind::SolverState,
+            MessageKind::BlobVector,
+        ] {
+            let message = pool
+                .get_message_by_name(&format!("caffe.{}", kind.proto_name()))
+                .expect("the schema defines every kind");
+            for number in 0..=1000 {
+                assert_eq!(
+                    kind.defines_field(number),
+                    message.get_field(number).is_some(),
+                    "{} field {number}",
+                    kind.proto_name()
+                );
+            }
+        }
+    }
 }
