@@ -693,6 +693,14 @@ impl BlobValues<'_, '_> {
         }
     }
 
+    /// All values as f32: borrowed when [`BlobValues::as_f32_slice`] can lend them, else copied once.
+    pub fn f32s(&self) -> std::borrow::Cow<'_, [f32]> {
+        match self.as_f32_slice() {
+            Some(slice) => std::borrow::Cow::Borrowed(slice),
+            None => std::borrow::Cow::Owned(self.to_vec_f32()),
+        }
+    }
+
     /// All values as f32, copied once.
     pub fn to_vec_f32(&self) -> Vec<f32> {
         if let Some(slice) = self.as_f32_slice() {

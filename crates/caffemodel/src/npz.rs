@@ -101,7 +101,8 @@ pub fn export_npz(net: &NetMessage<'_>, out: &Path, layout: Layout) -> Result<Ve
             let key = blob_key(&name, index);
             let dims = blob.shape().dims;
             let shape = dims_usize(net.path(), &name, &dims)?;
-            let values = blob.data().to_vec_f32();
+            let data = blob.data();
+            let values = data.f32s();
             let add = |w: &mut NpzWriter, key: &str, shape: &[usize], v: &[f32]| {
                 w.add(key, shape, v).map_err(|e| npz_error(out, e))
             };
@@ -278,7 +279,8 @@ pub fn export_scipy(net: &NetMessage<'_>, dir: &Path, format: ScipyFormat) -> Re
                 format!("two layers map to the same file name {file}"),
             ));
         }
-        let values = blob.data().to_vec_f32();
+        let data = blob.data();
+        let values = data.f32s();
         let count = values.len() as u64;
         let rows = output_rows(&type_name, &blob.shape().dims, count) as usize;
         let shape = [rows, values.len().checked_div(rows).unwrap_or(0)];
