@@ -16,6 +16,11 @@ weights of the pruned blob and extrapolated linearly (said so in the output).
 
 Prints one JSON object: medians in seconds, kept counts (they must equal the Rust crate's on the
 same weights) and entry counts. Usage: python3 prune_numpy.py [--quick]  (--quick: LeNet only).
+
+`python3 prune_numpy.py --once IN.npz OUT.npz` is the whole-process baseline: load LeNet's weights from an npz
+(`<layer>_W` keys, as `caffe-convert X.caffemodel -o X.npz` writes them), prune conv1/conv2/ip1/ip2 at the
+tutorial's rates, relative-index encode each, save `<layer>_W` (values, float32) and `<layer>_W_indx` (runs, uint8)
+with np.savez, and print the kept counts as JSON.
 """
 
 import json
@@ -130,7 +135,25 @@ def measure(name, n, t, bits, seed, repeats, encode_limit=None):
     return row
 
 
+def once(src, dst):
+    """Whole-process baseline: load, prune, encode and save LeNet as the tutorial does (see the module docs)."""
+    weights_in = np.load(src)
+    out, kept = {}, {}
+    for name, _, t, bits in LENET:
+        w = weights_in[f"{name}_W"]
+        pruned = prune(w.ravel(), t)
+        entries = encode(pruned, bits)
+        out[f"{name}_W"] = np.array([v for v, _ in entries], dtype=np.float32)
+        out[f"{name}_W_indx"] = np.array([r for _, r in entries], dtype=np.uint8)
+        kept[name] = int(np.count_nonzero(pruned))
+    np.savez(dst, **out)
+    print(json.dumps({"kept": kept}))
+
+
 def main():
+    if sys.argv[1:2] == ["--once"]:
+        once(sys.argv[2], sys.argv[3])
+        return
     quick = "--quick" in sys.argv[1:]
     results = [measure(name, n, t, bits, i + 1, 7) for i, (name, n, t, bits) in enumerate(LENET)]
     if not quick:

@@ -287,7 +287,6 @@ impl<'f> NetMessage<'f> {
             .into_iter()
             .nth(blob)
             .ok_or_else(|| Error::invalid(path, format!("layer {layer} has no blob {blob}")))?;
-        let mut remaining = &values[..];
         let want = data_field(blob_msg);
         let data_len: usize = data_payloads(blob_msg).map(|(p, e)| p.len(e)).sum();
         if data_len != values.len() {
@@ -299,6 +298,10 @@ impl<'f> NetMessage<'f> {
                 ),
             ));
         }
+        // The usual blob, one f32 payload, takes the new values without a copy.
+        let single = data_payloads(blob_msg).count() == 1;
+        let mut values = Some(values);
+        let mut at = 0;
         for node in &mut blob_msg.nodes {
             if let Node::Values {
                 number, elem, payload, ..
@@ -309,21 +312,27 @@ impl<'f> NetMessage<'f> {
                     continue;
                 }
                 let n = payload.len(*elem);
-                let (head, tail) = remaining.split_at(n);
-                remaining = tail;
                 // Keep the encoding the field has now (also after an earlier edit made it owned).
                 let packed = payload.is_packed();
                 *payload = match elem {
+                    Elem::F32 if single => Payload::OwnedF32 {
+                        values: values.take().unwrap_or_default(),
+                        packed,
+                    },
                     Elem::F32 => Payload::OwnedF32 {
-                        values: head.to_vec(),
+                        values: values.as_deref().unwrap_or_default()[at..at + n].to_vec(),
                         packed,
                     },
                     // A double blob keeps its element type; f32 -> f64 is exact.
                     Elem::F64 => Payload::OwnedF64 {
-                        values: head.iter().map(|&v| f64::from(v)).collect(),
+                        values: values.as_deref().unwrap_or_default()[at..at + n]
+                            .iter()
+                            .map(|&v| f64::from(v))
+                            .collect(),
                         packed,
                     },
                 };
+                at += n;
             }
         }
         Ok(())
