@@ -13,7 +13,7 @@ fn main() {
     divan::main();
 }
 
-const DENSITIES: [f64; 7] = [0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6];
+const DENSITIES: [f64; 8] = [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6];
 
 fn layer_net(kind: &str) -> NetParameter {
     let conv = |outputs: u32| LayerParameter {
