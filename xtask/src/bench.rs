@@ -19,6 +19,29 @@ pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
+/// Real Caffe measured now by `xtask/baselines/caffe_speed.py` (`mode` "forward" or "train", the fixtures' own
+/// protocol) when pycaffe is importable; `None` (said on stderr) when it is not, and the recorded figures stand alone.
+pub(crate) fn live_caffe(mode: &str) -> Result<Option<serde_json::Value>> {
+    let root = crate::repo_root();
+    let out = Command::new("python3")
+        .arg(root.join("xtask/baselines/caffe_speed.py"))
+        .arg(root.join("../shared/fixtures"))
+        .arg(mode)
+        .output()
+        .context("running python3")?;
+    match out.status.code() {
+        Some(0) => Ok(Some(serde_json::from_slice(&out.stdout)?)),
+        Some(3) => {
+            eprintln!("pycaffe is not importable here: comparing with real Caffe's recorded figures only");
+            Ok(None)
+        }
+        _ => bail!(
+            "pycaffe {mode} benchmark failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
 /// Reads the whole file through a 1 MiB buffer, as `cat FILE > /dev/null` does; returns the bytes read.
 pub(crate) fn plain_read(path: &Path) -> Result<u64> {
     let mut file = std::fs::File::open(path)?;

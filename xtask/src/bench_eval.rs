@@ -5,7 +5,8 @@
 //!
 //! Real Caffe's side is its recorded `caffe test` run of the same net and data (golden/lenet/lenet_mnist_v2/
 //! caffe_test.log): the time from its first log line to its last, which leaves out its process start and net
-//! set-up, so the ratio against it understates ours.
+//! set-up, so the ratio against it understates ours. When pycaffe is importable, its forward is also measured now
+//! (`xtask/baselines/caffe_speed.py`, the fixtures' protocol) and printed beside.
 
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
@@ -117,6 +118,17 @@ pub fn run(runs: usize) -> Result<()> {
          {caffe_rate:.0} images/s"
     );
     let mut report = serde_json::Map::new();
+    let live = crate::bench::live_caffe("forward")?;
+    let live_rate = match &live {
+        Some(live) => {
+            let rate = live["images_per_s"]
+                .as_f64()
+                .context("caffe_speed.py: no images_per_s")?;
+            println!("pycaffe forward measured now (batch 100, images preloaded): {rate:.0} images/s");
+            Some(rate)
+        }
+        None => None,
+    };
     for threads in [1, 2] {
         let (mut dense_s, mut pruned_s) = (Vec::new(), Vec::new());
         let (dense_args, pruned_args) = (args(&sides[0].1), args(&sides[1].1));
@@ -138,6 +150,13 @@ pub fn run(runs: usize) -> Result<()> {
             caffe_s / p,
             d / p
         );
+        if let Some(rate) = live_rate {
+            println!(
+                "  against pycaffe's forward measured now: dense {:.2}x, pruned {:.2}x",
+                10_000.0 / d / rate,
+                10_000.0 / p / rate
+            );
+        }
         report.insert(
             format!("threads_{threads}"),
             serde_json::json!({
@@ -148,6 +167,7 @@ pub fn run(runs: usize) -> Result<()> {
         );
     }
     report.insert("caffe_test_log_span_s".into(), caffe_s.into());
+    report.insert("pycaffe_live".into(), live.unwrap_or_default());
     report.insert("keep".into(), TUTORIAL_KEEP.into());
     std::fs::write(
         dir.join("eval.json"),

@@ -1,7 +1,8 @@
 //! `cargo xtask bench-train`: training speed of LeNet at batch 64, measured the way the fixtures measured real Caffe
 //! (golden/caffe_speed.json: pycaffe SGDSolver on lenet_train_b64.prototxt, `step(20)` warm-up, then three timed
 //! `step(500)`, iterations/s = 500 / median), with the same solver settings and data, and compared with Caffe's
-//! recorded figure. (LeNet forward speed: `cargo bench -p engine`.)
+//! recorded figure, and with pycaffe measured now when it is importable (`xtask/baselines/caffe_speed.py`). (LeNet
+//! forward speed: `cargo bench -p engine`.)
 
 use anyhow::{Context, Result};
 use caffe_proto::NetParameter;
@@ -51,6 +52,13 @@ pub fn run() -> Result<()> {
          real Caffe {caffe_train:.1} iterations/s -> {:.2}x",
         ours_train / caffe_train
     );
+    if let Some(live) = crate::bench::live_caffe("train")? {
+        let rate = live["iters_per_s"].as_f64().context("caffe_speed.py: no iters_per_s")?;
+        println!(
+            "pycaffe measured now: {rate:.1} iterations/s -> ours {:.2}x",
+            ours_train / rate
+        );
+    }
     println!(
         "  runs: {}",
         runs.iter().map(|r| format!("{r:.3} s")).collect::<Vec<_>>().join(", ")
