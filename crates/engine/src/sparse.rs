@@ -117,17 +117,9 @@ impl Csr {
         scratch.clear();
         scratch.resize((self.rows + self.cols) * m, 0.0);
         let (at, product) = scratch.split_at_mut(self.rows * m);
-        for (i, row) in a.chunks(self.rows).take(m).enumerate() {
-            for (r, &x) in row.iter().enumerate() {
-                at[r * m + i] = x;
-            }
-        }
+        transpose(&a[..m * self.rows], m, self.rows, at);
         self.transpose_times_dense(at, m, product);
-        for (i, out_row) in out.chunks_mut(self.cols).take(m).enumerate() {
-            for (c, o) in out_row.iter_mut().enumerate() {
-                *o = product[c * m + i];
-            }
-        }
+        transpose(product, self.cols, m, &mut out[..m * self.cols]);
     }
 
     /// `out (m x rows) = a (m x cols) * self^T` (an InnerProduct with weights `rows x cols`): `a` is transposed
@@ -138,17 +130,9 @@ impl Csr {
         scratch.clear();
         scratch.resize((self.cols + self.rows) * m, 0.0);
         let (at, product) = scratch.split_at_mut(self.cols * m);
-        for (i, row) in a.chunks(self.cols).take(m).enumerate() {
-            for (c, &x) in row.iter().enumerate() {
-                at[c * m + i] = x;
-            }
-        }
+        transpose(&a[..m * self.cols], m, self.cols, at);
         self.times_dense(at, m, product);
-        for (i, out_row) in out.chunks_mut(self.rows).take(m).enumerate() {
-            for (r, o) in out_row.iter_mut().enumerate() {
-                *o = product[r * m + i];
-            }
-        }
+        transpose(product, self.rows, m, &mut out[..m * self.rows]);
     }
 }
 
@@ -537,6 +521,22 @@ widest_vectors! {
             }
         }
         }
+}
+
+/// `dst (cols x rows) = src (rows x cols)` transposed, both row-major, in square tiles so that the rows being read
+/// and the rows being written both stay in the first-level cache.
+fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const TILE: usize = 16;
+    debug_assert!(src.len() == rows * cols && dst.len() == rows * cols);
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
 }
 
 /// The outputs `lo..hi` (of `outputs`) whose input coordinate `out * stride + shift` lies in `[0, size)`.
