@@ -123,7 +123,7 @@ pub fn main() -> ExitCode {
         Ok(args) => args,
         Err(code) => return code,
     };
-    clikit::finish("caffe-convert", args.common.apply().and_then(|()| run(&args)))
+    clikit::finish("caffe-convert", args.common.run(|| run(&args)))
 }
 
 /// The conversions, each with the flags that apply to it.

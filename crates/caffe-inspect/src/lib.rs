@@ -50,7 +50,7 @@ pub fn main() -> ExitCode {
         Ok(args) => args,
         Err(code) => return code,
     };
-    let result = args.common.apply().and_then(|()| {
+    let result = args.common.run(|| {
         let text = report::run(
             &args.file,
             args.net.as_deref(),

@@ -237,5 +237,5 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    clikit::finish("caffe-prune", cli.common.apply().and_then(|()| dispatch(&cli)))
+    clikit::finish("caffe-prune", cli.common.run(|| dispatch(&cli)))
 }
