@@ -19,6 +19,21 @@ pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
+/// Builds the project's `tools` in release mode; returns the folder holding their binaries.
+pub(crate) fn build_release(tools: &[&str]) -> Result<PathBuf> {
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .args(["build", "--release", "--quiet"])
+        .current_dir(crate::repo_root());
+    for tool in tools {
+        cargo.args(["-p", tool]);
+    }
+    if !cargo.status()?.success() {
+        bail!("building {} failed", tools.join(", "));
+    }
+    Ok(target_dir().join("release"))
+}
+
 /// Real Caffe measured now by `xtask/baselines/caffe_speed.py` (`mode` "forward" or "train", the fixtures' own
 /// protocol) when pycaffe is importable; `None` (said on stderr) when it is not, and the recorded figures stand alone.
 pub(crate) fn live_caffe(mode: &str) -> Result<Option<serde_json::Value>> {
@@ -82,14 +97,7 @@ fn run_measured(program: &Path, arg: &Path) -> Result<(String, bool, String, u64
 
 /// Runs the benchmark; `runs` timed repetitions of each side, alternating.
 pub fn inspect(runs: usize) -> Result<()> {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "-p", "caffe-inspect"])
-        .current_dir(crate::repo_root())
-        .status()?;
-    if !status.success() {
-        bail!("building caffe-inspect failed");
-    }
-    let inspect = target_dir().join("release/caffe-inspect");
+    let inspect = build_release(&["caffe-inspect"])?.join("caffe-inspect");
     let dir = target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
     let model = dir.join("vgg16_random.caffemodel");

@@ -56,14 +56,7 @@ fn eval(program: &Path, args: &[OsString], threads: usize) -> Result<f64> {
 pub fn run(runs: usize) -> Result<()> {
     let root = crate::repo_root();
     let fixtures = root.join("../shared/fixtures");
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "-p", "caffe-prune"])
-        .current_dir(&root)
-        .status()?;
-    if !status.success() {
-        bail!("building caffe-prune failed");
-    }
-    let program = target_dir().join("release/caffe-prune");
+    let program = crate::bench::build_release(&["caffe-prune"])?.join("caffe-prune");
     let dir = target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
     let dense = fixtures.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel");

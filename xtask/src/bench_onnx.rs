@@ -12,14 +12,7 @@ use crate::bench::{median, plain_read, target_dir};
 
 /// Runs the benchmark: `runs` timed repetitions of each side, alternating.
 pub fn run(runs: usize) -> Result<()> {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "-p", "caffe-convert"])
-        .current_dir(crate::repo_root())
-        .status()?;
-    if !status.success() {
-        bail!("building caffe-convert failed");
-    }
-    let convert = target_dir().join("release/caffe-convert");
+    let convert = crate::bench::build_release(&["caffe-convert"])?.join("caffe-convert");
     let dir = target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
     let model = dir.join("vgg16_random.caffemodel");

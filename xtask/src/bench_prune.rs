@@ -179,22 +179,7 @@ pub fn run() -> Result<()> {
 /// reading the same weights from an npz), alternating, 21 runs each. Both keep the same weights per layer.
 fn whole_process(dir: &std::path::Path) -> Result<serde_json::Value> {
     let root = crate::repo_root();
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "caffe-prune",
-            "-p",
-            "caffe-convert",
-        ])
-        .current_dir(&root)
-        .status()?;
-    if !status.success() {
-        bail!("building caffe-prune and caffe-convert failed");
-    }
-    let bin = crate::bench::target_dir().join("release");
+    let bin = crate::bench::build_release(&["caffe-prune", "caffe-convert"])?;
     let model = root.join("../shared/fixtures/models/lenet_mnist_v2/lenet_iter_10000.caffemodel");
     let dense_npz = dir.join("lenet_dense.npz");
     let status = Command::new(bin.join("caffe-convert"))
