@@ -51,8 +51,8 @@ enum Command {
     /// Benchmark the ONNX export of a VGG16-sized model against a plain sequential read of its caffemodel.
     BenchOnnx {
         /// Timed runs of each side.
-        #[arg(long, default_value_t = 5)]
-        runs: usize,
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+        runs: u16,
     },
     /// Benchmark weight sharing (k-means, codes) against the tutorial's scipy kmeans + vq on the same weights.
     BenchKmeans,
@@ -60,16 +60,16 @@ enum Command {
     /// the tutorial's rates, with 1 and 2 threads, against real Caffe's recorded `caffe test`.
     BenchEval {
         /// Timed runs of each side per thread count.
-        #[arg(long, default_value_t = 9)]
-        runs: usize,
+        #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(u16).range(1..))]
+        runs: u16,
     },
     /// Benchmark LeNet training (batch 64, SGD) as the fixtures measured real Caffe, against Caffe's figure.
     BenchTrain,
     /// Benchmark caffe-inspect on a VGG16-sized model against a plain sequential read of the same file.
     BenchInspect {
         /// Timed runs of each side.
-        #[arg(long, default_value_t = 7)]
-        runs: usize,
+        #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u16).range(1..))]
+        runs: u16,
     },
     /// Write shell completions (bash, zsh, fish, elvish, PowerShell) for caffe-inspect, caffe-convert and caffe-prune.
     Completions {
@@ -98,11 +98,11 @@ fn main() -> ExitCode {
         Command::Roundtrip { paths } => roundtrip::run(paths),
         Command::Testdata { check } => testdata::run(check),
         Command::BenchPrune => bench_prune::run().map(|()| true),
-        Command::BenchEval { runs } => bench_eval::run(runs).map(|()| true),
+        Command::BenchEval { runs } => bench_eval::run(runs.into()).map(|()| true),
         Command::BenchTrain => bench_train::run().map(|()| true),
         Command::BenchKmeans => bench_kmeans::run().map(|()| true),
-        Command::BenchOnnx { runs } => bench_onnx::run(runs).map(|()| true),
-        Command::BenchInspect { runs } => bench::inspect(runs).map(|()| true),
+        Command::BenchOnnx { runs } => bench_onnx::run(runs.into()).map(|()| true),
+        Command::BenchInspect { runs } => bench::inspect(runs.into()).map(|()| true),
         Command::Completions { out } => clidocs::run(false, out),
         Command::Man { out } => clidocs::run(true, out),
     };
