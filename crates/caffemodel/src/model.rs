@@ -274,7 +274,7 @@ impl<'f> NetMessage<'f> {
         Ok(())
     }
 
-    /// Replaces the float data of blob `blob` of layer `layer` (indices as in [`Net::layers`]). The new values must
+    /// Replaces the float data of blob `blob` of layer `layer` (indices as in [`NetMessage::layers`]). The new values must
     /// have the blob's element count; they are written in the encoding the file used, so nothing else changes.
     pub fn set_blob_data(&mut self, layer: usize, blob: usize, values: Vec<f32>) -> Result<()> {
         let path = self.path;

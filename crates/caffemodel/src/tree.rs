@@ -322,7 +322,7 @@ pub struct Message<'a> {
     pub kind: MessageKind,
     /// Absolute file offset of the message's first byte.
     pub offset: u64,
-    /// The message's fields in file order (after a [`Node::Head`] when its own head in the parent was overlong).
+    /// The message's fields in file order (after a `Node::Head` when its own head in the parent was overlong).
     pub nodes: Vec<Node<'a>>,
 }
 

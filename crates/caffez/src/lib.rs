@@ -10,7 +10,7 @@
 //!
 //! [`decompress`] rebuilds the exact `.caffemodel` bytes: the skeleton with each blob's payload written
 //! back at its place, checked against the CRC-32 of the original. The complete layout, precise enough to
-//! write a decoder from, is in `docs/caffez.md` of the repository; [`format`] has the reader.
+//! write a decoder from, is in `docs/caffez.md` of the repository; [`mod@format`] has the reader.
 //!
 //! Reading is safe against hostile files: every size is checked against the bytes that back it before
 //! anything is allocated, every section has a CRC-32, every error names the section and byte offset.

@@ -7,7 +7,7 @@
 //! carries its Jenkins lookup3 checksum, computed as the format defines it. Nothing else of HDF5 is written: no
 //! attributes, chunking, compression or nested groups.
 //!
-//! [`write`] replaces the target atomically through the workspace's one output path ([`outfile::write_atomic`]);
+//! [`write()`] replaces the target atomically through the workspace's one output path ([`outfile::write_atomic`]);
 //! [`encode`] gives the bytes.
 //!
 //! ```

@@ -3,7 +3,7 @@
 //! [`export`] translates a net the engine has built (so every blob's shape is known, exactly as Caffe computes it)
 //! into an ONNX [`ModelProto`](proto::ModelProto): the graph input is named after the net's input blob, with its
 //! shape; the graph outputs are the blobs no layer reads, named after them; the weights are initializers
-//! (little-endian `raw_data`, not listed as graph inputs). [`write`] stores the model, moving the weights to an
+//! (little-endian `raw_data`, not listed as graph inputs). [`write()`] stores the model, moving the weights to an
 //! external data file when the model would pass protobuf's 2 GiB limit.
 //!
 //! Each layer becomes the ONNX operators that compute what Caffe's CPU code computes, and a layer that ONNX cannot

@@ -15,7 +15,7 @@ pub const EXTERNAL_THRESHOLD: u64 = (2 << 30) - (64 << 20);
 /// External tensors start at multiples of this (the convention's advice, so that readers can map them).
 const ALIGN: u64 = 4096;
 
-/// What [`write`] wrote.
+/// What [`write()`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
     /// Bytes of the model file.

@@ -129,8 +129,8 @@ const fn arity(bottoms: (usize, usize), tops: (usize, usize)) -> Arity {
 
 const MANY: usize = usize::MAX;
 
-/// Every compute layer type [`create`] builds, in the order of its table (data-source types are in
-/// [`DATA_SOURCE_TYPES`]). The README lists these; a test keeps both in step with the table.
+/// Every compute layer type `create` builds, in the order of its table (data-source types are in
+/// [`crate::DATA_LAYER_TYPES`]). The README lists these; a test keeps both in step with the table.
 pub const LAYER_TYPES: &[&str] = &[
     "Convolution",
     "Deconvolution",
