@@ -20,3 +20,5 @@ cargo test --workspace
 # Once more with every kernel on its portable path (no AVX or AVX2: the fixed-order matrix product, the SSE2 pruning
 # and encoding kernels), as on a CPU without wide vectors: no expected value may depend on the CPU.
 CAFFE_RS_PORTABLE=1 cargo test --workspace
+# Every public item documented, every doc link resolving.
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
