@@ -237,8 +237,8 @@ impl Layer for Pooling {
         let in_plane = d.height * d.width;
         let out_plane = d.out_h * d.out_w;
         let bottom_diff = ctx.bottom_diffs[0].data_mut();
-        bottom_diff.fill(0.0);
         if out_plane == 0 || in_plane == 0 || d.planes == 0 {
+            bottom_diff.fill(0.0);
             return Ok(());
         }
         let input = ctx.bottoms[0].data();
@@ -250,6 +250,7 @@ impl Layer for Pooling {
                 ));
             }
             // Each output's diff goes to the input it sampled.
+            bottom_diff.fill(0.0);
             for ((plane, diff), top) in self
                 .chosen
                 .chunks(out_plane)
@@ -265,14 +266,30 @@ impl Layer for Pooling {
             return Ok(());
         }
         let planes_per_task = (1usize << 14).div_ceil(in_plane);
+        let ranges = (
+            self.max_ranges(0, d.height, d.out_h, d.kernel[0]),
+            self.max_ranges(1, d.width, d.out_w, d.kernel[1]),
+        );
+        if self.method == PoolMethod::Max && tiles_2x2(&d, &ranges) {
+            // Every input is in exactly one window: each diff is written once, no zero fill first.
+            bottom_diff
+                .par_chunks_mut(in_plane * planes_per_task)
+                .zip(input.par_chunks(in_plane * planes_per_task))
+                .zip(top_diff.par_chunks(out_plane * planes_per_task))
+                .for_each(|((diff, planes), top)| max_2x2_tiles_backward(d.out_w, planes, top, diff));
+            return Ok(());
+        }
         bottom_diff
             .par_chunks_mut(in_plane)
             .zip(input.par_chunks(in_plane))
             .zip(top_diff.par_chunks(out_plane))
             .with_min_len(planes_per_task)
-            .for_each(|((diff, plane), top)| match self.method {
-                PoolMethod::Max => self.max_plane_backward(&d, plane, top, diff),
-                _ => self.ave_plane_backward(&d, top, diff),
+            .for_each(|((diff, plane), top)| {
+                diff.fill(0.0);
+                match self.method {
+                    PoolMethod::Max => max_plane_backward(&d, &ranges, plane, top, diff),
+                    _ => self.ave_plane_backward(&d, top, diff),
+                }
             });
         Ok(())
     }
@@ -333,30 +350,6 @@ impl Pooling {
                 (start.max(0) as usize, end.max(0) as usize)
             })
             .collect()
-    }
-
-    /// MAX backward: each output's diff goes to the first strict maximum of its window (the argmax forward found;
-    /// recomputed from the unchanged bottom, as Caffe's mask would give it).
-    fn max_plane_backward(&self, d: &PoolDims, plane: &[f32], top: &[f32], diff: &mut [f32]) {
-        let rows = self.max_ranges(0, d.height, d.out_h, d.kernel[0]);
-        let cols = self.max_ranges(1, d.width, d.out_w, d.kernel[1]);
-        for (ph, &(h0, h1)) in rows.iter().enumerate() {
-            for (pw, &(w0, w1)) in cols.iter().enumerate() {
-                let mut best = -f32::MAX;
-                let mut best_index = usize::MAX;
-                for h in h0..h1 {
-                    for (w, &v) in plane[h * d.width + w0..h * d.width + w1].iter().enumerate() {
-                        if v > best {
-                            best = v;
-                            best_index = h * d.width + w0 + w;
-                        }
-                    }
-                }
-                if best_index != usize::MAX {
-                    diff[best_index] += top[ph * d.out_w + pw];
-                }
-            }
-        }
     }
 
     /// AVE backward: each output's diff, divided by its window's pool size, is added to every input it averaged.
@@ -505,6 +498,56 @@ widest_vectors! {
             let (upper, lower) = rows.split_at(ow);
             for ((o, &u), &l) in o.iter_mut().zip(upper).zip(lower) {
                 *o = strict_max(u, l);
+            }
+        }
+    }
+}
+
+/// MAX backward of one plane (`diff` zeroed): each output's diff goes to the first strict maximum of its window
+/// (the argmax forward found; recomputed from the unchanged bottom, as Caffe's mask would give it).
+fn max_plane_backward(d: &PoolDims, (rows, cols): &WindowRanges, plane: &[f32], top: &[f32], diff: &mut [f32]) {
+    for (ph, &(h0, h1)) in rows.iter().enumerate() {
+        for (pw, &(w0, w1)) in cols.iter().enumerate() {
+            let mut best = -f32::MAX;
+            let mut best_index = usize::MAX;
+            for h in h0..h1 {
+                for (w, &v) in plane[h * d.width + w0..h * d.width + w1].iter().enumerate() {
+                    if v > best {
+                        best = v;
+                        best_index = h * d.width + w0 + w;
+                    }
+                }
+            }
+            if best_index != usize::MAX {
+                diff[best_index] += top[ph * d.out_w + pw];
+            }
+        }
+    }
+}
+
+widest_vectors! {
+    /// MAX backward over 2x2 windows that tile whole planes (see [`max_2x2_tiles`]; `top` holds `ow` diffs per
+    /// output row): every input of a window gets +0.0 but its first strict maximum, which gets `0.0 + diff` (what
+    /// Caffe's zero fill and `+=` give, a -0.0 diff included); a window of NaN and -inf passes nothing on.
+    fn max_2x2_tiles_backward(ow: usize, planes: &[f32], top: &[f32], diff: &mut [f32]) {
+        let rows = planes.chunks_exact(4 * ow).zip(diff.chunks_exact_mut(4 * ow)).zip(top.chunks_exact(ow));
+        for ((x, dx), t) in rows {
+            let (upper, lower) = x.split_at(2 * ow);
+            let (d_upper, d_lower) = dx.split_at_mut(2 * ow);
+            for j in 0..ow {
+                let (a, b, c, e) = (upper[2 * j], upper[2 * j + 1], lower[2 * j], lower[2 * j + 1]);
+                let take_a = a > -f32::MAX;
+                let best = if take_a { a } else { -f32::MAX };
+                let take_b = b > best;
+                let best = if take_b { b } else { best };
+                let take_c = c > best;
+                let best = if take_c { c } else { best };
+                let take_e = e > best;
+                let g = 0.0 + t[j];
+                d_upper[2 * j] = if take_a && !take_b && !take_c && !take_e { g } else { 0.0 };
+                d_upper[2 * j + 1] = if take_b && !take_c && !take_e { g } else { 0.0 };
+                d_lower[2 * j] = if take_c && !take_e { g } else { 0.0 };
+                d_lower[2 * j + 1] = if take_e { g } else { 0.0 };
             }
         }
     }
@@ -736,6 +779,61 @@ mod tests {
             "the data has a -0 maximum"
         );
         assert!(expected.contains(&-f32::MAX), "the data has an all-NaN window");
+    }
+
+    #[test]
+    fn tiled_2x2_max_backward_is_caffes_zero_fill_and_add() {
+        // Caffe: bottom_diff = 0, then bottom_diff[argmax] += top_diff, the argmax being the first strict maximum
+        // from -FLT_MAX (none for a window of NaN and -inf). Two planes of 4x6 with NaN, -inf, +-0 and ties, and
+        // -0.0 among the diffs (0.0 + -0.0 is +0.0).
+        let values = [
+            f32::NAN,
+            -0.0,
+            0.0,
+            1.0,
+            -1.0,
+            1.0,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            2.5,
+            -f32::MAX,
+        ];
+        let mut planes: Vec<f32> = (0..48).map(|i| values[(i * 7 + i / 5) % values.len()]).collect();
+        let (height, width) = (4, 6);
+        for (i, v) in [(24, f32::NAN), (25, f32::NEG_INFINITY), (30, f32::NAN), (31, f32::NAN)] {
+            planes[i] = v; // the second plane's first window passes nothing on
+        }
+        let top: Vec<f32> = (0..12)
+            .map(|i| if i % 5 == 2 { -0.0 } else { i as f32 - 5.5 })
+            .collect();
+        let mut expected = vec![0.0f32; planes.len()];
+        for (p, plane) in planes.chunks(height * width).enumerate() {
+            for ph in 0..height / 2 {
+                for pw in 0..width / 2 {
+                    let (mut best, mut at) = (-f32::MAX, None);
+                    for h in 2 * ph..2 * ph + 2 {
+                        for w in 2 * pw..2 * pw + 2 {
+                            if plane[h * width + w] > best {
+                                best = plane[h * width + w];
+                                at = Some(h * width + w);
+                            }
+                        }
+                    }
+                    if let Some(at) = at {
+                        expected[p * height * width + at] += top[p * 6 + ph * 3 + pw];
+                    }
+                }
+            }
+        }
+        let mut diff = vec![f32::NAN; planes.len()];
+        max_2x2_tiles_backward(width / 2, &planes, &top, &mut diff);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&diff), bits(&expected));
+        assert_eq!(
+            expected[24..26],
+            [0.0, 0.0],
+            "the NaN and -inf window passes nothing on"
+        );
     }
 
     #[test]
