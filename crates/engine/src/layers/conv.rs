@@ -460,13 +460,38 @@ fn add_parts(target: &mut [f32], parts: &[f32]) {
 /// Adds each channel's sum of `diff` (channels x spatial) to `bias_diff`.
 fn add_bias_grad(bias_diff: &mut [f32], diff: &[f32], spatial: usize) {
     for (b, row) in bias_diff.iter_mut().zip(diff.chunks(spatial)) {
-        *b += row.iter().sum::<f32>();
+        *b += lane_sum(row);
     }
+}
+
+/// The sum of `values` as 16 running sums (sum `i` takes values `i`, `i + 16`, ...) added pairwise at the end: one
+/// fixed order, so the same bits on every CPU, which the compiler can still keep in vector registers (a single
+/// running sum waits on each add in turn).
+fn lane_sum(values: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut sums = [0.0f32; LANES];
+    let mut blocks = values.chunks_exact(LANES);
+    for block in &mut blocks {
+        for (sum, v) in sums.iter_mut().zip(block) {
+            *sum += v;
+        }
+    }
+    for (sum, v) in sums.iter_mut().zip(blocks.remainder()) {
+        *sum += v;
+    }
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            sums[i] += sums[i + width];
+        }
+    }
+    sums[0]
 }
 
 impl ConvBackward<'_> {
     /// Convolution: `dW[g] += top_diff[g] * col[g]^T`, `db += sum(top_diff)`, `bottom_diff = col2im(W^T top_diff)`,
-    /// images split into [`GRADIENT_PARTS`] ranges run in parallel (small outputs batched as in forward).
+    /// images split into [`GRADIENT_PARTS`] ranges run in parallel (small outputs batched, [`BACKWARD_COLUMNS`]).
     fn conv(&self, (bottom_diff, weight_diff, bias_diff): Diffs<'_>, scratch: &mut Scratch) {
         let (g, d) = (self.g, self.d);
         let window = g.window(d.channels, d.in_h, d.in_w);
@@ -481,7 +506,7 @@ impl ConvBackward<'_> {
         let need_w = weight_diff.is_some();
         let need_b = bias_diff.is_some();
         let w_len = self.weights.len();
-        let batch = TARGET_COLUMNS.div_ceil(spatial).min(d.num);
+        let batch = BACKWARD_COLUMNS.div_ceil(spatial).min(d.num);
         let parts = d.num.div_ceil(batch).min(GRADIENT_PARTS);
         let per_part = d.num.div_ceil(parts);
         let gemm = backward_gemm(parts);
@@ -498,6 +523,24 @@ impl ConvBackward<'_> {
         let b_total = if need_b { self.num_output * parts } else { 0 };
         let (sums, work) = scratch.prepare(w_total + b_total, parts, work_len);
         let (w_parts, b_parts) = sums.split_at_mut(w_total);
+        // The dense groups' weights transposed once, (kernel_dim x m) each: the product below packs a plain matrix
+        // faster than it gathers a transposed one, image range after image range.
+        let mut transposed = Vec::new();
+        let dense_group = |gi: usize| self.sparse.get(gi).and_then(Option::as_ref).is_none();
+        if need_bottom && (0..self.group).any(dense_group) {
+            transposed.resize(self.weights.len(), 0.0);
+            for (w, t) in self
+                .weights
+                .chunks(m * kernel_dim)
+                .zip(transposed.chunks_mut(m * kernel_dim))
+            {
+                for (o, row) in w.chunks(kernel_dim).enumerate() {
+                    for (k, &v) in row.iter().enumerate() {
+                        t[k * m + o] = v;
+                    }
+                }
+            }
+        }
         let bottom_chunks = split_parts(bottom_diff, per_part * in_len, parts);
         let w_chunks = split_parts(w_parts, w_len, parts);
         let b_chunks = split_parts(b_parts, self.num_output, parts);
@@ -568,12 +611,12 @@ impl ConvBackward<'_> {
                                     csr.transpose_times_dense(&td[gi * m * ld..], ld, &mut col[gi * kernel_dim * ld..])
                                 }
                                 None => gemm(
-                                    true,
+                                    false,
                                     false,
                                     kernel_dim,
                                     ld,
                                     m,
-                                    &self.weights[gi * m * kernel_dim..],
+                                    &transposed[gi * m * kernel_dim..],
                                     &td[gi * m * ld..],
                                     &mut col[gi * kernel_dim * ld..],
                                     false,
@@ -707,6 +750,10 @@ impl ConvBackward<'_> {
 /// Columns of the im2col matrix one GEMM aims for: small outputs (e.g. 8x8) are batched over several images so the
 /// product is wide enough to run at full speed, while the column matrix stays about L2-sized.
 const TARGET_COLUMNS: usize = 256;
+
+/// [`TARGET_COLUMNS`] for the backward pass, which keeps a second product's columns (`W^T * top_diff`, then col2im)
+/// in cache as well: LeNet's conv2 backward at batch 100 runs 4% faster with 2 images per product than with 4.
+const BACKWARD_COLUMNS: usize = 128;
 
 #[allow(clippy::too_many_arguments)]
 fn conv_forward(
@@ -917,6 +964,26 @@ mod tests {
             edit(&mut c);
             p.convolution_param = Some(c);
         })
+    }
+
+    #[test]
+    fn lane_sum_adds_in_its_stated_order() {
+        // Sum i of 16 takes values i, i + 16, ...; then sums i and i + 8 are added, then i and i + 4, and so on.
+        for len in [0, 1, 15, 16, 17, 64, 576, 1000] {
+            let values: Vec<f32> = (0..len).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013).collect();
+            let mut lanes = [0.0f32; 16];
+            for (i, v) in values.iter().enumerate() {
+                lanes[i % 16] += v;
+            }
+            for width in [8, 4, 2, 1] {
+                for i in 0..width {
+                    lanes[i] += lanes[i + width];
+                }
+            }
+            assert_eq!(lane_sum(&values).to_bits(), lanes[0].to_bits(), "{len} values");
+            let exact: f64 = values.iter().map(|&v| v as f64).sum();
+            assert!((lane_sum(&values) as f64 - exact).abs() < 1e-4, "{len} values");
+        }
     }
 
     #[test]
