@@ -534,23 +534,32 @@ widest_vectors! {
         for ((x, dx), t) in rows {
             let (upper, lower) = x.split_at(2 * ow);
             let (d_upper, d_lower) = dx.split_at_mut(2 * ow);
-            for j in 0..ow {
-                let (a, b, c, e) = (upper[2 * j], upper[2 * j + 1], lower[2 * j], lower[2 * j + 1]);
-                let take_a = a > -f32::MAX;
-                let best = if take_a { a } else { -f32::MAX };
-                let take_b = b > best;
-                let best = if take_b { b } else { best };
-                let take_c = c > best;
-                let best = if take_c { c } else { best };
-                let take_e = e > best;
-                let g = 0.0 + t[j];
-                d_upper[2 * j] = if take_a && !take_b && !take_c && !take_e { g } else { 0.0 };
-                d_upper[2 * j + 1] = if take_b && !take_c && !take_e { g } else { 0.0 };
-                d_lower[2 * j] = if take_c && !take_e { g } else { 0.0 };
-                d_lower[2 * j + 1] = if take_e { g } else { 0.0 };
+            let windows = upper.chunks_exact(2).zip(lower.chunks_exact(2));
+            let diffs = d_upper.chunks_exact_mut(2).zip(d_lower.chunks_exact_mut(2));
+            for (((u, l), (du, dl)), &g) in windows.zip(diffs).zip(t) {
+                // Selections as bit masks, not branches: which input wins depends on the data.
+                let take_a = u[0] > -f32::MAX;
+                let best = select(take_a, u[0], -f32::MAX);
+                let take_b = u[1] > best;
+                let best = select(take_b, u[1], best);
+                let take_c = l[0] > best;
+                let best = select(take_c, l[0], best);
+                let take_e = l[1] > best;
+                let g = 0.0 + g;
+                du[0] = select(take_a & !take_b & !take_c & !take_e, g, 0.0);
+                du[1] = select(take_b & !take_c & !take_e, g, 0.0);
+                dl[0] = select(take_c & !take_e, g, 0.0);
+                dl[1] = select(take_e, g, 0.0);
             }
         }
     }
+}
+
+/// `if take { a } else { b }` as bit operations, so the compiler emits no branch for it.
+#[inline(always)]
+fn select(take: bool, a: f32, b: f32) -> f32 {
+    let mask = (take as u32).wrapping_neg();
+    f32::from_bits((a.to_bits() & mask) | (b.to_bits() & !mask))
 }
 
 /// Caffe's step of a MAX window, `if (v > best) best = v`: NaN never wins, and of equal values (+0 and -0) the
