@@ -277,17 +277,43 @@ pub(crate) fn im2col(image: &[f32], w: &Window, col: &mut [f32], row_stride: usi
 }
 
 /// `dst.copy_from_slice(src)` for the short runs of im2col (a LeNet conv2 row is 8 values): whole 8-value blocks
-/// as plain vector moves, where `copy_from_slice` would call `memmove` for each run.
+/// moved by [`copy8`], where `copy_from_slice` (or a plain loop of block copies, which LLVM turns back into it)
+/// calls `memcpy` for each run.
 #[inline]
 fn copy_short(dst: &mut [f32], src: &[f32]) {
     let mut blocks = dst.chunks_exact_mut(8);
     let mut from = src.chunks_exact(8);
     for (d, s) in (&mut blocks).zip(&mut from) {
         let d: &mut [f32; 8] = d.try_into().expect("chunks of 8");
-        *d = s.try_into().expect("chunks of 8");
+        let s: &[f32; 8] = s.try_into().expect("chunks of 8");
+        copy8(d, s);
     }
     for (d, s) in blocks.into_remainder().iter_mut().zip(from.remainder()) {
         *d = *s;
+    }
+}
+
+/// `*dst = *src` as two 16-byte moves the optimiser cannot see through: a loop of plain copies becomes one `memcpy`
+/// call per run, which costs more than the copy for runs this short.
+#[inline(always)]
+fn copy8(dst: &mut [f32; 8], src: &[f32; 8]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: both operands are 32 valid bytes; SSE is part of x86-64.
+    unsafe {
+        std::arch::asm!(
+            "movups {t}, xmmword ptr [{s}]",
+            "movups xmmword ptr [{d}], {t}",
+            "movups {t}, xmmword ptr [{s} + 16]",
+            "movups xmmword ptr [{d} + 16], {t}",
+            s = in(reg) src.as_ptr(),
+            d = in(reg) dst.as_mut_ptr(),
+            t = out(xmm_reg) _,
+            options(nostack, preserves_flags),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        *dst = *src;
     }
 }
 
