@@ -267,15 +267,50 @@ impl BatchStream {
 
     /// Gives every batch covering the data once, in order, to `each` with the number of its items to count (the
     /// last batch may wrap around to the first items: those are not counted twice).
+    ///
+    /// With more than one thread in the pool, the next batch is read while `each` runs on this one, as Caffe's
+    /// data layers prefetch: reading and decoding would otherwise leave the other threads idle between passes.
     pub fn for_each(&mut self, mut each: impl FnMut(&Pass, usize) -> Result<()>) -> Result<()> {
-        let mut done = 0;
-        while done < self.images {
-            let pass = self.next_pass()?;
-            let take = pass.labels.len().min(self.images - done);
-            each(&pass, take)?;
-            done += take;
+        let images = self.images;
+        let layer = self.layer.clone();
+        let take = |pass: &Pass, done: usize| pass.labels.len().min(images - done);
+        if rayon::current_num_threads() < 2 {
+            let mut done = 0;
+            while done < images {
+                let pass = self.next_pass()?;
+                let take = take(&pass, done);
+                each(&pass, take)?;
+                done += take;
+            }
+            return Ok(());
         }
-        Ok(())
+        std::thread::scope(|scope| {
+            let (sender, receiver) = std::sync::mpsc::sync_channel::<Result<Pass>>(1);
+            let stream = &mut *self;
+            scope.spawn(move || {
+                let mut done = 0;
+                while done < images {
+                    let pass = stream.next_pass();
+                    let step = pass.as_ref().map_or(0, |pass| take(pass, done));
+                    // Stop after passing on an error (or an empty batch), or when `each` failed.
+                    if sender.send(pass).is_err() || step == 0 {
+                        break;
+                    }
+                    done += step;
+                }
+            });
+            let mut done = 0;
+            while done < images {
+                let pass = receiver.recv().context("the data reader stopped")??;
+                let take = take(&pass, done);
+                if take == 0 {
+                    bail!("data layer '{layer}' gave an empty batch");
+                }
+                each(&pass, take)?;
+                done += take;
+            }
+            Ok(())
+        })
     }
 }
 

@@ -572,3 +572,58 @@ fn a_dummy_data_net_evaluates_its_filled_batch() {
         "{err}"
     );
 }
+
+#[test]
+fn a_damaged_image_mid_list_is_the_same_one_line_error_with_and_without_prefetch() {
+    // 300 images in 3 batches, the 251st not an image: with two threads the next batch is read while one runs,
+    // and the reader's error must still be the one reported, as on one thread, with nothing written.
+    let Some(fx) = testkit::fixtures() else { return };
+    let golden = fx.join("golden");
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("img")).unwrap();
+    let mut list = String::new();
+    for i in 0..300u32 {
+        let path = tmp.path().join(format!("img/{i:05}.png"));
+        if i == 250 {
+            std::fs::write(&path, b"not a PNG at all").unwrap();
+        } else {
+            let pixels: Vec<u8> = (0..28 * 28u32).map(|p| ((p * 7 + i * 13) % 256) as u8).collect();
+            let file = std::fs::File::create(&path).unwrap();
+            let mut encoder = png::Encoder::new(file, 28, 28);
+            encoder.set_color(png::ColorType::Grayscale);
+            encoder.write_header().unwrap().write_image_data(&pixels).unwrap();
+        }
+        list.push_str(&format!("img/{i:05}.png {}\n", i % 10));
+    }
+    std::fs::write(tmp.path().join("list.txt"), list).unwrap();
+    let net = std::fs::read_to_string(golden.join("lenet/lenet_mnist_v2/lenet_test.prototxt"))
+        .unwrap()
+        .replace("  type: \"Data\"", "  type: \"ImageData\"")
+        .replace(
+            "data_param {\n    source: \"data/mnist_test_lmdb\"\n    batch_size: 100\n    backend: LMDB\n  }",
+            "image_data_param { source: \"list.txt\" batch_size: 100 is_color: false }",
+        );
+    assert!(net.contains("image_data_param"));
+    std::fs::write(tmp.path().join("net.prototxt"), net).unwrap();
+    let pred = tmp.path().join("pred.npy");
+    let run = |threads: &str| {
+        Command::new(BIN)
+            .arg("eval")
+            .arg("--net")
+            .arg(tmp.path().join("net.prototxt"))
+            .arg("--weights")
+            .arg(fx.join("models/lenet_mnist_v2/lenet_iter_10000.caffemodel"))
+            .args(["--predictions", pred.to_str().unwrap(), "--threads", threads])
+            .output()
+            .unwrap()
+    };
+    let (one, two) = (run("1"), run("2"));
+    for out in [&one, &two] {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("00250.png"), "{err}");
+    }
+    assert_eq!(one.stderr, two.stderr);
+    assert!(!pred.exists(), "predictions written after a failed run");
+}
