@@ -313,6 +313,20 @@ fn an_encoded_png_lmdb_predicts_every_label_as_caffe() {
     );
 }
 
+/// The golden LeNet test net with its Data layer turned into an ImageData layer over `list.txt` (gray images,
+/// batches of 100), beside the net.
+fn image_data_lenet(golden: &Path) -> String {
+    let net = std::fs::read_to_string(golden.join("lenet/lenet_mnist_v2/lenet_test.prototxt")).unwrap();
+    let data_layer = "  type: \"Data\"";
+    assert!(net.contains(data_layer));
+    let net = net.replace(data_layer, "  type: \"ImageData\"").replace(
+        "data_param {\n    source: \"data/mnist_test_lmdb\"\n    batch_size: 100\n    backend: LMDB\n  }",
+        "image_data_param { source: \"list.txt\" batch_size: 100 is_color: false }",
+    );
+    assert!(net.contains("image_data_param"));
+    net
+}
+
 #[test]
 fn an_image_data_layer_over_png_files_predicts_as_caffe() {
     // The first 1000 MNIST test digits as PNG files listed for an ImageData layer (gray, paths relative to the
@@ -337,15 +351,7 @@ fn an_image_data_layer_over_png_files_predicts_as_caffe() {
         }
     }
     std::fs::write(tmp.path().join("list.txt"), list).unwrap();
-    let net = std::fs::read_to_string(golden.join("lenet/lenet_mnist_v2/lenet_test.prototxt")).unwrap();
-    let data_layer = "  type: \"Data\"";
-    assert!(net.contains(data_layer));
-    let net = net.replace(data_layer, "  type: \"ImageData\"").replace(
-        "data_param {\n    source: \"data/mnist_test_lmdb\"\n    batch_size: 100\n    backend: LMDB\n  }",
-        "image_data_param { source: \"list.txt\" batch_size: 100 is_color: false }",
-    );
-    assert!(net.contains("image_data_param"));
-    std::fs::write(tmp.path().join("net.prototxt"), net).unwrap();
+    std::fs::write(tmp.path().join("net.prototxt"), image_data_lenet(&golden)).unwrap();
     let pred = tmp.path().join("pred.npy");
     let out = Command::new(BIN)
         .arg("eval")
@@ -596,15 +602,7 @@ fn a_damaged_image_mid_list_is_the_same_one_line_error_with_and_without_prefetch
         list.push_str(&format!("img/{i:05}.png {}\n", i % 10));
     }
     std::fs::write(tmp.path().join("list.txt"), list).unwrap();
-    let net = std::fs::read_to_string(golden.join("lenet/lenet_mnist_v2/lenet_test.prototxt"))
-        .unwrap()
-        .replace("  type: \"Data\"", "  type: \"ImageData\"")
-        .replace(
-            "data_param {\n    source: \"data/mnist_test_lmdb\"\n    batch_size: 100\n    backend: LMDB\n  }",
-            "image_data_param { source: \"list.txt\" batch_size: 100 is_color: false }",
-        );
-    assert!(net.contains("image_data_param"));
-    std::fs::write(tmp.path().join("net.prototxt"), net).unwrap();
+    std::fs::write(tmp.path().join("net.prototxt"), image_data_lenet(&golden)).unwrap();
     let pred = tmp.path().join("pred.npy");
     let run = |threads: &str| {
         Command::new(BIN)
