@@ -25,6 +25,84 @@ use crate::npy::{self, element_count, read_full, Array, ByteStrings, DType, NpyE
 /// Bytes converted per step when writing or reading array data.
 const CHUNK_BYTES: usize = 1 << 20;
 
+/// An archive is assembled in memory up to this size, then goes on in the file.
+const IN_MEMORY_BYTES: u64 = 16 << 20;
+
+/// Where an archive's bytes go while it is written: memory first, the temporary file once the archive outgrows
+/// [`IN_MEMORY_BYTES`]. The zip writer seeks back over every member to fill in its size and checksum; in memory
+/// that costs nothing, while on a file each member took five system calls (a LeNet export, 24 members, went from
+/// 136 to 1 write call).
+enum Sink {
+    /// The archive so far, the file it will go to, and the size past which it goes there.
+    Memory(std::io::Cursor<Vec<u8>>, AtomicFile, u64),
+    /// The archive outgrew memory and goes on in the file.
+    File(BufWriter<AtomicFile>),
+    /// A spill to the file failed; the archive is lost.
+    Failed,
+}
+
+impl Sink {
+    /// Moves the archive so far to the file and goes on there, at the same position.
+    fn spill(&mut self) -> std::io::Result<()> {
+        let Sink::Memory(cursor, mut file, _) = std::mem::replace(self, Sink::Failed) else {
+            return Ok(());
+        };
+        file.write_all(cursor.get_ref())?;
+        file.seek(SeekFrom::Start(cursor.position()))?;
+        *self = Sink::File(BufWriter::with_capacity(CHUNK_BYTES, file));
+        Ok(())
+    }
+
+    /// The temporary file with every byte written to it.
+    fn into_file(self) -> std::io::Result<AtomicFile> {
+        match self {
+            Sink::Memory(cursor, mut file, _) => {
+                file.write_all(cursor.get_ref())?;
+                Ok(file)
+            }
+            Sink::File(buffered) => buffered.into_inner().map_err(|e| e.into_error()),
+            Sink::Failed => Err(Sink::failed()),
+        }
+    }
+
+    fn failed() -> std::io::Error {
+        std::io::Error::other("an earlier write to this archive failed")
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Sink::Memory(cursor, _, limit) = self {
+            if cursor.position().saturating_add(buf.len() as u64) > *limit {
+                self.spill()?;
+            }
+        }
+        match self {
+            Sink::Memory(cursor, ..) => cursor.write(buf),
+            Sink::File(file) => file.write(buf),
+            Sink::Failed => Err(Sink::failed()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Memory(..) => Ok(()),
+            Sink::File(file) => file.flush(),
+            Sink::Failed => Err(Sink::failed()),
+        }
+    }
+}
+
+impl Seek for Sink {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        match self {
+            Sink::Memory(cursor, ..) => cursor.seek(to),
+            Sink::File(file) => file.seek(to),
+            Sink::Failed => Err(Sink::failed()),
+        }
+    }
+}
+
 /// Checks that `key` survives `np.load` unchanged.
 fn validate_key(key: &str) -> Result<(), NpzError> {
     let invalid = |reason| {
@@ -58,7 +136,7 @@ fn validate_key(key: &str) -> Result<(), NpzError> {
 ///
 /// [`finish`]: NpzWriter::finish
 pub struct NpzWriter {
-    zip: ZipWriter<BufWriter<AtomicFile>>,
+    zip: ZipWriter<Sink>,
     destination: PathBuf,
     keys: HashSet<String>,
     /// Set when a write failed half-way: the archive is then unusable.
@@ -74,7 +152,7 @@ impl NpzWriter {
         let destination = path.as_ref().to_path_buf();
         let temp = AtomicFile::create(&destination)?;
         Ok(NpzWriter {
-            zip: ZipWriter::new(BufWriter::with_capacity(CHUNK_BYTES, temp)),
+            zip: ZipWriter::new(Sink::Memory(std::io::Cursor::new(Vec::new()), temp, IN_MEMORY_BYTES)),
             destination,
             keys: HashSet::new(),
             broken: false,
@@ -95,7 +173,9 @@ impl NpzWriter {
         // Cannot overflow: the data is in memory.
         let data_bytes = (data.len() * T::DTYPE.item_size()) as u64;
         self.write_member(key, &header, data_bytes, |out| {
-            let mut buf = Vec::with_capacity(CHUNK_BYTES);
+            // No larger than the member: a fresh 1 MiB buffer per small member was an mmap, page faults and a
+            // munmap each.
+            let mut buf = Vec::with_capacity((data_bytes as usize).min(CHUNK_BYTES));
             for chunk in data.chunks(CHUNK_BYTES / T::DTYPE.item_size()) {
                 buf.clear();
                 T::extend_le_bytes(chunk, &mut buf);
@@ -171,7 +251,7 @@ impl NpzWriter {
         key: &str,
         header: &[u8],
         data_bytes: u64,
-        write_data: impl FnOnce(&mut ZipWriter<BufWriter<AtomicFile>>) -> std::io::Result<()>,
+        write_data: impl FnOnce(&mut ZipWriter<Sink>) -> std::io::Result<()>,
     ) -> Result<(), NpzError> {
         let member_bytes = header.len() as u64 + data_bytes;
         let options = SimpleFileOptions::default()
@@ -219,13 +299,11 @@ impl NpzWriter {
             path: destination.clone(),
             source,
         };
-        let buffered = self
+        let sink = self
             .zip
             .finish()
             .map_err(|source| NpzError::Zip { key: None, source })?;
-        let file = buffered
-            .into_inner()
-            .map_err(|e| io_error("write temporary file for", e.into_error()))?;
+        let file = sink.into_file().map_err(|e| io_error("write temporary file for", e))?;
         file.commit()?;
         Ok(())
     }
@@ -521,4 +599,61 @@ pub fn write_npy<T: NpyElement>(path: impl AsRef<Path>, shape: &[usize], data: &
         Ok(())
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod sink_tests {
+    use super::*;
+
+    /// A zip writer's pattern: runs written at the end, jumps back to patch, and (at the end) a patch that runs on
+    /// past the end, so that a spill can fall inside a write that does not start at the end.
+    fn operations() -> Vec<(SeekFrom, Vec<u8>)> {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let mut ops: Vec<(SeekFrom, Vec<u8>)> = (0..200u8)
+            .map(|i| {
+                let to = if next(4) == 0 {
+                    SeekFrom::Start(next(1000))
+                } else {
+                    SeekFrom::End(0)
+                };
+                (to, vec![i; next(300) as usize])
+            })
+            .collect();
+        ops.extend([(SeekFrom::End(-5), vec![201; 10]), (SeekFrom::End(0), vec![202; 7])]);
+        ops
+    }
+
+    fn apply(ops: &[(SeekFrom, Vec<u8>)], out: &mut (impl Write + Seek)) {
+        for (to, bytes) in ops {
+            out.seek(*to).unwrap();
+            out.write_all(bytes).unwrap();
+        }
+    }
+
+    /// Sinks that spill at every kind of point write the same file as the operations give on a plain cursor.
+    #[test]
+    fn a_sink_spilling_anywhere_writes_what_a_cursor_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let ops = operations();
+        let mut expected = std::io::Cursor::new(Vec::new());
+        apply(&ops, &mut expected);
+        let total = expected.get_ref().len() as u64;
+        // The archive is total - 12 bytes long before the patch, which ends at total - 7: with total - 10 the spill
+        // falls inside the patch.
+        for limit in (0..60).map(|k| k * 499).chain([total - 10, u64::MAX]) {
+            let target = dir.path().join(format!("spill-{limit}.bin"));
+            let file = AtomicFile::create(&target).unwrap();
+            let mut sink = Sink::Memory(std::io::Cursor::new(Vec::new()), file, limit);
+            apply(&ops, &mut sink);
+            assert_eq!(matches!(sink, Sink::File(_)), limit < total, "limit {limit}");
+            sink.into_file().unwrap().commit().unwrap();
+            assert_eq!(std::fs::read(&target).unwrap(), *expected.get_ref(), "limit {limit}");
+        }
+    }
 }
