@@ -237,5 +237,11 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    clikit::finish("caffe-prune", cli.common.run(|| dispatch(&cli)))
+    let result = if cli.command.is_none() {
+        // Pruning a file is serial unless a blob has millions of weights.
+        cli.common.run_on_this_thread(|| dispatch(&cli))
+    } else {
+        cli.common.run(|| dispatch(&cli))
+    };
+    clikit::finish("caffe-prune", result)
 }

@@ -39,6 +39,21 @@ impl Common {
         let pool = builder.build().map_err(|e| anyhow::anyhow!("thread pool: {e}"))?;
         pool.install(work)
     }
+
+    /// Puts the flags in force and runs `work` on this thread, for a command that is mostly serial (pruning a file):
+    /// rayon's global pool is built only if a step is large enough to split, with `--threads` threads. Starting two
+    /// workers up front and handing the work to one cost a LeNet prune 0.1-0.4 ms of its 3-4 ms.
+    ///
+    /// # Errors
+    /// Whatever `work` returns.
+    pub fn run_on_this_thread<T>(&self, work: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+        QUIET.store(self.quiet, Ordering::Relaxed);
+        if let Some(threads) = self.threads {
+            // Read by rayon when (if) it builds its global pool; no other thread exists yet.
+            std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+        }
+        work()
+    }
 }
 
 /// Whether `--quiet` is in force.
