@@ -138,8 +138,47 @@ fn select(net: &NetMessage<'_>, args: &Args, named: &BTreeMap<String, f64>) -> R
 }
 
 fn sparse_bytes(values: &[f32], bits: u8) -> Result<u64> {
-    let entries = sparse::gap_entry_count(values, bits)?;
+    entry_bytes(sparse::gap_entry_count(values, bits)?, bits)
+}
+
+/// Bytes of `entries` relative-index entries: a float32 value and a gap each.
+fn entry_bytes(entries: usize, bits: u8) -> Result<u64> {
     Ok((entries * (4 + sparse::gap_width_bytes(bits)?)) as u64)
+}
+
+/// Prunes `weights` to keep fraction `keep` and gap-encodes the result in one pass over the blob
+/// (`sparse::encode_gaps_pruned`): what `prune::prune_in_place` then `sparse::encode_gaps` give, with the same
+/// report, reading the blob twice instead of five times.
+fn prune_and_encode(weights: &mut [f32], keep: f64, bits: u8) -> Result<(prune::BlobReport, sparse::GapEncoded)> {
+    let rule = prune::Rule::KeepFraction(keep);
+    let len = weights.len();
+    Ok(match prune::keep_fraction_cut(weights, keep)? {
+        Some(cut) => {
+            let (gaps, counts) = sparse::encode_gaps_pruned(weights, bits, cut)?;
+            let report = prune::BlobReport {
+                rule,
+                len,
+                threshold: Some(f64::from(cut)),
+                kept: counts.nonzeros_after,
+                nonzeros_before: counts.nonzeros_before,
+                nonzeros_after: counts.nonzeros_after,
+            };
+            (report, gaps)
+        }
+        None => {
+            // keep_fraction_cut has refused NaN, so every weight compares.
+            let nonzeros = weights.iter().filter(|w| **w != 0.0).count();
+            let report = prune::BlobReport {
+                rule,
+                len,
+                threshold: None,
+                kept: len,
+                nonzeros_before: nonzeros,
+                nonzeros_after: nonzeros,
+            };
+            (report, sparse::encode_gaps(weights, bits)?)
+        }
+    })
 }
 
 /// Runs the whole job described by `args`.
@@ -181,6 +220,8 @@ pub fn prune_model(args: &Args) -> Result<Report> {
         .collect();
     drop(layers);
     let mut rows = Vec::new();
+    // Per target, its weights' sparse encoding when pruning produced it on the way.
+    let mut encoded: Vec<Option<sparse::GapEncoded>> = targets.iter().map(|_| None).collect();
     let blob_error = |t: &Target| format!("layer '{}'", t.name);
     if let Some(f) = args.global_keep {
         let mut slices: Vec<&mut [f32]> = weights.iter_mut().map(|w| w.as_mut_slice()).collect();
@@ -224,13 +265,17 @@ pub fn prune_model(args: &Args) -> Result<Report> {
                     Some(r.dropped.len()),
                 ));
             } else {
-                let r = prune::prune_in_place(w, prune::Rule::KeepFraction(keep)).with_context(|| blob_error(t))?;
+                let (r, gaps) = prune_and_encode(w, keep, args.index_bits).with_context(|| blob_error(t))?;
                 rows.push(row(t, format!("keep {keep}"), Some(keep), &r, None));
+                encoded[i] = Some(gaps);
             }
         }
     }
-    for (row, w) in rows.iter_mut().zip(&weights) {
-        row.sparse_bytes = sparse_bytes(w, args.index_bits)?;
+    for ((row, w), gaps) in rows.iter_mut().zip(&weights).zip(&encoded) {
+        row.sparse_bytes = match gaps {
+            Some(gaps) => entry_bytes(gaps.values.len(), args.index_bits)?,
+            None => sparse_bytes(w, args.index_bits)?,
+        };
     }
     // Whole-model figure: every blob dense, against pruned weights sparse and the rest dense.
     let all_dense: u64 = net
@@ -248,13 +293,15 @@ pub fn prune_model(args: &Args) -> Result<Report> {
         outfile::write_atomic(out, |w| net.encode_to(w))?;
     }
     if let Some(npz) = &args.npz {
-        caffemodel::npz::export_npz(
-            &net,
-            npz,
-            caffemodel::npz::Layout::Sparse {
-                index_bits: args.index_bits,
-            },
-        )?;
+        let layout = caffemodel::npz::Layout::Sparse {
+            index_bits: args.index_bits,
+        };
+        let mut by_layer: BTreeMap<usize, sparse::GapEncoded> = targets
+            .iter()
+            .zip(encoded)
+            .filter_map(|(t, gaps)| Some((t.index, gaps?)))
+            .collect();
+        caffemodel::npz::export_npz_with(&net, npz, layout, |layer| by_layer.remove(&layer))?;
     }
     let total_dense: u64 = rows.iter().map(|r| r.dense_bytes).sum();
     let total_sparse: u64 = rows.iter().map(|r| r.sparse_bytes).sum();
@@ -371,5 +418,57 @@ impl Report {
             let _ = writeln!(out, "wrote {n}");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one-pass prune and encode gives the weights, the report and the encoding of `prune::prune_in_place`
+    /// followed by `sparse::encode_gaps`, for blobs with ties, zeros, -0.0 and long zero runs, at every keep
+    /// fraction from none to all.
+    #[test]
+    fn prune_and_encode_is_prune_in_place_then_encode_gaps() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for len in [0, 1, 2, 7, 300, 5_000] {
+            let blob: Vec<f32> = (0..len)
+                .map(|i| match next() % 7 {
+                    0 => 0.0,
+                    1 => -0.0,
+                    2 => 0.25,
+                    3 if i % 500 < 300 => 0.0,
+                    _ => (next() % 2001) as f32 / 1000.0 - 1.0,
+                })
+                .collect();
+            for keep in [0.0, 0.01, 0.1, 0.3, 0.5, 0.999, 1.0] {
+                for bits in [1, 3, 8, 12] {
+                    let mut fused = blob.clone();
+                    let (report, gaps) = prune_and_encode(&mut fused, keep, bits).unwrap();
+                    let mut stepwise = blob.clone();
+                    let expected = prune::prune_in_place(&mut stepwise, prune::Rule::KeepFraction(keep)).unwrap();
+                    let case = format!("len {len}, keep {keep}, bits {bits}");
+                    assert_eq!(report, expected, "{case}");
+                    let bits_of = |v: &[f32]| v.iter().map(|w| w.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits_of(&fused), bits_of(&stepwise), "{case}");
+                    assert_eq!(gaps, sparse::encode_gaps(&stepwise, bits).unwrap(), "{case}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn prune_and_encode_refuses_nan_and_leaves_the_blob() {
+        let mut blob = vec![0.5, f32::NAN, -0.1];
+        assert!(prune_and_encode(&mut blob, 0.5, 8).is_err());
+        assert!(prune_and_encode(&mut blob, 1.0, 8).is_err());
+        assert_eq!(blob[0], 0.5);
+        assert_eq!(blob[2], -0.1);
     }
 }

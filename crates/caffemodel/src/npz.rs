@@ -92,9 +92,22 @@ fn npz_error(path: &Path, e: sparse::NpzError) -> Error {
 
 /// Writes the net's weights to `out` as an npz in `layout`; returns what was written.
 pub fn export_npz(net: &NetMessage<'_>, out: &Path, layout: Layout) -> Result<Vec<BlobEntry>> {
+    export_npz_with(net, out, layout, |_| None)
+}
+
+/// [`export_npz`], for a caller that has already gap-encoded some weight blobs (pruning and encoding in one pass,
+/// `sparse::encode_gaps_pruned`): in the sparse layout, `encoded(i)` may hand over the encoding of blob 0 of the
+/// net's layer `i`, which must be `sparse::encode_gaps` of that blob at the layout's index bits (debug builds check);
+/// `None` encodes it here.
+pub fn export_npz_with(
+    net: &NetMessage<'_>,
+    out: &Path,
+    layout: Layout,
+    mut encoded: impl FnMut(usize) -> Option<sparse::GapEncoded>,
+) -> Result<Vec<BlobEntry>> {
     let mut writer = NpzWriter::create(out).map_err(|e| npz_error(out, e))?;
     let mut entries = Vec::new();
-    for layer in net.layers() {
+    for (layer_index, layer) in net.layers().iter().enumerate() {
         let name = layer.name();
         let type_name = layer.type_name();
         for (index, blob) in layer.blobs().iter().enumerate() {
@@ -145,8 +158,14 @@ pub fn export_npz(net: &NetMessage<'_>, out: &Path, layout: Layout) -> Result<Ve
                     });
                 }
                 Layout::Sparse { index_bits } if index == 0 && is_prunable_type(&type_name) => {
-                    let encoded = sparse::encode_gaps(&values, index_bits)
-                        .map_err(|e| Error::invalid(out, format!("layer '{name}': {e}")))?;
+                    let encoded = match encoded(layer_index) {
+                        Some(given) => {
+                            debug_assert_eq!(Ok(&given), sparse::encode_gaps(&values, index_bits).as_ref());
+                            given
+                        }
+                        None => sparse::encode_gaps(&values, index_bits)
+                            .map_err(|e| Error::invalid(out, format!("layer '{name}': {e}")))?,
+                    };
                     let n = encoded.values.len();
                     add(&mut writer, &key, &[n], &encoded.values)?;
                     let indx = format!("{key}_indx");
