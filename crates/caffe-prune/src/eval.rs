@@ -323,6 +323,8 @@ impl TestSet {
         let mut options = engine::NetOptions::test();
         options.stages = args.stage.clone();
         options.level = args.level;
+        // Evaluation reads only the scores and the outputs, never a blob that only a pooling reads.
+        options.fuse_pooling = true;
         let state = options.state(&loaded.param);
         // The data layers the TEST net keeps under Caffe's rules (phase, level, stages).
         let kept = engine::graph::filter_layers(&loaded.param, &state)?;

@@ -5,6 +5,16 @@ use std::fmt;
 /// Errors building a net, loading weights into it or running it. Every variant names the layer (and blob) at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Backward after a forward that left a blob unwritten ([`crate::NetOptions::fuse_pooling`]): a gradient
+    /// needs every top of the forward.
+    #[error(
+        "the last forward left blob '{blob}' unwritten (NetOptions::fuse_pooling, for forward passes only); build \
+         the net without it to run backward"
+    )]
+    ForwardOnly {
+        /// The first blob left unwritten.
+        blob: String,
+    },
     /// The engine only reads the modern `layer` field; V1 `layers` must be upgraded first (Caffe's
     /// `upgrade_net_proto_*`, or `caffemodel::upgrade::upgrade_net`).
     #[error(

@@ -26,6 +26,11 @@ pub struct NetOptions {
     /// `Data` layer knows its batch size but not C, H, W); overrides the declared shape of any input (like pycaffe's
     /// `net.blobs[name].reshape`).
     pub input_shapes: BTreeMap<String, Vec<usize>>,
+    /// For forward passes only (evaluation): a layer whose top only a MAX pooling by 2x2 tiling windows reads (a
+    /// pruned convolution on its direct sparse path) computes that pooling itself, image by image while its output
+    /// is in cache; the pooling's top gets the same bits. The layer's own top is then left unwritten:
+    /// [`Net::blob`] gives `None` for it, and [`Net::backward`] is refused. Off by default.
+    pub fuse_pooling: bool,
 }
 
 impl Default for NetOptions {
@@ -35,6 +40,7 @@ impl Default for NetOptions {
             level: 0,
             stages: Vec::new(),
             input_shapes: BTreeMap::new(),
+            fuse_pooling: false,
         }
     }
 }
@@ -178,6 +184,11 @@ pub struct Net {
     /// Blob diffs, one per blob (empty until the first backward).
     diffs: Vec<Tensor>,
     force_backward: bool,
+    /// With [`NetOptions::fuse_pooling`]: (layer slot, pooling slot) pairs where the pooling alone reads the layer's
+    /// one top, so the layer may compute the pooling itself.
+    fusions: Vec<(usize, usize)>,
+    /// Per blob: left unwritten by the last forward (the top of a layer that computed its pooling itself).
+    unwritten: Vec<bool>,
 }
 
 impl std::fmt::Debug for Net {
@@ -302,6 +313,8 @@ impl Net {
             outputs: Vec::new(),
             diffs: Vec::new(),
             force_backward: param.force_backward(),
+            fusions: Vec::new(),
+            unwritten: Vec::new(),
         };
         let mut unconsumed = BTreeSet::new();
         for layer in &layers {
@@ -309,6 +322,9 @@ impl Net {
         }
         net.outputs = unconsumed.iter().map(|name: &String| net.blob_index[name]).collect();
         net.plan_backward();
+        if options.fuse_pooling {
+            net.fusions = net.pooling_fusions();
+        }
 
         let input_names: Vec<String> = net.inputs.iter().map(|i| i.blob.clone()).collect();
         if let Some(unknown) = options.input_shapes.keys().find(|k| !input_names.contains(k)) {
@@ -733,9 +749,35 @@ impl Net {
         self.blob_names.iter().map(String::as_str)
     }
 
-    /// A blob's current contents (after the last forward), by name.
+    /// A blob's current contents (after the last forward), by name; `None` for a blob the last forward left
+    /// unwritten (see [`NetOptions::fuse_pooling`]).
     pub fn blob(&self, name: &str) -> Option<&Tensor> {
-        self.blob_index.get(name).map(|&i| &self.blobs[i])
+        let &i = self.blob_index.get(name)?;
+        (!self.unwritten.get(i).copied().unwrap_or(false)).then(|| &self.blobs[i])
+    }
+
+    /// The (layer slot, pooling slot) pairs of [`NetOptions::fuse_pooling`]: a layer with one top, not computed in
+    /// place, not an output of the net and without loss weight, whose only reader is a Pooling layer with that top
+    /// as its one bottom and one top of its own, without loss weight. Whether the pooling is MAX by 2x2 tiles, and
+    /// whether the layer can compute it, is asked at each forward.
+    fn pooling_fusions(&self) -> Vec<(usize, usize)> {
+        let no_loss = |slot: &Slot| slot.info.loss_weights.iter().all(|&w| w == 0.0);
+        let mut pairs = Vec::new();
+        for (index, slot) in self.slots.iter().enumerate() {
+            let [top] = slot.tops[..] else { continue };
+            if slot.compute.is_none() || slot.bottoms.contains(&top) || self.outputs.contains(&top) || !no_loss(slot) {
+                continue;
+            }
+            let mut readers = self.slots.iter().enumerate().filter(|(_, s)| s.bottoms.contains(&top));
+            let (Some((pool, reader)), None) = (readers.next(), readers.next()) else {
+                continue;
+            };
+            let plain = reader.bottoms == [top] && reader.tops.len() == 1 && reader.tops[0] != top;
+            if reader.info.layer_type == "Pooling" && plain && no_loss(reader) {
+                pairs.push((index, pool));
+            }
+        }
+        pairs
     }
 
     /// A layer's parameter blobs (`None` when the net has no layer of that name).
@@ -800,8 +842,27 @@ impl Net {
     pub fn forward(&mut self) -> Result<f32, Error> {
         self.reshape()?;
         self.sync_shared_params();
+        self.unwritten.clear();
+        self.unwritten.resize(self.blobs.len(), false);
+        let mut pooled_already = vec![false; self.slots.len()];
         let mut loss = 0.0f32;
         for index in 0..self.slots.len() {
+            if pooled_already[index] {
+                continue;
+            }
+            // The pooling this layer may compute itself (checked per forward: the shapes may have changed).
+            let fused = self
+                .fusions
+                .iter()
+                .find(|&&(layer, _)| layer == index)
+                .map(|&(_, pool)| pool)
+                .filter(|&pool| {
+                    self.slots[pool]
+                        .compute
+                        .as_ref()
+                        .is_some_and(|l| l.is_max_pool_2x2_tiles())
+                })
+                .map(|pool| (pool, self.slots[pool].tops[0]));
             let slot = &mut self.slots[index];
             let Some(layer) = slot.compute.as_mut() else { continue };
             let err = |source: LayerError| Error::Layer {
@@ -809,6 +870,18 @@ impl Net {
                 layer_type: slot.info.layer_type.clone(),
                 source,
             };
+            if let Some((pool, pool_top)) = fused {
+                let mut pooled = std::mem::take(&mut self.blobs[pool_top]);
+                let inputs: Vec<&Tensor> = slot.bottoms.iter().map(|&b| &self.blobs[b]).collect();
+                let done = layer.forward_max_pool_2x2(&inputs, &mut pooled);
+                self.blobs[pool_top] = pooled;
+                if done.map_err(err)? {
+                    // Neither top carries a loss weight (see pooling_fusions), and neither changes shape.
+                    self.unwritten[slot.tops[0]] = true;
+                    pooled_already[pool] = true;
+                    continue;
+                }
+            }
             let shapes_before: Vec<Vec<usize>> = slot.tops.iter().map(|&t| self.blobs[t].shape().to_vec()).collect();
             run_layer(layer.as_mut(), &slot.bottoms, &slot.tops, &mut self.blobs).map_err(err)?;
             for (&top, &weight) in slot.tops.iter().zip(&slot.info.loss_weights) {
@@ -865,6 +938,11 @@ impl Net {
     /// knowledge distillation on the logits): each is added to its blob's diff just before the last layer that
     /// writes the blob runs backward, when every consumer has contributed, so it flows into everything below.
     pub fn backward_with(&mut self, extra: &[(&str, &[f32])]) -> Result<(), Error> {
+        if let Some(blob) = self.unwritten.iter().position(|&u| u) {
+            return Err(Error::ForwardOnly {
+                blob: self.blob_names[blob].clone(),
+            });
+        }
         self.ensure_diffs();
         let mut pending = Vec::with_capacity(extra.len());
         for &(name, gradient) in extra {

@@ -174,6 +174,7 @@ fn options_for(param: &NetParameter, state: &NetState) -> NetOptions {
         level: state.level(),
         stages: state.stage.iter().skip(own).cloned().collect(),
         input_shapes: Default::default(),
+        fuse_pooling: false,
     }
 }
 

@@ -3,6 +3,7 @@
 use caffe_proto::{ConvolutionParameter, LayerParameter};
 use rayon::prelude::*;
 
+use super::pooling::max_2x2_tiles;
 use super::{canonical_axis, ensure_param_shape, Backward, Layer};
 use crate::blas::{col2im, col2im_strided, im2col, par_sgemm_acc, sgemm, Window};
 use crate::error::{LayerError, LayerResult};
@@ -355,6 +356,40 @@ impl Layer for Convolution {
             }
         }
         Ok(())
+    }
+
+    fn forward_max_pool_2x2(&mut self, bottoms: &[&Tensor], pooled: &mut Tensor) -> LayerResult<bool> {
+        let d = self.dims.expect("reshape runs before forward");
+        let pooled_len = d.num * self.num_output * (d.out_h / 2) * (d.out_w / 2);
+        if self.transposed
+            || bottoms.len() != 1
+            || !d.out_h.is_multiple_of(2)
+            || !d.out_w.is_multiple_of(2)
+            || pooled.len() != pooled_len
+            || pooled_len == 0
+        {
+            return Ok(false);
+        }
+        let weights = self.params[0].data();
+        let bias = self.bias_term.then(|| self.params[1].data());
+        let m = self.num_output / self.group;
+        let kernel_dim = d.channels / self.group * self.geometry.kernel[0] * self.geometry.kernel[1];
+        let sparse = self.sparse.groups(weights, self.group, (m, kernel_dim), CONV_CROSSOVER);
+        if !direct_sparse(&self.geometry, self.group, sparse) {
+            return Ok(false);
+        }
+        let output = DirectOutput::MaxPool2x2(pooled.data_mut());
+        conv_forward_direct(
+            &self.geometry,
+            self.group,
+            self.num_output,
+            &d,
+            sparse,
+            bias,
+            bottoms[0].data(),
+            output,
+        );
+        Ok(true)
     }
 
     fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
@@ -755,6 +790,84 @@ const TARGET_COLUMNS: usize = 256;
 /// in cache as well: LeNet's conv2 backward at batch 100 runs 4% faster with 2 images per product than with 4.
 const BACKWARD_COLUMNS: usize = 128;
 
+/// Whether [`conv_forward`] takes the direct sparse path: every group pruned below the crossover, and not 1x1.
+fn direct_sparse(g: &Geometry, group: usize, sparse: &[Option<Csr>]) -> bool {
+    (0..group).all(|gi| sparse.get(gi).is_some_and(Option::is_some)) && !g.is_1x1()
+}
+
+/// Where the direct sparse path writes.
+enum DirectOutput<'a> {
+    /// The layer's top.
+    Top(&'a mut [f32]),
+    /// The top MAX-pooled by 2x2 tiling windows (even output sizes): each image is convolved into a buffer of the
+    /// thread's and pooled from there, while it is in cache.
+    MaxPool2x2(&'a mut [f32]),
+}
+
+/// The direct sparse path of [`conv_forward`] (see [`direct_sparse`]): per image, each group's nonzero filter taps
+/// straight over the image, no column matrix.
+#[allow(clippy::too_many_arguments)]
+fn conv_forward_direct(
+    g: &Geometry,
+    group: usize,
+    num_output: usize,
+    d: &ConvDims,
+    sparse: &[Option<Csr>],
+    bias: Option<&[f32]>,
+    input: &[f32],
+    output: DirectOutput<'_>,
+) {
+    let in_len = d.channels * d.in_h * d.in_w;
+    let spatial = d.out_h * d.out_w;
+    let out_len = num_output * spatial;
+    let m = num_output / group;
+    let channels = d.channels / group;
+    let shape = ConvShape {
+        channels,
+        input: [d.in_h, d.in_w],
+        output: [d.out_h, d.out_w],
+        kernel: g.kernel,
+        stride: g.stride,
+        pad: g.pad,
+        dilation: g.dilation,
+    };
+    let plane = d.in_h * d.in_w;
+    let plans: Vec<_> = sparse
+        .iter()
+        .flatten()
+        .map(|csr| (csr, csr.conv_plan(&shape)))
+        .collect();
+    let convolve = |scratch: &mut Vec<f32>, image: &[f32], out: &mut [f32]| {
+        for (gi, (csr, plan)) in plans.iter().enumerate() {
+            let image = &image[gi * channels * plane..(gi + 1) * channels * plane];
+            let bias = bias.map(|b| &b[gi * m..(gi + 1) * m]);
+            csr.convolve(
+                plan,
+                image,
+                bias,
+                &mut out[gi * m * spatial..(gi + 1) * m * spatial],
+                scratch,
+            );
+        }
+    };
+    match output {
+        DirectOutput::Top(output) => output
+            .par_chunks_mut(out_len)
+            .zip(input.par_chunks(in_len))
+            .for_each_init(Vec::new, |scratch, (out, image)| convolve(scratch, image, out)),
+        DirectOutput::MaxPool2x2(pooled) => pooled
+            .par_chunks_mut(out_len / 4)
+            .zip(input.par_chunks(in_len))
+            .for_each_init(
+                || (Vec::new(), vec![0.0; out_len], Vec::new()),
+                |(scratch, out, pairs), (pooled, image)| {
+                    convolve(scratch, image, out);
+                    max_2x2_tiles(d.out_w / 2, out, pooled, pairs);
+                },
+            ),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn conv_forward(
     g: &Geometry,
@@ -785,40 +898,8 @@ fn conv_forward(
     };
     // A pruned group multiplies only its nonzero weights (`sparse`, one entry per group; see crate::sparse).
     let sparse_group = |gi: usize| sparse.get(gi).and_then(Option::as_ref);
-    if (0..group).all(|gi| sparse_group(gi).is_some()) && !g.is_1x1() {
-        // Every group pruned: a direct sparse convolution per image, no column matrix.
-        let channels = d.channels / group;
-        let shape = ConvShape {
-            channels,
-            input: [d.in_h, d.in_w],
-            output: [d.out_h, d.out_w],
-            kernel: g.kernel,
-            stride: g.stride,
-            pad: g.pad,
-            dilation: g.dilation,
-        };
-        let plane = d.in_h * d.in_w;
-        let plans: Vec<_> = sparse
-            .iter()
-            .flatten()
-            .map(|csr| (csr, csr.conv_plan(&shape)))
-            .collect();
-        output
-            .par_chunks_mut(out_len)
-            .zip(input.par_chunks(in_len))
-            .for_each_init(Vec::new, |scratch, (out, image)| {
-                for (gi, (csr, plan)) in plans.iter().enumerate() {
-                    let image = &image[gi * channels * plane..(gi + 1) * channels * plane];
-                    let bias = bias.map(|b| &b[gi * m..(gi + 1) * m]);
-                    csr.convolve(
-                        plan,
-                        image,
-                        bias,
-                        &mut out[gi * m * spatial..(gi + 1) * m * spatial],
-                        scratch,
-                    );
-                }
-            });
+    if direct_sparse(g, group, sparse) {
+        conv_forward_direct(g, group, num_output, d, sparse, bias, input, DirectOutput::Top(output));
         return;
     }
     if g.is_1x1() {

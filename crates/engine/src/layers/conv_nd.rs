@@ -397,6 +397,9 @@ impl Layer for AnyConvolution {
     fn forward(&mut self, bottoms: &[&Tensor], tops: &mut [Tensor]) -> LayerResult<()> {
         self.layer_mut().forward(bottoms, tops)
     }
+    fn forward_max_pool_2x2(&mut self, bottoms: &[&Tensor], pooled: &mut Tensor) -> LayerResult<bool> {
+        self.layer_mut().forward_max_pool_2x2(bottoms, pooled)
+    }
     fn backward(&mut self, ctx: Backward<'_>) -> LayerResult<()> {
         self.layer_mut().backward(ctx)
     }

@@ -85,6 +85,21 @@ pub trait Layer: Send {
     fn allow_force_backward(&self, _bottom: usize) -> bool {
         true
     }
+
+    /// Whether this layer's forward is, as of the last reshape, exactly MAX pooling of its one bottom by 2x2 windows
+    /// that tile it (kernel 2, stride 2, no padding, even sizes) into one top: a pooling the layer below may compute
+    /// itself (see [`Layer::forward_max_pool_2x2`]).
+    fn is_max_pool_2x2_tiles(&self) -> bool {
+        false
+    }
+
+    /// Forward followed by MAX pooling of top 0 by 2x2 tiling windows, written to `pooled` (shaped as that pooling's
+    /// top) while each image's output is still in cache; the layer's own top is not written. The bits are those of
+    /// [`Layer::forward`] then the pooling layer's forward. Returns `false`, having written nothing, when the layer
+    /// has no such path for its current weights and shapes.
+    fn forward_max_pool_2x2(&mut self, _bottoms: &[&Tensor], _pooled: &mut Tensor) -> LayerResult<bool> {
+        Ok(false)
+    }
 }
 
 /// What [`Layer::backward`] reads and writes. All slices are in the layer's bottom / top / parameter order.

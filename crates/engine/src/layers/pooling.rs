@@ -182,6 +182,16 @@ impl Layer for Pooling {
         Ok(vec![vec![b[0], b[1], out_h, out_w]; self.tops])
     }
 
+    fn is_max_pool_2x2_tiles(&self) -> bool {
+        self.dims.is_some_and(|d| {
+            let ranges = (
+                self.max_ranges(0, d.height, d.out_h, d.kernel[0]),
+                self.max_ranges(1, d.width, d.out_w, d.kernel[1]),
+            );
+            self.method == PoolMethod::Max && self.tops == 1 && tiles_2x2(&d, &ranges)
+        })
+    }
+
     fn forward(&mut self, bottoms: &[&Tensor], tops: &mut [Tensor]) -> LayerResult<()> {
         let d = self.dims.expect("reshape runs before forward");
         let in_plane = d.height * d.width;
@@ -485,7 +495,7 @@ widest_vectors! {
     /// outputs per row: first the maximum of each horizontal pair over the whole run, then of each vertical pair of
     /// those. Each window keeps its first strict maximum in Caffe's order (row by row; -FLT_MAX when all are NaN):
     /// the first strict maximum of a sequence is that of its first half unless its second half's is greater.
-    fn max_2x2_tiles(ow: usize, planes: &[f32], out: &mut [f32], pairs: &mut Vec<f32>) {
+    pub(crate) fn max_2x2_tiles(ow: usize, planes: &[f32], out: &mut [f32], pairs: &mut Vec<f32>) {
         let half = planes.len() / 2;
         if pairs.len() < half {
             pairs.resize(half, 0.0);
