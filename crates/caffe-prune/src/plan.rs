@@ -155,27 +155,13 @@ fn prune_and_encode(weights: &mut [f32], keep: f64, bits: u8) -> Result<(prune::
     Ok(match prune::keep_fraction_cut(weights, keep)? {
         Some(cut) => {
             let (gaps, counts) = sparse::encode_gaps_pruned(weights, bits, cut)?;
-            let report = prune::BlobReport {
-                rule,
-                len,
-                threshold: Some(f64::from(cut)),
-                kept: counts.nonzeros_after,
-                nonzeros_before: counts.nonzeros_before,
-                nonzeros_after: counts.nonzeros_after,
-            };
-            (report, gaps)
+            let kept = (counts.nonzeros_before, counts.nonzeros_after);
+            (prune::BlobReport::pruned(rule, len, f64::from(cut), kept), gaps)
         }
         None => {
             // keep_fraction_cut has refused NaN, so every weight compares.
             let nonzeros = weights.iter().filter(|w| **w != 0.0).count();
-            let report = prune::BlobReport {
-                rule,
-                len,
-                threshold: None,
-                kept: len,
-                nonzeros_before: nonzeros,
-                nonzeros_after: nonzeros,
-            };
+            let report = prune::BlobReport::untouched(rule, len, nonzeros);
             (report, sparse::encode_gaps(weights, bits)?)
         }
     })

@@ -137,8 +137,8 @@ impl BlobReport {
         }
     }
 
-    /// The report for a blob the rule left as it was.
-    fn untouched(rule: Rule, len: usize, nonzeros: usize) -> BlobReport {
+    /// The report for a blob of `len` weights, `nonzeros` of them nonzero, that the rule left as it was.
+    pub fn untouched(rule: Rule, len: usize, nonzeros: usize) -> BlobReport {
         BlobReport {
             rule,
             len,
@@ -149,8 +149,10 @@ impl BlobReport {
         }
     }
 
-    /// The report for a blob pruned at `cut` (magnitude bits).
-    fn pruned(rule: Rule, len: usize, threshold: f64, counts: (usize, usize)) -> BlobReport {
+    /// The report for a blob of `len` weights pruned at `threshold` (weights with `|w| > threshold` kept), from
+    /// `counts`: the nonzeros before, and the weights kept. For a caller that prunes by other means (in one pass
+    /// with its sparse encoding, say) and reports as [`prune_in_place`] does.
+    pub fn pruned(rule: Rule, len: usize, threshold: f64, counts: (usize, usize)) -> BlobReport {
         let (nonzeros_before, kept) = counts;
         BlobReport {
             rule,
