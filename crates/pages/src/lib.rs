@@ -20,23 +20,9 @@ const HUGE_PAGE: usize = 2 << 20;
 /// memory is first written: pages already touched keep their 4 KiB backing.
 pub fn advise_huge_pages<T>(v: &mut Vec<T>) {
     let bytes = v.capacity().saturating_mul(size_of::<T>());
-    if bytes < MIN_BYTES {
-        return;
-    }
-    #[cfg(target_os = "linux")]
-    {
-        let start = v.as_mut_ptr() as usize;
-        let first = start.next_multiple_of(HUGE_PAGE);
-        let end = (start + bytes) / HUGE_PAGE * HUGE_PAGE;
-        if end > first {
-            // SAFETY: [first, end) lies inside the vector's own allocation. MADV_HUGEPAGE only
-            // changes how the kernel backs the range, never what it holds, so no Rust-visible
-            // memory changes. A refusal (huge pages disabled, an old kernel) leaves the range as it
-            // was, which is why the result is not checked.
-            unsafe {
-                libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE);
-            }
-        }
+    if bytes >= MIN_BYTES {
+        #[cfg(target_os = "linux")]
+        advise(v.as_mut_ptr() as usize, bytes, HUGE_PAGE, libc::MADV_HUGEPAGE);
     }
 }
 
@@ -48,21 +34,9 @@ const MIN_PREFAULT_BYTES: usize = 64 << 10;
 /// pages that will never be written would be allocated for nothing.
 pub fn prefault_for_writing<T>(v: &mut Vec<T>) {
     let bytes = v.capacity().saturating_mul(size_of::<T>());
-    if bytes < MIN_PREFAULT_BYTES {
-        return;
-    }
-    #[cfg(target_os = "linux")]
-    {
-        let (first, end) = inner_pages(v.as_mut_ptr() as usize, bytes);
-        if end > first {
-            // SAFETY: [first, end) lies inside the vector's own allocation. MADV_POPULATE_WRITE
-            // only faults the pages in (fresh ones read as zero, as they would anyway); it never
-            // changes what the range holds. A refusal (a kernel before 5.14) leaves the pages to
-            // be faulted one by one, which is why the result is not checked.
-            unsafe {
-                libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_POPULATE_WRITE);
-            }
-        }
+    if bytes >= MIN_PREFAULT_BYTES {
+        #[cfg(target_os = "linux")]
+        advise(v.as_mut_ptr() as usize, bytes, PAGE, libc::MADV_POPULATE_WRITE);
     }
 }
 
@@ -70,23 +44,9 @@ pub fn prefault_for_writing<T>(v: &mut Vec<T>) {
 /// read of a memory-mapped file, which would otherwise fault once per few pages.
 pub fn prefault_for_reading<T>(data: &[T]) {
     let bytes = size_of_val(data);
-    if bytes < MIN_PREFAULT_BYTES {
-        return;
-    }
-    #[cfg(target_os = "linux")]
-    {
-        let start = data.as_ptr() as usize;
-        let first = start / PAGE * PAGE;
-        // SAFETY: every page holding a byte of `data` is mapped whole (mappings are made of whole
-        // pages), so [first, start + bytes) is mapped. MADV_POPULATE_READ only maps pages in;
-        // contents never change. A refusal leaves the pages to be faulted as read.
-        unsafe {
-            libc::madvise(
-                first as *mut libc::c_void,
-                start + bytes - first,
-                libc::MADV_POPULATE_READ,
-            );
-        }
+    if bytes >= MIN_PREFAULT_BYTES {
+        #[cfg(target_os = "linux")]
+        advise(data.as_ptr() as usize, bytes, PAGE, libc::MADV_POPULATE_READ);
     }
 }
 
@@ -94,11 +54,23 @@ pub fn prefault_for_reading<T>(data: &[T]) {
 #[cfg(target_os = "linux")]
 const PAGE: usize = 4 << 10;
 
-/// The whole pages inside `[start, start + bytes)`. A partial page at either end may be shared with
-/// other allocations; it is left to an ordinary fault, so the call touches only the vector's memory.
+/// Gives the kernel `advice` for the whole `unit`-sized, `unit`-aligned blocks inside the `bytes`
+/// at `start`, which belong to one allocation or mapping. Blocks at the ends that the range covers
+/// only in part (shared with other allocations) are left alone.
 #[cfg(target_os = "linux")]
-fn inner_pages(start: usize, bytes: usize) -> (usize, usize) {
-    (start.next_multiple_of(PAGE), (start + bytes) / PAGE * PAGE)
+fn advise(start: usize, bytes: usize, unit: usize, advice: libc::c_int) {
+    let first = start.next_multiple_of(unit);
+    let end = (start + bytes) / unit * unit;
+    if end > first {
+        // SAFETY: [first, end) lies inside the caller's allocation. MADV_HUGEPAGE and
+        // MADV_POPULATE_WRITE/READ change how the kernel backs the range (huge pages, pages
+        // faulted in ahead; fresh pages read as zero either way), never what it holds, so no
+        // Rust-visible memory changes. A refusal (an old kernel, huge pages disabled) leaves the
+        // range as it was, which is why the result is not checked.
+        unsafe {
+            libc::madvise(first as *mut libc::c_void, end - first, advice);
+        }
+    }
 }
 
 #[cfg(test)]
