@@ -146,23 +146,37 @@ fn entry_bytes(entries: usize, bits: u8) -> Result<u64> {
     Ok((entries * (4 + sparse::gap_width_bytes(bits)?)) as u64)
 }
 
+/// A blob pruned by keep fraction: a writable copy, zeroed where pruned, or the values where they lie (in the
+/// mapped file), left as they are when only their encoding is wanted.
+enum Weights<'a> {
+    Writable(&'a mut [f32]),
+    ReadOnly(&'a [f32]),
+}
+
 /// Prunes `weights` to keep fraction `keep` and gap-encodes the result in one pass over the blob
-/// (`sparse::encode_gaps_pruned`): what `prune::prune_in_place` then `sparse::encode_gaps` give, with the same
-/// report, reading the blob twice instead of five times.
-fn prune_and_encode(weights: &mut [f32], keep: f64, bits: u8) -> Result<(prune::BlobReport, sparse::GapEncoded)> {
+/// (`sparse::encode_gaps_pruned` or, read only, `sparse::encode_gaps_cut`): what `prune::prune_in_place` then
+/// `sparse::encode_gaps` give, with the same report, reading the blob twice instead of five times.
+fn prune_and_encode(weights: Weights<'_>, keep: f64, bits: u8) -> Result<(prune::BlobReport, sparse::GapEncoded)> {
     let rule = prune::Rule::KeepFraction(keep);
-    let len = weights.len();
-    Ok(match prune::keep_fraction_cut(weights, keep)? {
+    let values: &[f32] = match &weights {
+        Weights::Writable(w) => w,
+        Weights::ReadOnly(w) => w,
+    };
+    let len = values.len();
+    Ok(match prune::keep_fraction_cut(values, keep)? {
         Some(cut) => {
-            let (gaps, counts) = sparse::encode_gaps_pruned(weights, bits, cut)?;
+            let (gaps, counts) = match weights {
+                Weights::Writable(w) => sparse::encode_gaps_pruned(w, bits, cut)?,
+                Weights::ReadOnly(w) => sparse::encode_gaps_cut(w, bits, cut)?,
+            };
             let kept = (counts.nonzeros_before, counts.nonzeros_after);
             (prune::BlobReport::pruned(rule, len, f64::from(cut), kept), gaps)
         }
         None => {
             // keep_fraction_cut has refused NaN, so every weight compares.
-            let nonzeros = weights.iter().filter(|w| **w != 0.0).count();
+            let nonzeros = values.iter().filter(|w| **w != 0.0).count();
             let report = prune::BlobReport::untouched(rule, len, nonzeros);
-            (report, sparse::encode_gaps(weights, bits)?)
+            (report, sparse::encode_gaps(values, bits)?)
         }
     })
 }
@@ -191,9 +205,18 @@ pub fn prune_model(args: &Args) -> Result<Report> {
     if args.keep_all.is_none() && args.global_keep.is_none() && args.std.is_none() {
         targets.retain(|t| named.contains_key(&t.name));
     }
+    let keep_of = |t: &Target| named.get(&t.name).copied().or(args.keep_all).unwrap_or(1.0);
+    let blob_error = |t: &Target| format!("layer '{}'", t.name);
+    let mut rows = Vec::new();
+    // Per target, its weights' sparse encoding when pruning produced it on the way.
+    let mut encoded: Vec<Option<sparse::GapEncoded>> = targets.iter().map(|_| None).collect();
+    // Only the encodings are written (keep fractions, no -o): the weights are read where they lie, with no
+    // writable copy of the blobs and nothing set back in the net.
+    let encodings_only = args.output.is_none() && args.global_keep.is_none() && args.std.is_none() && !args.filters;
     let layers = net.layers();
     let mut weights: Vec<Vec<f32>> = targets
         .iter()
+        .filter(|_| !encodings_only)
         .map(|t| layers[t.index].blobs()[0].data().to_vec_f32())
         .collect();
     let mut biases: Vec<Option<Vec<f32>>> = targets
@@ -204,12 +227,16 @@ pub fn prune_model(args: &Args) -> Result<Report> {
                 .flatten()
         })
         .collect();
-    drop(layers);
-    let mut rows = Vec::new();
-    // Per target, its weights' sparse encoding when pruning produced it on the way.
-    let mut encoded: Vec<Option<sparse::GapEncoded>> = targets.iter().map(|_| None).collect();
-    let blob_error = |t: &Target| format!("layer '{}'", t.name);
-    if let Some(f) = args.global_keep {
+    if encodings_only {
+        for (i, t) in targets.iter().enumerate() {
+            let keep = keep_of(t);
+            let data = layers[t.index].blobs()[0].data();
+            let (r, gaps) = prune_and_encode(Weights::ReadOnly(&data.f32s()), keep, args.index_bits)
+                .with_context(|| blob_error(t))?;
+            rows.push(row(t, format!("keep {keep}"), Some(keep), &r, None));
+            encoded[i] = Some(gaps);
+        }
+    } else if let Some(f) = args.global_keep {
         let mut slices: Vec<&mut [f32]> = weights.iter_mut().map(|w| w.as_mut_slice()).collect();
         let reports = prune::prune_global_in_place(&mut slices, f)?;
         for (t, r) in targets.iter().zip(reports) {
@@ -223,7 +250,7 @@ pub fn prune_model(args: &Args) -> Result<Report> {
                 rows.push(row(t, format!("std x {q}"), None, &r, None));
                 continue;
             }
-            let keep = named.get(&t.name).copied().or(args.keep_all).unwrap_or(1.0);
+            let keep = keep_of(t);
             if args.filters {
                 let rows_n = caffemodel::output_rows(&t.type_name, &t.dims, w.len() as u64) as usize;
                 let view = [rows_n, w.len().checked_div(rows_n).unwrap_or(0)];
@@ -251,16 +278,17 @@ pub fn prune_model(args: &Args) -> Result<Report> {
                     Some(r.dropped.len()),
                 ));
             } else {
-                let (r, gaps) = prune_and_encode(w, keep, args.index_bits).with_context(|| blob_error(t))?;
+                let (r, gaps) =
+                    prune_and_encode(Weights::Writable(w), keep, args.index_bits).with_context(|| blob_error(t))?;
                 rows.push(row(t, format!("keep {keep}"), Some(keep), &r, None));
                 encoded[i] = Some(gaps);
             }
         }
     }
-    for ((row, w), gaps) in rows.iter_mut().zip(&weights).zip(&encoded) {
-        row.sparse_bytes = match gaps {
+    for (i, row) in rows.iter_mut().enumerate() {
+        row.sparse_bytes = match &encoded[i] {
             Some(gaps) => entry_bytes(gaps.values.len(), args.index_bits)?,
-            None => sparse_bytes(w, args.index_bits)?,
+            None => sparse_bytes(&weights[i], args.index_bits)?,
         };
     }
     // Whole-model figure: every blob dense, against pruned weights sparse and the rest dense.
@@ -269,6 +297,8 @@ pub fn prune_model(args: &Args) -> Result<Report> {
         .iter()
         .flat_map(|l| l.blobs().into_iter().map(|b| b.data().len() as u64 * 4))
         .sum();
+    drop(layers);
+    // Empty when only the encodings are written: the net keeps its weights.
     for ((t, w), bias) in targets.iter().zip(weights).zip(biases) {
         net.set_blob_data(t.index, 0, w)?;
         if let Some(bias) = bias {
@@ -436,7 +466,8 @@ mod tests {
             for keep in [0.0, 0.01, 0.1, 0.3, 0.5, 0.999, 1.0] {
                 for bits in [1, 3, 8, 12] {
                     let mut fused = blob.clone();
-                    let (report, gaps) = prune_and_encode(&mut fused, keep, bits).unwrap();
+                    let (report, gaps) = prune_and_encode(Weights::Writable(&mut fused), keep, bits).unwrap();
+                    let (read_report, read_gaps) = prune_and_encode(Weights::ReadOnly(&blob), keep, bits).unwrap();
                     let mut stepwise = blob.clone();
                     let expected = prune::prune_in_place(&mut stepwise, prune::Rule::KeepFraction(keep)).unwrap();
                     let case = format!("len {len}, keep {keep}, bits {bits}");
@@ -444,6 +475,7 @@ mod tests {
                     let bits_of = |v: &[f32]| v.iter().map(|w| w.to_bits()).collect::<Vec<_>>();
                     assert_eq!(bits_of(&fused), bits_of(&stepwise), "{case}");
                     assert_eq!(gaps, sparse::encode_gaps(&stepwise, bits).unwrap(), "{case}");
+                    assert_eq!((read_report, read_gaps), (report, gaps), "{case}, read only");
                 }
             }
         }
@@ -452,8 +484,10 @@ mod tests {
     #[test]
     fn prune_and_encode_refuses_nan_and_leaves_the_blob() {
         let mut blob = vec![0.5, f32::NAN, -0.1];
-        assert!(prune_and_encode(&mut blob, 0.5, 8).is_err());
-        assert!(prune_and_encode(&mut blob, 1.0, 8).is_err());
+        for keep in [0.5, 1.0] {
+            assert!(prune_and_encode(Weights::Writable(&mut blob), keep, 8).is_err());
+            assert!(prune_and_encode(Weights::ReadOnly(&blob), keep, 8).is_err());
+        }
         assert_eq!(blob[0], 0.5);
         assert_eq!(blob[2], -0.1);
     }

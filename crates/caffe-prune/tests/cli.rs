@@ -191,6 +191,24 @@ fn npz_exports_load_in_numpy_and_scipy_and_import_back_identically() {
                 &bits.to_string(),
             ],
         );
+        // Without -o the weights are pruned where they lie in the input, not in a copy: the same npz.
+        let npz_alone = tmp.path().join(format!("alone{bits}.npz"));
+        run(
+            PRUNE,
+            &[
+                &input,
+                &"--keep",
+                &"conv1=0.3,conv2=0.1,ip1=0.01,ip2=0.2",
+                &"--npz",
+                &npz_alone,
+                &"--index-bits",
+                &bits.to_string(),
+            ],
+        );
+        assert!(
+            std::fs::read(&npz_alone).unwrap() == std::fs::read(&npz).unwrap(),
+            "bits {bits}"
+        );
         // The expected blobs, straight from the pruned caffemodel, as raw little-endian floats for Python.
         let raw = tmp.path().join("raw");
         std::fs::create_dir_all(&raw).unwrap();

@@ -96,9 +96,10 @@ pub fn export_npz(net: &NetMessage<'_>, out: &Path, layout: Layout) -> Result<Ve
 }
 
 /// [`export_npz`], for a caller that has already gap-encoded some weight blobs (pruning and encoding in one pass,
-/// `sparse::encode_gaps_pruned`): in the sparse layout, `encoded(i)` may hand over the encoding of blob 0 of the
-/// net's layer `i`, which must be `sparse::encode_gaps` of that blob at the layout's index bits (debug builds check);
-/// `None` encodes it here.
+/// `sparse::encode_gaps_pruned` or `sparse::encode_gaps_cut`): in the sparse layout, `encoded(i)` may hand over the
+/// encoding to write for blob 0 of the net's layer `i`, at the layout's index bits, in place of the blob's own values
+/// (which may still be the unpruned ones: a prune that writes only the npz leaves the net as it was); `None` encodes
+/// the blob's values here. An encoding of another length or width than the blob's is an error.
 pub fn export_npz_with(
     net: &NetMessage<'_>,
     out: &Path,
@@ -159,9 +160,17 @@ pub fn export_npz_with(
                 }
                 Layout::Sparse { index_bits } if index == 0 && is_prunable_type(&type_name) => {
                     let encoded = match encoded(layer_index) {
+                        Some(given) if given.dense_len == values.len() && given.index_bits == index_bits => given,
                         Some(given) => {
-                            debug_assert_eq!(Ok(&given), sparse::encode_gaps(&values, index_bits).as_ref());
-                            given
+                            return Err(Error::invalid(
+                                out,
+                                format!(
+                                    "layer '{name}': an encoding of {} values at {} index bits given for {} values at {index_bits}",
+                                    given.dense_len,
+                                    given.index_bits,
+                                    values.len()
+                                ),
+                            ))
                         }
                         None => sparse::encode_gaps(&values, index_bits)
                             .map_err(|e| Error::invalid(out, format!("layer '{name}': {e}")))?,

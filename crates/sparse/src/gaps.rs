@@ -219,6 +219,29 @@ impl PartSource for Pruned<'_> {
     }
 }
 
+/// The values of a slice whose magnitude bits are above a cut, the slice left as it is: each part
+/// is pruned in a copy on the stack (4 KiB, so the walk still reads it from L1).
+struct CutView<'a>(&'a [f32], u32);
+
+impl PartSource for CutView<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    #[inline(always)]
+    fn for_each_part(self, mut walk: impl FnMut(&[f32], &[u64; PART_WORDS], usize)) -> usize {
+        let mut masks = [0u64; PART_WORDS];
+        let mut copy = [0.0f32; PART_LEN];
+        let mut nonzeros = 0;
+        for (index, part) in self.0.chunks(PART_LEN).enumerate() {
+            let copy = &mut copy[..part.len()];
+            copy.copy_from_slice(part);
+            nonzeros += prune_masks(copy, self.1, &mut masks);
+            walk(copy, &masks, index * PART_LEN);
+        }
+        nonzeros
+    }
+}
+
 /// The encoding walk over a whole blob, appending its entries to `out`; returns the number of
 /// nonzero values seen before any rewrite.
 ///
@@ -626,6 +649,43 @@ pub fn encode_gaps_pruned(
     index_bits: u8,
     cut: f32,
 ) -> Result<(GapEncoded, PruneCounts), SparseError> {
+    let cut = checked_cut(index_bits, cut)?;
+    let dense_len = flat.len();
+    let sources: Vec<Pruned<'_>> = if dense_len >= PARALLEL_MIN_LEN {
+        flat.chunks_mut(PARALLEL_CHUNK_LEN).map(|c| Pruned(c, cut)).collect()
+    } else {
+        vec![Pruned(flat, cut)]
+    };
+    Ok(encode_counted(sources, index_bits, dense_len))
+}
+
+/// What [`encode_gaps_pruned`] returns, leaving `flat` as it is: the encoding of `flat` pruned at
+/// magnitude `cut`, for when only the encoding is wanted (a sparse export of weights read from a
+/// file, say), without a writable copy of the blob.
+///
+/// ```
+/// use sparse::{encode_gaps_cut, encode_gaps_pruned};
+/// let flat = [0.5f32, -0.1, 0.3, -0.7, 0.2];
+/// let (encoded, counts) = encode_gaps_cut(&flat, 8, 0.3).unwrap();
+/// assert_eq!(flat, [0.5, -0.1, 0.3, -0.7, 0.2]);
+/// assert_eq!((encoded, counts), encode_gaps_pruned(&mut flat.clone(), 8, 0.3).unwrap());
+/// ```
+///
+/// # Errors
+/// As [`encode_gaps_pruned`].
+pub fn encode_gaps_cut(flat: &[f32], index_bits: u8, cut: f32) -> Result<(GapEncoded, PruneCounts), SparseError> {
+    let cut = checked_cut(index_bits, cut)?;
+    let dense_len = flat.len();
+    let sources: Vec<CutView<'_>> = if dense_len >= PARALLEL_MIN_LEN {
+        flat.chunks(PARALLEL_CHUNK_LEN).map(|c| CutView(c, cut)).collect()
+    } else {
+        vec![CutView(flat, cut)]
+    };
+    Ok(encode_counted(sources, index_bits, dense_len))
+}
+
+/// Validates the arguments of a pruning encoder; returns the cut's magnitude bits.
+fn checked_cut(index_bits: u8, cut: f32) -> Result<u32, SparseError> {
     validate_index_bits(index_bits)?;
     // -0.0 passes (it equals 0.0) and is taken as +0.0 by its magnitude bits.
     if cut.is_nan() || cut < 0.0 {
@@ -633,20 +693,21 @@ pub fn encode_gaps_pruned(
             cut_bits: cut.to_bits(),
         });
     }
-    let cut = cut.to_bits() & 0x7fff_ffff;
-    let dense_len = flat.len();
-    let sources: Vec<Pruned<'_>> = if dense_len >= PARALLEL_MIN_LEN {
-        flat.chunks_mut(PARALLEL_CHUNK_LEN).map(|c| Pruned(c, cut)).collect()
-    } else {
-        vec![Pruned(flat, cut)]
-    };
+    Ok(cut.to_bits() & 0x7fff_ffff)
+}
+
+/// Encodes pruning sources; the counts of nonzeros before and after.
+fn encode_counted<S: PartSource + Send>(
+    sources: Vec<S>,
+    index_bits: u8,
+    dense_len: usize,
+) -> (GapEncoded, PruneCounts) {
     let (encoded, nonzeros_before) = encode_sources(sources, index_bits, dense_len);
-    let nonzeros_after = encoded.nonzero_count();
     let counts = PruneCounts {
         nonzeros_before,
-        nonzeros_after,
+        nonzeros_after: encoded.nonzero_count(),
     };
-    Ok((encoded, counts))
+    (encoded, counts)
 }
 
 /// Number of entries (including fillers and the trailing entry) that
@@ -864,7 +925,7 @@ mod tests {
         }
 
         /// The fused pass, chunked or not, leaves the blob as zeroing then encoding does, and
-        /// encodes it the same.
+        /// encodes it the same; the read-only pass encodes it the same and leaves it alone.
         #[test]
         fn fused_chunked_pass_equals_zeroing_then_encoding(
             (bits, flat) in runs_blob(),
@@ -884,12 +945,20 @@ mod tests {
             let same_bits = |a: &[f32], b: &[f32]| a.iter().map(|v| v.to_bits()).eq(b.iter().map(|v| v.to_bits()));
             prop_assert!(same_bits(&chunked, &zeroed));
 
+            let views: Vec<CutView<'_>> = flat.chunks(chunk_len).map(|c| CutView(c, cut.to_bits())).collect();
+            let (encoded, nonzeros) = encode_sources(views, bits, flat.len());
+            prop_assert_eq!(encoded_bits(&encoded), expected.clone());
+            prop_assert_eq!(nonzeros, flat.iter().filter(|v| **v != 0.0).count());
+            let (viewed, view_counts) = encode_gaps_cut(&flat, bits, cut).unwrap();
+
             let mut whole = flat.clone();
             let (encoded, counts) = encode_gaps_pruned(&mut whole, bits, cut).unwrap();
             prop_assert_eq!(encoded_bits(&encoded), expected);
             prop_assert!(same_bits(&whole, &zeroed));
             prop_assert_eq!(counts.nonzeros_before, flat.iter().filter(|v| **v != 0.0).count());
             prop_assert_eq!(counts.nonzeros_after, zeroed.iter().filter(|v| **v != 0.0).count());
+            prop_assert_eq!(encoded_bits(&viewed), encoded_bits(&encoded));
+            prop_assert_eq!(view_counts, counts);
         }
     }
 
@@ -939,6 +1008,7 @@ mod tests {
             assert_eq!(encoded_bits(&fused), reference_encode(&zeroed, bits), "B={bits}");
             assert_eq!(pruned, zeroed);
             assert_eq!(counts.nonzeros_after, fused.nonzero_count());
+            assert_eq!(encode_gaps_cut(&flat, bits, 0.25).unwrap(), (fused, counts), "B={bits}");
         }
         // Pools of other sizes (arenas per thread), entered from inside one of their tasks.
         let expected = encode_gaps(&flat, 5).unwrap();
@@ -972,6 +1042,12 @@ mod tests {
             );
         }
         assert_eq!(flat, [0.5, -0.1]);
+        for cut in [-0.1f32, f32::NAN] {
+            let refused = Err(SparseError::InvalidCut {
+                cut_bits: cut.to_bits(),
+            });
+            assert_eq!(encode_gaps_cut(&flat, 8, cut), refused);
+        }
         let (encoded, _) = encode_gaps_pruned(&mut flat, 8, -0.0).unwrap();
         assert_eq!(encoded.values, [0.5, -0.1]);
     }

@@ -7,7 +7,8 @@
 //!   ("gap") encoding with `B`-bit unsigned gaps and filler zeros;
 //!   [`encode_gaps_pruned`] zeroes the values at or below a magnitude cut
 //!   and encodes the rest in the same pass (pruning and export in one read
-//!   of the blob).
+//!   of the blob); [`encode_gaps_cut`] gives the same encoding and leaves
+//!   the blob as it is.
 //!   Blobs of 2 Mi values and more are encoded in parallel chunks, stitched
 //!   into exactly the sequential output.
 //! * [`Csr`] / [`Csc`]: a blob viewed as `shape[0]` rows by the product of the
@@ -30,8 +31,8 @@ mod scan;
 pub use compressed::{CompressedMatrix, Csc, Csr};
 pub use error::{NpzError, SparseError};
 pub use gaps::{
-    decode_gaps, decode_gaps_into, encode_gaps, encode_gaps_pruned, gap_entry_count, gap_width_bytes, GapEncoded, Gaps,
-    GapsRef, PruneCounts, MAX_INDEX_BITS, MIN_INDEX_BITS,
+    decode_gaps, decode_gaps_into, encode_gaps, encode_gaps_cut, encode_gaps_pruned, gap_entry_count, gap_width_bytes,
+    GapEncoded, Gaps, GapsRef, PruneCounts, MAX_INDEX_BITS, MIN_INDEX_BITS,
 };
 pub use npy::{Array, ByteStrings, DType, NpyElement, NpyHeader, MAX_DIMS};
 pub use npz::{read_npy, write_npy, write_scipy_sparse, NpzReader, NpzWriter};
