@@ -73,6 +73,9 @@ pub enum Error {
         /// What is inconsistent, and where.
         message: String,
     },
+    /// An output could not be written (the `outfile` error names the target and the step).
+    #[error(transparent)]
+    Output(#[from] outfile::OutputError),
 }
 
 impl Error {

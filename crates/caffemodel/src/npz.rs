@@ -87,7 +87,11 @@ fn dims_usize(path: &Path, layer: &str, dims: &[i64]) -> Result<Vec<usize>> {
 }
 
 fn npz_error(path: &Path, e: sparse::NpzError) -> Error {
-    Error::invalid(path, e.to_string())
+    match e {
+        // Already names the target: prefixing the path again printed it twice.
+        sparse::NpzError::Output(output) => Error::Output(output),
+        e => Error::invalid(path, e.to_string()),
+    }
 }
 
 /// Writes the net's weights to `out` as an npz in `layout`; returns what was written.

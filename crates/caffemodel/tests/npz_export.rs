@@ -50,3 +50,16 @@ fn an_encoding_that_does_not_fit_the_blob_is_refused() {
         assert!(!out.exists(), "nothing written on error");
     }
 }
+
+#[test]
+fn an_output_that_cannot_be_created_is_named_once() {
+    let file = lenet();
+    let net = file.net().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("missing/folder.npz");
+    let err = export_npz(&net, &out, Layout::Sparse { index_bits: 5 })
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err.matches("folder.npz:").count(), 1, "{err}");
+    assert!(err.contains("create a temporary file beside"), "{err}");
+}
